@@ -1,0 +1,102 @@
+package trackfile
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Write replaces path with value atomically and durably. The directory must
+// exist; keepalived drops a track file whose directory is missing at start.
+func Write(path string, value int) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write track file %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op once renamed
+	if err := tmp.Chmod(0o644); err == nil {
+		_, err = tmp.WriteString(strconv.Itoa(value) + "\n")
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), path)
+		}
+		if err == nil {
+			err = syncDir(dir)
+		}
+	} else {
+		tmp.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("write %d to track file %s: %w", value, path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Read returns the value keepalived would see: a missing, empty or
+// unparsable file reads as 0, exactly as keepalived's strtol does.
+func Read(path string) (value int, exists bool, err error) {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read track file %s: %w", path, err)
+	}
+	return parse(b), true, nil
+}
+
+// parse mimics strtol(buf, NULL, 0) on keepalived's first 127 bytes.
+func parse(b []byte) int {
+	if len(b) > 127 {
+		b = b[:127]
+	}
+	s := strings.TrimLeft(string(bytes.TrimRight(b, "\x00")), " \t\n\r\v\f")
+	end := 0
+	if end < len(s) && (s[end] == '-' || s[end] == '+') {
+		end++
+	}
+	for end < len(s) && s[end] >= '0' && s[end] <= '9' {
+		end++
+	}
+	v, err := strconv.ParseInt(s[:end], 10, 32)
+	if err != nil {
+		return 0
+	}
+	return int(v)
+}
+
+// CheckDir verifies that dir is a directory owned by root that neither group
+// nor others can write.
+func CheckDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("check track file directory %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("check track file directory %s: not a directory", dir)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || sys.Uid != 0 || st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("check track file directory %s (mode %04o): %w", dir, st.Mode().Perm(), ErrUnsafeDir)
+	}
+	return nil
+}
