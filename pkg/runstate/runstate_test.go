@@ -1,0 +1,189 @@
+package runstate
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/vipkit/vipkit/pkg/vip"
+)
+
+func TestTicketOrder(t *testing.T) {
+	tests := []struct {
+		a, b  Ticket
+		after bool
+	}{
+		{Ticket{10, 5}, Ticket{9, 900}, true},         // later tick wins whatever the PID
+		{Ticket{10, 5}, Ticket{10, 4}, true},          // same tick: later PID was forked later
+		{Ticket{10, 4}, Ticket{10, 5}, false},         //
+		{Ticket{10, 5}, Ticket{10, 5}, false},         // equal is not after
+		{Ticket{10, nowPID}, Ticket{10, 99999}, true}, // "now" beats forks of its tick
+	}
+	for _, tt := range tests {
+		if got := tt.a.After(tt.b); got != tt.after {
+			t.Errorf("%v.After(%v) = %v, want %v", tt.a, tt.b, got, tt.after)
+		}
+	}
+}
+
+func TestSupersedesAndWanted(t *testing.T) {
+	st := newState()
+	v := vip.MustParse("192.0.2.100")
+	w := vip.MustParse("192.0.2.101")
+	r := Proc{PID: 42, Start: 7}
+	st.Record(Entry{VIP: v, Action: ActionDown, Ticket: Ticket{20, 1}})
+	if _, ok := st.Supersedes(v, Ticket{19, 99}); !ok {
+		t.Error("a process forked before the recorded one must be superseded")
+	}
+	if _, ok := st.Supersedes(v, Ticket{21, 1}); ok {
+		t.Error("a process forked after the recorded one must not be superseded")
+	}
+	if _, ok := st.Supersedes(w, Ticket{1, 1}); ok {
+		t.Error("an untouched VIP supersedes nothing")
+	}
+	st.Record(Entry{VIP: w, Action: ActionUp, Refresher: &r})
+	st.Record(Entry{VIP: v, Action: ActionDown, Refresher: &r}) // down keeps no refresher in practice; must not be wanted
+	got := st.Wanted(r)
+	if len(got) != 1 || got[0].VIP != w {
+		t.Fatalf("Wanted = %v, want only %s", got, w)
+	}
+	if rs := st.Refreshers(); len(rs) != 1 || rs[0] != r {
+		t.Fatalf("Refreshers = %v", rs)
+	}
+}
+
+func TestParseStatStart(t *testing.T) {
+	line := "1234 (we ird) (name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 10000 100 18446744073709551615"
+	got, err := parseStatStart([]byte(line))
+	if err != nil || got != 987654 {
+		t.Fatalf("parseStatStart = %d, %v; want 987654", got, err)
+	}
+	if _, err := parseStatStart([]byte("1 (x) S 1")); err == nil {
+		t.Fatal("short line accepted")
+	}
+}
+
+func TestSaveReadRoundTrip(t *testing.T) {
+	s := New(t.TempDir())
+	tx, err := s.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := vip.MustParse("2001:db8::100")
+	tx.State.Record(Entry{VIP: v, Dev: "eth0", Action: ActionUp, Src: netip.MustParseAddr("2001:db8::11"), Ticket: Ticket{5, 6}, Refresher: &Proc{1, 2}})
+	if err := tx.Save(); err != nil {
+		t.Fatal(err)
+	}
+	tx.Unlock()
+	st, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := st.Entry(v)
+	if e == nil || e.Dev != "eth0" || e.Src.String() != "2001:db8::11" || e.Ticket != (Ticket{5, 6}) || *e.Refresher != (Proc{1, 2}) {
+		t.Fatalf("read back %+v", e)
+	}
+}
+
+func TestLockExcludesAndTimesOut(t *testing.T) {
+	s := New(t.TempDir())
+	tx, err := s.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.Lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second Lock while held = %v, want deadline exceeded", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		tx2, err := s.Lock(context.Background())
+		if err == nil {
+			tx2.Unlock()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("Lock returned (%v) while another holder had it", err)
+	case <-time.After(30 * time.Millisecond):
+	}
+	tx.Unlock()
+	if err := <-got; err != nil {
+		t.Fatalf("Lock after release = %v", err)
+	}
+	// The abandoned waiter must not keep the lock forever.
+	tx3, err := s.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx3.Unlock()
+}
+
+func TestForkTicketsFollowForkOrder(t *testing.T) {
+	var prev Ticket
+	for i := 0; i < 20; i++ {
+		cmd := exec.Command("sleep", "5")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		start, err := ProcStart(cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk := Ticket{Ticks: start, PID: cmd.Process.Pid}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if i > 0 && !tk.After(prev) {
+			t.Fatalf("child %d ticket %v is not after the previous child's %v", i, tk, prev)
+		}
+		prev = tk
+	}
+	self, err := ForkTicket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := NowTicket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !now.After(self) {
+		t.Fatalf("NowTicket %v is not after this process's fork ticket %v", now, self)
+	}
+}
+
+func TestStopEndsProcessAndSparesOthers(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
+	start, err := ProcStart(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A record with the wrong start time is a different (recycled) process.
+	if err := Stop(Proc{PID: cmd.Process.Pid, Start: start + 1}, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if !Alive(Proc{PID: cmd.Process.Pid, Start: start}) {
+		t.Fatal("Stop signalled a process whose start time did not match")
+	}
+	p := Proc{PID: cmd.Process.Pid, Start: start}
+	if err := Stop(p, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-waited:
+	case <-time.After(2 * time.Second):
+		t.Fatal("process still running after Stop")
+	}
+	if Alive(p) {
+		t.Fatal("Alive after Stop")
+	}
+}
