@@ -1,0 +1,114 @@
+package announce
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/ipv6"
+
+	"github.com/vipkit/vipkit/pkg/vip"
+)
+
+// allNodes is where unsolicited NAs go (RFC 4861 §7.2.6).
+var allNodes = netip.MustParseAddr("ff02::1")
+
+// LinkSender sends on one interface. Sockets are opened on first use per
+// family, so a host with only IPv4 VIPs never opens an ICMPv6 socket.
+type LinkSender struct {
+	ifi    *net.Interface
+	raw    *packet.Conn
+	nd     *ndp.Conn
+	router bool
+}
+
+// NewLinkSender prepares to announce on dev.
+func NewLinkSender(dev string) (*LinkSender, error) {
+	ifi, err := net.InterfaceByName(dev)
+	if err != nil {
+		return nil, fmt.Errorf("announce on %s: %w", dev, err)
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return nil, fmt.Errorf("announce on %s: not an Ethernet interface (hardware address %q)", dev, ifi.HardwareAddr)
+	}
+	return &LinkSender{ifi: ifi}, nil
+}
+
+// Send announces v once.
+func (s *LinkSender) Send(v vip.VIP) error {
+	if v.Is6() {
+		return s.sendNA(v.Addr())
+	}
+	return s.sendGARP(v.Addr())
+}
+
+func (s *LinkSender) sendGARP(addr netip.Addr) error {
+	if s.raw == nil {
+		// Protocol 0: send only. The socket never queues received frames.
+		c, err := packet.Listen(s.ifi, packet.Raw, 0, nil)
+		if err != nil {
+			return fmt.Errorf("open raw socket on %s: %w", s.ifi.Name, err)
+		}
+		s.raw = c
+	}
+	frames, err := GARPFrames(s.ifi.HardwareAddr, addr)
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		if _, err := s.raw.WriteTo(f, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
+			return fmt.Errorf("send gratuitous ARP for %s on %s: %w", addr, s.ifi.Name, err)
+		}
+	}
+	return nil
+}
+
+func (s *LinkSender) sendNA(addr netip.Addr) error {
+	if s.nd == nil {
+		c, _, err := ndp.Listen(s.ifi, ndp.Unspecified)
+		if err != nil {
+			return fmt.Errorf("open ICMPv6 socket on %s: %w", s.ifi.Name, err)
+		}
+		// Send only: filter out everything so nothing queues up unread.
+		var f ipv6.ICMPFilter
+		f.SetAll(true)
+		if err := c.SetICMPFilter(&f); err != nil {
+			c.Close()
+			return fmt.Errorf("filter ICMPv6 socket on %s: %w", s.ifi.Name, err)
+		}
+		s.nd = c
+		s.router = forwarding(s.ifi.Name)
+	}
+	na, err := NeighborAdvertisement(s.ifi.HardwareAddr, addr, s.router)
+	if err != nil {
+		return err
+	}
+	cm := &ipv6.ControlMessage{HopLimit: ndp.HopLimit, Src: addr.AsSlice(), IfIndex: s.ifi.Index}
+	if err := s.nd.WriteTo(na, cm, allNodes); err != nil {
+		return fmt.Errorf("send neighbor advertisement for %s on %s: %w", addr, s.ifi.Name, err)
+	}
+	return nil
+}
+
+// forwarding reports whether dev forwards IPv6, which sets the NA's Router
+// flag as keepalived does.
+func forwarding(dev string) bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + dev + "/forwarding")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// Close releases the sockets.
+func (s *LinkSender) Close() error {
+	if s.raw != nil {
+		s.raw.Close()
+	}
+	if s.nd != nil {
+		s.nd.Close()
+	}
+	return nil
+}
