@@ -32,7 +32,7 @@ const (
 	ActionRouteSrcDel = "route-src-del"
 	ActionHandover    = "handover"
 	ActionFence       = "fence"
-	ActionCleanup     = "cleanup"
+	ActionAnnounce    = "announce"
 )
 
 // Ticket orders vipctl processes by fork time: clock ticks since boot (the
@@ -79,7 +79,9 @@ type Entry struct {
 }
 
 // Holding reports whether the last action left the host holding the VIP.
-func (e *Entry) Holding() bool { return e.Action == ActionUp || e.Action == ActionRouteSrcAdd }
+func (e *Entry) Holding() bool {
+	return e.Action == ActionUp || e.Action == ActionRouteSrcAdd || e.Action == ActionAnnounce
+}
 
 // State is the whole file.
 type State struct {

@@ -32,7 +32,15 @@ type Tx struct {
 	State *State
 	store *Store
 	fd    int
+	known []Proc
 }
+
+// Known lists the refreshers the state named when it was loaded (or at the
+// last Forget): those to stop if no entry names them any more.
+func (tx *Tx) Known() []Proc { return tx.known }
+
+// Forget resets Known to ps, once the others have been stopped.
+func (tx *Tx) Forget(ps []Proc) { tx.known = ps }
 
 // Lock takes the host-wide vipctl lock, waiting at most until ctx is done,
 // and loads the state. The directory is created root-only if missing.
@@ -53,7 +61,7 @@ func (s *Store) Lock(ctx context.Context) (*Tx, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return &Tx{State: st, store: s, fd: fd}, nil
+	return &Tx{State: st, store: s, fd: fd, known: st.Refreshers()}, nil
 }
 
 func flock(ctx context.Context, fd int) error {

@@ -1,0 +1,503 @@
+// Package holder converges one host's hold on VIPs: the address (when vipkit
+// owns it), the route source hint, and announcements.
+//
+// Every operation validates all of its input before it changes anything
+// (I7), runs under the host-wide lock, skips VIPs that a later-forked
+// process already acted on (I6), and releases in the only safe order: stop
+// announcing, drop the hint, then the address (I1, I2).
+package holder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/vipkit/vipkit/pkg/announce"
+	"github.com/vipkit/vipkit/pkg/hostnet"
+	"github.com/vipkit/vipkit/pkg/runstate"
+	"github.com/vipkit/vipkit/pkg/vip"
+)
+
+// ErrBadInput marks a request that cannot be carried out as given (unknown
+// interface, no primary address, VIP equal to the primary, family
+// mismatch). Nothing was changed.
+var ErrBadInput = errors.New("bad input")
+
+// Host is the kernel state the holder reads and changes (hostnet.Net).
+type Host interface {
+	Link(dev string) (hostnet.Link, error)
+	Primary(l hostnet.Link, v vip.VIP) (netip.Addr, error)
+	CheckSource(l hostnet.Link, v vip.VIP, src netip.Addr) error
+	IsAssigned(l hostnet.Link, v vip.VIP) (bool, error)
+	AddVIP(l hostnet.Link, v vip.VIP) error
+	SetHint(l hostnet.Link, v vip.VIP, src netip.Addr) error
+	ClearHint(l hostnet.Link, v vip.VIP) error
+	Release(l hostnet.Link, v vip.VIP) error
+	Orphans() ([]hostnet.LocalRoute, error)
+	DeleteRoute(r hostnet.LocalRoute) error
+	AssignedAnywhere(a netip.Addr) (bool, error)
+}
+
+// Store is the state directory (runstate.Store).
+type Store interface {
+	Lock(ctx context.Context) (*runstate.Tx, error)
+}
+
+// Refreshers starts and stops the background processes that keep
+// announcing after the first burst.
+type Refreshers interface {
+	Spawn(ctx context.Context, r SpawnRequest) (runstate.Proc, error)
+	Stop(p runstate.Proc) error
+	Alive(p runstate.Proc) bool
+}
+
+// SpawnRequest describes one refresher: it announces VIPs on Dev at the
+// schedule's later offsets, counted from Start.
+type SpawnRequest struct {
+	Dev      string
+	VIPs     []vip.VIP
+	Schedule announce.Schedule
+	Start    time.Time
+}
+
+// Holder carries out requests. All fields are required except Log and
+// Refreshers (no refresher is started without it).
+type Holder struct {
+	Host       Host
+	Store      Store
+	Senders    func(dev string) (announce.Sender, error)
+	Refreshers Refreshers
+	Track      func(path string, value int) error
+	Log        *slog.Logger
+	Now        func() time.Time
+}
+
+// Request is one command's input.
+type Request struct {
+	Dev  string
+	VIPs []vip.VIP
+	// Own: vipkit adds and removes the address itself.
+	Own bool
+	// Src, when valid, is the hint source instead of the primary address.
+	Src      netip.Addr
+	Schedule announce.Schedule
+	Instance string
+	Ticket   runstate.Ticket
+}
+
+// Outcome says what happened to one VIP.
+type Outcome struct {
+	VIP    vip.VIP
+	Result Result
+	Src    netip.Addr
+	// By is the later action that superseded this request.
+	By *runstate.Entry
+}
+
+// Result of a request for one VIP.
+type Result string
+
+const (
+	Applied    Result = "applied"
+	Absent     Result = "absent"     // not assigned and not owned: nothing to do
+	Superseded Result = "superseded" // a later-forked vipctl already acted
+)
+
+func (h *Holder) log() *slog.Logger {
+	if h.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Log
+}
+
+func (h *Holder) now() time.Time {
+	if h.Now == nil {
+		return time.Now()
+	}
+	return h.Now()
+}
+
+// bad wraps a validation failure so callers can map it to a usage error.
+func bad(err error) error {
+	if errors.Is(err, hostnet.ErrNoSuchDevice) || errors.Is(err, hostnet.ErrNoPrimary) ||
+		errors.Is(err, hostnet.ErrVIPIsPrimary) || errors.Is(err, hostnet.ErrFamilyMismatch) ||
+		errors.Is(err, hostnet.ErrNotAssigned) {
+		return fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	return err
+}
+
+// prepare validates a request and resolves the hint source of each VIP,
+// changing nothing.
+func (h *Holder) prepare(req Request, needSource bool) (hostnet.Link, map[vip.VIP]netip.Addr, error) {
+	if len(req.VIPs) == 0 {
+		return hostnet.Link{}, nil, fmt.Errorf("%w: no VIP given", ErrBadInput)
+	}
+	l, err := h.Host.Link(req.Dev)
+	if err != nil {
+		return hostnet.Link{}, nil, bad(err)
+	}
+	srcs := map[vip.VIP]netip.Addr{}
+	if !needSource {
+		return l, srcs, nil
+	}
+	for _, v := range req.VIPs {
+		if req.Src.IsValid() {
+			if err := h.Host.CheckSource(l, v, req.Src); err != nil {
+				return l, nil, bad(err)
+			}
+			srcs[v] = req.Src
+			continue
+		}
+		src, err := h.Host.Primary(l, v)
+		if err != nil {
+			return l, nil, bad(err)
+		}
+		srcs[v] = src
+	}
+	return l, srcs, nil
+}
+
+// admit splits the request's VIPs into those this process may act on and
+// the outcomes of those a later-forked process already handled.
+func admit(st *runstate.State, req Request) (todo []vip.VIP, done []Outcome) {
+	for _, v := range req.VIPs {
+		if by, ok := st.Supersedes(v, req.Ticket); ok {
+			done = append(done, Outcome{VIP: v, Result: Superseded, By: by})
+			continue
+		}
+		todo = append(todo, v)
+	}
+	return todo, done
+}
+
+func (h *Holder) entry(req Request, v vip.VIP, action string, prev *runstate.Entry) runstate.Entry {
+	e := runstate.Entry{VIP: v, Dev: req.Dev, Own: req.Own, Instance: req.Instance, Action: action, Ticket: req.Ticket, At: h.now()}
+	if prev != nil && e.Instance == "" {
+		e.Instance = prev.Instance
+	}
+	return e
+}
+
+// Up makes this host hold the VIPs: with Own the address is added, without
+// it only VIPs already assigned are acted on. Then the hint is set, the
+// first burst of announcements goes out and a refresher takes the rest of
+// the schedule.
+func (h *Holder) Up(ctx context.Context, req Request) ([]Outcome, error) {
+	return h.hold(ctx, req, runstate.ActionUp)
+}
+
+// RouteSrcAdd sets the hint alone, on VIPs that are assigned.
+func (h *Holder) RouteSrcAdd(ctx context.Context, req Request) ([]Outcome, error) {
+	req.Own = false
+	return h.hold(ctx, req, runstate.ActionRouteSrcAdd)
+}
+
+func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcome, error) {
+	l, srcs, err := h.prepare(req, true)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.Store.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Unlock()
+	todo, out := admit(tx.State, req)
+	var held []vip.VIP
+	for _, v := range todo {
+		log := h.log().With("vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance)
+		prev := tx.State.Entry(v)
+		e := h.entry(req, v, action, prev)
+		if prev != nil && prev.Refresher != nil {
+			e.Refresher = prev.Refresher // replaced below if this request refreshes
+		}
+		if req.Own && action == runstate.ActionUp {
+			if err := h.Host.AddVIP(l, v); err != nil {
+				return out, h.saveAfter(tx, err)
+			}
+		} else if ok, err := h.Host.IsAssigned(l, v); err != nil {
+			return out, h.saveAfter(tx, err)
+		} else if !ok {
+			log.Info("VIP not assigned here; nothing to hold")
+			tx.State.Record(e)
+			out = append(out, Outcome{VIP: v, Result: Absent})
+			continue
+		}
+		if err := h.Host.SetHint(l, v, srcs[v]); err != nil {
+			return out, h.saveAfter(tx, err)
+		}
+		e.Src = srcs[v]
+		tx.State.Record(e)
+		held = append(held, v)
+		out = append(out, Outcome{VIP: v, Result: Applied, Src: srcs[v]})
+		log.Info("holding VIP", "src", srcs[v].String(), "own", req.Own)
+	}
+	if action == runstate.ActionUp && len(held) > 0 {
+		if err := h.announce(ctx, tx, req, held); err != nil {
+			return out, h.saveAfter(tx, err)
+		}
+	}
+	return out, h.saveAfter(tx, nil)
+}
+
+// saveAfter writes whatever was recorded, also after a failure, so that the
+// state always describes the changes that were made.
+func (h *Holder) saveAfter(tx *runstate.Tx, err error) error {
+	if serr := tx.Save(); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// announce sends the immediate burst for held VIPs and hands the rest of
+// the schedule to a new refresher, which replaces any earlier one of these
+// VIPs. The caller holds the lock.
+func (h *Holder) announce(ctx context.Context, tx *runstate.Tx, req Request, held []vip.VIP) error {
+	start := h.now()
+	now, later := req.Schedule.Split()
+	if now > 0 {
+		s, err := h.Senders(req.Dev)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < now; i++ {
+			if err := announce.SendAll(s, held); err != nil {
+				return err
+			}
+		}
+	}
+	for _, v := range held {
+		tx.State.Entry(v).Refresher = nil
+	}
+	if err := h.stopUnreferenced(tx); err != nil {
+		return err
+	}
+	if len(later) == 0 || h.Refreshers == nil {
+		return nil
+	}
+	p, err := h.Refreshers.Spawn(ctx, SpawnRequest{Dev: req.Dev, VIPs: held, Schedule: req.Schedule, Start: start})
+	if err != nil {
+		return fmt.Errorf("start refresher for %d VIP(s) on %s: %w", len(held), req.Dev, err)
+	}
+	for _, v := range held {
+		tx.State.Entry(v).Refresher = &p
+	}
+	h.log().Debug("refresher started", "pid", p.PID, "dev", req.Dev, "vips", len(held))
+	return nil
+}
+
+// stopUnreferenced ends refreshers that no entry names any more, so that no
+// vipctl process outlives the VIPs it was started for.
+func (h *Holder) stopUnreferenced(tx *runstate.Tx) error {
+	if h.Refreshers == nil {
+		return nil
+	}
+	live := tx.State.Refreshers()
+	for _, p := range tx.Known() {
+		if slices.Contains(live, p) {
+			continue
+		}
+		if err := h.Refreshers.Stop(p); err != nil {
+			return err
+		}
+	}
+	tx.Forget(live)
+	return nil
+}
+
+// Announce sends announcements now for the VIPs assigned here, and keeps a
+// refresher on the schedule. Absent VIPs are skipped: never announce what
+// you do not hold.
+func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
+	l, _, err := h.prepare(req, false)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.Store.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Unlock()
+	todo, out := admit(tx.State, req)
+	var held []vip.VIP
+	for _, v := range todo {
+		ok, err := h.Host.IsAssigned(l, v)
+		if err != nil {
+			return out, h.saveAfter(tx, err)
+		}
+		if !ok {
+			h.log().Info("VIP not assigned here; not announcing", "vip", v.String(), "dev", req.Dev)
+			out = append(out, Outcome{VIP: v, Result: Absent})
+			continue
+		}
+		prev := tx.State.Entry(v)
+		e := h.entry(req, v, runstate.ActionAnnounce, prev)
+		if prev != nil {
+			e.Src, e.Own = prev.Src, prev.Own
+		}
+		tx.State.Record(e)
+		held = append(held, v)
+		out = append(out, Outcome{VIP: v, Result: Applied})
+	}
+	if len(held) > 0 {
+		if err := h.announce(ctx, tx, req, held); err != nil {
+			return out, h.saveAfter(tx, err)
+		}
+		h.log().Info("announced", "dev", req.Dev, "vips", len(held))
+	}
+	return out, h.saveAfter(tx, nil)
+}
+
+// Down makes this host stop holding the VIPs: the refresher stops at once
+// (it is between sends, since sends hold the lock), the hint goes, then the
+// address if owned. A VIP that stays assigned (keepalived owns it) keeps the
+// kernel's own local route.
+func (h *Holder) Down(ctx context.Context, req Request) ([]Outcome, error) {
+	return h.release(ctx, req, runstate.ActionDown, req.Own)
+}
+
+// RouteSrcDel removes the hint alone.
+func (h *Holder) RouteSrcDel(ctx context.Context, req Request) ([]Outcome, error) {
+	req.Own = false
+	return h.release(ctx, req, runstate.ActionRouteSrcDel, false)
+}
+
+// Fence releases the VIPs whoever owns the address (I3: gone before
+// keepalived is told to give up), as the given action.
+func (h *Holder) Fence(ctx context.Context, req Request, action string) ([]Outcome, error) {
+	return h.release(ctx, req, action, true)
+}
+
+func (h *Holder) release(ctx context.Context, req Request, action string, removeAddr bool) ([]Outcome, error) {
+	l, _, err := h.prepare(req, false)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.Store.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Unlock()
+	todo, out := admit(tx.State, req)
+	for _, v := range todo {
+		prev := tx.State.Entry(v)
+		e := h.entry(req, v, action, prev)
+		if prev != nil && !req.Own {
+			e.Own = prev.Own
+		}
+		tx.State.Record(e) // no refresher: it must not send again
+	}
+	if err := h.stopUnreferenced(tx); err != nil {
+		return out, h.saveAfter(tx, err)
+	}
+	for _, v := range todo {
+		var err error
+		if removeAddr {
+			err = h.Host.Release(l, v)
+		} else {
+			err = h.Host.ClearHint(l, v)
+		}
+		if err != nil {
+			return out, h.saveAfter(tx, err)
+		}
+		out = append(out, Outcome{VIP: v, Result: Applied})
+		h.log().Info("released VIP", "vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance, "address_removed", removeAddr)
+	}
+	return out, h.saveAfter(tx, nil)
+}
+
+// Handover is a planned switchover (I3): release the VIPs and their hints,
+// whoever owns the addresses, and only then write 1 to the instance's
+// maintenance track file so keepalived gives up MASTER.
+func (h *Holder) Handover(ctx context.Context, req Request, maintenanceFile string) ([]Outcome, error) {
+	out, err := h.Fence(ctx, req, runstate.ActionHandover)
+	if err != nil {
+		return out, err
+	}
+	if err := h.Track(maintenanceFile, 1); err != nil {
+		return out, err
+	}
+	h.log().Info("handover: keepalived told to leave MASTER", "instance", req.Instance, "track_file", maintenanceFile)
+	return out, nil
+}
+
+// Orphan is a local route removed by RemoveOrphans.
+type Orphan = hostnet.LocalRoute
+
+// RemoveOrphans deletes local routes for addresses no longer assigned on
+// this host (I1), under the lock so that it never races a vipctl that is
+// setting a new hint, and forgets refreshers that are gone.
+func (h *Holder) RemoveOrphans(ctx context.Context) ([]Orphan, error) {
+	tx, err := h.Store.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Unlock()
+	orphans, err := h.Host.Orphans()
+	if err != nil {
+		return nil, err
+	}
+	var removed []Orphan
+	for _, r := range orphans {
+		if err := h.Host.DeleteRoute(r); err != nil {
+			return removed, err
+		}
+		removed = append(removed, r)
+		h.log().Info("removed orphan local route", "vip", r.Dst.String(), "dev", r.Dev, "route", r.String())
+	}
+	changed := false
+	for _, e := range tx.State.Sorted() {
+		if e.Refresher != nil && h.Refreshers != nil && !h.Refreshers.Alive(*e.Refresher) {
+			e.Refresher = nil
+			changed = true
+		}
+	}
+	if changed {
+		return removed, tx.Save()
+	}
+	return removed, nil
+}
+
+// RefreshGate is what a refresher process passes before every round of
+// sends: under the lock, it lets through only the VIPs whose entry still
+// names this refresher and holds the VIP, and that are still assigned. The
+// lock stays held until release, so no deletion can happen mid-send (I2).
+type RefreshGate struct {
+	Holder *Holder
+	Self   runstate.Proc
+	Dev    string
+	VIPs   []vip.VIP
+}
+
+// Begin implements announce.Gate.
+func (g *RefreshGate) Begin(ctx context.Context) ([]vip.VIP, func(), error) {
+	tx, err := g.Holder.Store.Lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := g.Holder.Host.Link(g.Dev)
+	if err != nil {
+		tx.Unlock()
+		return nil, nil, err
+	}
+	var out []vip.VIP
+	for _, e := range tx.State.Wanted(g.Self) {
+		if !slices.Contains(g.VIPs, e.VIP) {
+			continue
+		}
+		ok, err := g.Holder.Host.IsAssigned(l, e.VIP)
+		if err != nil {
+			tx.Unlock()
+			return nil, nil, err
+		}
+		if ok {
+			out = append(out, e.VIP)
+		}
+	}
+	return out, tx.Unlock, nil
+}
