@@ -75,11 +75,13 @@ func TestPlan(t *testing.T) {
 type recorder struct {
 	mu    sync.Mutex
 	lines []string
-	delay time.Duration
+	gate  chan struct{} // when set, applying waits until it is closed
 }
 
 func (r *recorder) apply(_ context.Context, l string) {
-	time.Sleep(r.delay)
+	if r.gate != nil {
+		<-r.gate
+	}
 	r.mu.Lock()
 	r.lines = append(r.lines, l)
 	r.mu.Unlock()
@@ -91,7 +93,7 @@ func (r *recorder) got() []string {
 	return append([]string(nil), r.lines...)
 }
 
-// A slow applier must never make the writer block: keepalived drops lines
+// A stuck applier must never make the writer block: keepalived drops lines
 // when the pipe is full.
 func TestFIFODrainsWhileApplyingInOrder(t *testing.T) {
 	pr, pw, err := os.Pipe()
@@ -99,7 +101,8 @@ func TestFIFODrainsWhileApplyingInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pr.Close()
-	rec := &recorder{delay: 200 * time.Microsecond}
+	// Applying is stuck until every line is written.
+	rec := &recorder{gate: make(chan struct{})}
 	f := &FIFO{Apply: rec.apply, Drain: time.Second, Quiet: 100 * time.Millisecond}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
@@ -125,6 +128,7 @@ func TestFIFODrainsWhileApplyingInOrder(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("writer blocked: the reader does not drain while lines are applied")
 	}
+	close(rec.gate)
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatal(err)
