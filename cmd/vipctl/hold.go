@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vipkit/vipkit/pkg/announce"
+	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/holder"
+	"github.com/vipkit/vipkit/pkg/hostnet"
+	"github.com/vipkit/vipkit/pkg/runstate"
+	"github.com/vipkit/vipkit/pkg/trackfile"
+	"github.com/vipkit/vipkit/pkg/vip"
+)
+
+// lockWait bounds how long a command waits for another vipctl.
+const lockWait = 10 * time.Second
+
+var (
+	devFlag      = &cli.StringFlag{Name: "dev", Aliases: []string{"d"}, Usage: "network `INTERFACE` the VIPs are on"}
+	instanceFlag = &cli.StringFlag{Name: "instance", Aliases: []string{"i"}, Usage: "take interface, VIPs, ownership and schedule from this configured keepalived `INSTANCE`"}
+	ownFlag      = &cli.BoolFlag{Name: "own", Usage: "vipctl adds and removes the address (VIP not in keepalived's virtual_ipaddress)"}
+	srcFlag      = &cli.StringFlag{Name: "src", Usage: "use `ADDR` as the route source hint instead of the interface's primary address"}
+)
+
+func scheduleFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "count", Usage: "announcements sent at once (default 3, or the config's)"},
+		&cli.DurationFlag{Name: "interval", Usage: "gap between the first announcements (default 0s)"},
+		&cli.DurationFlag{Name: "refresh-every", Usage: "refresh period after the burst (default 1s)"},
+		&cli.DurationFlag{Name: "refresh-for", Usage: "how long to keep refreshing; 0s means no refresher (default 30s)"},
+	}
+}
+
+// target is the resolved subject of a command: from --instance or from
+// --dev and VIP arguments, validated, before anything happens.
+type target struct {
+	dev      string
+	vips     []vip.VIP
+	own      bool
+	instance string
+	schedule config.Announce
+}
+
+func resolveTarget(c *cli.Context, e *env) (target, error) {
+	t := target{schedule: e.cfg.Announce}
+	if name := c.String("instance"); name != "" {
+		if c.IsSet("dev") || c.NArg() > 0 {
+			return t, usagef("give either --instance or --dev with VIPs, not both")
+		}
+		in, ok := e.cfg.InstanceByName(name)
+		if !ok {
+			return t, usagef("instance %q is not in %s", name, configName(e.cfg))
+		}
+		t = target{dev: in.Dev, vips: in.VIPs, own: in.Own, instance: in.Name, schedule: in.Announce}
+	} else {
+		if c.String("dev") == "" {
+			return t, usagef("--dev INTERFACE and at least one VIP are required (or --instance NAME)")
+		}
+		if err := config.CheckDev(c.String("dev")); err != nil {
+			return t, usagef("--dev: %v", err)
+		}
+		if c.NArg() == 0 {
+			return t, usagef("no VIP given")
+		}
+		vips, err := vip.ParseList(c.Args().Slice())
+		if err != nil {
+			return t, err
+		}
+		t.dev, t.vips = c.String("dev"), vips
+	}
+	if c.IsSet("own") {
+		t.own = c.Bool("own")
+	}
+	if c.IsSet("count") {
+		t.schedule.Count = c.Int("count")
+	}
+	if c.IsSet("interval") {
+		t.schedule.Interval = c.Duration("interval")
+	}
+	if c.IsSet("refresh-every") {
+		t.schedule.RefreshEvery = c.Duration("refresh-every")
+	}
+	if c.IsSet("refresh-for") {
+		t.schedule.RefreshFor = c.Duration("refresh-for")
+	}
+	if err := t.schedule.Validate(); err != nil {
+		return t, usagef("%v", err)
+	}
+	return t, nil
+}
+
+func configName(cfg *config.Config) string {
+	if cfg.Path == "" {
+		return "the configuration (no file loaded; pass --config)"
+	}
+	return cfg.Path
+}
+
+func toSchedule(a config.Announce) announce.Schedule {
+	return announce.Schedule{Count: a.Count, Interval: a.Interval, RefreshEvery: a.RefreshEvery, RefreshFor: a.RefreshFor}
+}
+
+// newHolder wires the holder to this host.
+func newHolder(e *env) (*holder.Holder, func(), error) {
+	n, err := hostnet.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	senders := map[string]*announce.LinkSender{}
+	h := &holder.Holder{
+		Host:  n,
+		Store: runstate.New(e.stateDir),
+		Senders: func(dev string) (announce.Sender, error) {
+			if s, ok := senders[dev]; ok {
+				return s, nil
+			}
+			s, err := announce.NewLinkSender(dev)
+			if err != nil {
+				return nil, err
+			}
+			senders[dev] = s
+			return s, nil
+		},
+		Refreshers: &refreshers{stateDir: e.stateDir, logLevel: e.cfg.LogLevel.String()},
+		Track:      trackfile.Write,
+		Log:        e.log,
+	}
+	return h, func() {
+		for _, s := range senders {
+			s.Close()
+		}
+		n.Close()
+	}, nil
+}
+
+// holdSignals keeps SIGTERM, SIGINT and SIGHUP from killing a command
+// half-way through a change (keepalived SIGTERMs its hooks when it exits);
+// every change takes milliseconds.
+func holdSignals() func() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	return func() { signal.Stop(ch) }
+}
+
+type holdFunc func(*holder.Holder, context.Context, holder.Request) ([]holder.Outcome, error)
+
+// holdAction is the shared body of up, down, route-src and announce.
+func holdAction(name string, fn holdFunc, needSrc bool) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		e, err := setup(c)
+		if err != nil {
+			return err
+		}
+		defer e.close()
+		t, err := resolveTarget(c, e)
+		if err != nil {
+			return err
+		}
+		ticket, err := runstate.ForkTicket()
+		if err != nil {
+			return err
+		}
+		req := holder.Request{Dev: t.dev, VIPs: t.vips, Own: t.own, Instance: t.instance, Schedule: toSchedule(t.schedule), Ticket: ticket}
+		if s := c.String("src"); s != "" && needSrc {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return usagef("--src %q is not an IP address", s)
+			}
+			req.Src = a
+		}
+		defer holdSignals()()
+		h, closeH, err := newHolder(e)
+		if err != nil {
+			return err
+		}
+		defer closeH()
+		ctx, cancel := context.WithTimeout(c.Context, lockWait)
+		defer cancel()
+		out, err := fn(h, ctx, req)
+		report(e, name, out)
+		return err
+	}
+}
+
+func report(e *env, name string, out []holder.Outcome) {
+	for _, o := range out {
+		switch o.Result {
+		case holder.Superseded:
+			e.log.Info("skipped: a later keepalived transition was already applied", "action", name, "vip", o.VIP.String(),
+				"later_action", o.By.Action, "later_pid", o.By.Ticket.PID)
+		case holder.Absent:
+			e.log.Debug("skipped: VIP not assigned here", "action", name, "vip", o.VIP.String())
+		}
+	}
+}
+
+func upCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "up",
+		Usage:     "hold VIPs: (with --own) add the address, set the route source hint, announce",
+		ArgsUsage: "[VIP...]",
+		Description: `Makes this host hold the VIPs. With --own the address is added (IPv4 default /32,
+IPv6 /128, or the prefix given); without it keepalived owns the address and only VIPs
+already assigned are acted on (absent ones are skipped silently). Then the local-table
+route for each VIP gets the interface's primary address as its source, a burst of
+gratuitous ARP / unsolicited NA (Override) goes out, and a background refresher keeps
+announcing on the schedule. Returns as soon as the burst is sent.
+
+Examples:
+  vipctl up --dev eth0 192.0.2.100                   # keepalived notify_master
+  vipctl up --own --dev eth0 192.0.2.100 2001:db8::100
+  vipctl up --config /etc/vipkit/vipkit.toml --instance VI_1`,
+		Flags:  common(append([]cli.Flag{devFlag, instanceFlag, ownFlag, srcFlag}, scheduleFlags()...)...),
+		Action: holdAction("up", (*holder.Holder).Up, true),
+	}
+}
+
+func downCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "down",
+		Usage:     "stop holding VIPs: stop announcing, remove the hint, then (with --own) the address",
+		ArgsUsage: "[VIP...]",
+		Description: `Stops announcing at once (the refresher is between two sends, since sends hold the
+lock), removes the route source hint, then with --own removes the address. A VIP that is
+still assigned and not owned keeps the kernel's own local route (src = VIP), so the host
+never holds an assigned VIP without a local route.
+
+Examples:
+  vipctl down --dev eth0 192.0.2.100                 # keepalived notify_backup/fault/stop
+  vipctl down --own --dev eth0 192.0.2.100`,
+		Flags:  common(devFlag, instanceFlag, ownFlag),
+		Action: holdAction("down", (*holder.Holder).Down, false),
+	}
+}
+
+func routeSrcCommand() *cli.Command {
+	flags := common(devFlag, instanceFlag)
+	return &cli.Command{
+		Name:  "route-src",
+		Usage: "set or remove the route source hint alone",
+		Description: `The hint alone, with the same rules as up and down: only VIPs assigned here get a
+hint; removing it from an assigned VIP restores the kernel's own route.`,
+		Subcommands: []*cli.Command{
+			{Name: "add", Usage: "set the hint for assigned VIPs", ArgsUsage: "[VIP...]", Flags: append(flags, srcFlag), Action: holdAction("route-src add", (*holder.Holder).RouteSrcAdd, true)},
+			{Name: "del", Usage: "remove the hint", ArgsUsage: "[VIP...]", Flags: flags, Action: holdAction("route-src del", (*holder.Holder).RouteSrcDel, false)},
+		},
+	}
+}
+
+func announceCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "announce",
+		Usage:     "send gratuitous ARP / unsolicited NA now for VIPs assigned here, optionally refreshing",
+		ArgsUsage: "[VIP...]",
+		Description: `Announces only addresses assigned here (never what this host does not hold). Use it
+from notify_master_rx_lower_pri to re-announce when a split brain heals.
+
+Examples:
+  vipctl announce --dev eth0 --refresh-for 0s 192.0.2.100
+  vipctl announce --dev eth0 --count 5 --interval 200ms 192.0.2.100`,
+		Flags:  common(append([]cli.Flag{devFlag, instanceFlag}, scheduleFlags()...)...),
+		Action: holdAction("announce", (*holder.Holder).Announce, false),
+	}
+}
+
+func handoverCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "handover",
+		Usage:     "planned switchover: release the instance's VIPs, then put keepalived into FAULT",
+		ArgsUsage: "INSTANCE",
+		Description: `Removes the instance's VIPs and route hints (whoever owns the addresses), and only
+then writes 1 to its maintenance track file, so keepalived leaves MASTER with no moment
+in which two hosts hold the VIP (I3). --undo writes 0: the instance may be elected again.
+
+The instance's keepalived config must track the maintenance file with weight 0
+(see contrib/keepalived).
+
+Examples:
+  vipctl handover VI_1
+  vipctl handover --undo VI_1`,
+		Flags: common(&cli.BoolFlag{Name: "undo", Usage: "end the maintenance: write 0"}),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("handover takes exactly one INSTANCE")
+			}
+			e, err := setup(c)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			in, ok := e.cfg.InstanceByName(c.Args().First())
+			if !ok {
+				return usagef("instance %q is not in %s", c.Args().First(), configName(e.cfg))
+			}
+			if c.Bool("undo") {
+				if err := trackfile.Write(in.MaintenanceFile, trackfile.OK); err != nil {
+					return err
+				}
+				e.log.Info("handover undone: instance may be elected again", "instance", in.Name, "track_file", in.MaintenanceFile)
+				return nil
+			}
+			ticket, err := runstate.ForkTicket()
+			if err != nil {
+				return err
+			}
+			defer holdSignals()()
+			h, closeH, err := newHolder(e)
+			if err != nil {
+				return err
+			}
+			defer closeH()
+			ctx, cancel := context.WithTimeout(c.Context, lockWait)
+			defer cancel()
+			req := holder.Request{Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, Instance: in.Name, Ticket: ticket}
+			out, err := h.Handover(ctx, req, in.MaintenanceFile)
+			report(e, "handover", out)
+			if err != nil {
+				return fmt.Errorf("handover %s: %w", in.Name, err)
+			}
+			return nil
+		},
+	}
+}
