@@ -1,0 +1,640 @@
+package keepalived
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Conf is the part of keepalived.conf that matters to vipkit. It is a model
+// for checking, not a full keepalived parser: unknown keywords are skipped.
+type Conf struct {
+	// Files lists every file read, the main one first.
+	Files          []string
+	Global         Global
+	Instances      []*Instance
+	SyncGroups     []*SyncGroup
+	TrackFiles     []*TrackFile
+	TrackProcesses []*TrackProcess
+	Scripts        []*Script
+	Problems       []Problem
+}
+
+// Global is what vipkit needs from global_defs.
+type Global struct {
+	Pos                  Pos
+	ScriptUser           string
+	ScriptGroup          string
+	EnableScriptSecurity bool
+	// VRRPNotifyFIFO is vrrp_notify_fifo (VRRP lines only), NotifyFIFO is
+	// notify_fifo (VRRP and LVS lines); each with its reader script.
+	VRRPNotifyFIFO FIFO
+	NotifyFIFO     FIFO
+	// GarpMasterRefresh is vrrp_garp_master_refresh in seconds, 0 if unset.
+	GarpMasterRefresh    int
+	GarpMasterRefreshPos Pos
+	VRRPVersion          int // vrrp_version, 0 if unset (keepalived: 2)
+	VRRPStrict           bool
+}
+
+// FIFO is a notify FIFO and the script keepalived starts to read it.
+type FIFO struct {
+	Path   string
+	Pos    Pos
+	Script *Command
+}
+
+// Command is a script keepalived runs: a hook, a FIFO reader or a track
+// script.
+type Command struct {
+	Keyword string // notify_master, vrrp_notify_fifo_script, script, ...
+	// Argv is the script string split as keepalived splits it; empty for a
+	// bare notify_deleted.
+	Argv []string
+	// User and Group are the per-script override; empty means script_user.
+	User, Group string
+	Pos         Pos
+	// Err says why keepalived would refuse to run it, "" when it would.
+	Err string
+}
+
+// Hooks are the notify commands of an instance or sync group, nil if unset.
+type Hooks struct {
+	Notify, Master, Backup, Fault, Stop, Deleted, MasterRxLowerPri *Command
+}
+
+// All lists the configured hooks.
+func (h *Hooks) All() []*Command {
+	var out []*Command
+	for _, c := range []*Command{h.Notify, h.Master, h.Backup, h.Fault, h.Stop, h.Deleted, h.MasterRxLowerPri} {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (h *Hooks) slot(kw string) **Command {
+	switch kw {
+	case "notify":
+		return &h.Notify
+	case "notify_master":
+		return &h.Master
+	case "notify_backup":
+		return &h.Backup
+	case "notify_fault":
+		return &h.Fault
+	case "notify_stop":
+		return &h.Stop
+	case "notify_deleted":
+		return &h.Deleted
+	case "notify_master_rx_lower_pri":
+		return &h.MasterRxLowerPri
+	}
+	return nil
+}
+
+// Instance is a vrrp_instance.
+type Instance struct {
+	Name            string
+	Pos             Pos
+	Interface       string
+	State           string
+	Priority        int // 0 if unset (keepalived: 100)
+	VirtualRouterID int
+	Version         int // version, 0 if unset
+	StrictMode      bool
+	VIPs            []Address // virtual_ipaddress
+	ExcludedVIPs    []Address // virtual_ipaddress_excluded
+	Routes          []Route   // virtual_routes
+	Hooks           Hooks
+	TrackFiles      []TrackRef
+	TrackScripts    []TrackRef
+	TrackProcesses  []TrackRef
+	// GarpMasterRefresh is garp_master_refresh in seconds, 0 if unset.
+	GarpMasterRefresh    int
+	GarpMasterRefreshPos Pos
+	// SyncGroup names the vrrp_sync_group listing this instance, if any.
+	SyncGroup string
+}
+
+// SyncGroup is a vrrp_sync_group.
+type SyncGroup struct {
+	Name           string
+	Pos            Pos
+	Members        []string
+	Hooks          Hooks
+	TrackFiles     []TrackRef
+	TrackScripts   []TrackRef
+	TrackProcesses []TrackRef
+}
+
+// Address is one virtual_ipaddress entry.
+type Address struct {
+	// Prefix is the address with keepalived's default length (/32, /128)
+	// when none is written; invalid when the entry does not parse.
+	Prefix  netip.Prefix
+	Raw     string
+	Dev     string
+	NoTrack bool
+	Options []string
+	Pos     Pos
+}
+
+// Route is one virtual_routes entry, kept as words plus what Inspect needs.
+type Route struct {
+	Words []string
+	// Type is the explicit route type (local, blackhole, unreachable, ...),
+	// "" when none is given (a unicast route).
+	Type    string
+	Prepend bool
+	NoTrack bool
+	Pos     Pos
+}
+
+// TrackRef is a reference from an instance or sync group to a tracker,
+// with its optional weight override.
+type TrackRef struct {
+	Name      string
+	Weight    int
+	WeightSet bool
+	Reverse   bool
+	Pos       Pos
+}
+
+// TrackFile is a track_file (or deprecated vrrp_track_file) block.
+type TrackFile struct {
+	Name string
+	Pos  Pos
+	File string
+	// Weight is the block's weight, 1 (keepalived's default) if unset.
+	Weight    int
+	WeightSet bool
+	Reverse   bool
+	// InitFile is set by init_file; InitValue defaults to 0.
+	InitFile      bool
+	InitValue     int
+	InitOverwrite bool
+}
+
+// TrackProcess is a vrrp_track_process block. Keyword records how it was
+// written: keepalived 2.2.7 knows only vrrp_track_process at top level.
+type TrackProcess struct {
+	Name    string
+	Keyword string
+	Pos     Pos
+	// Process is the process name and optional parameters.
+	Process []string
+	// Weight is the block's weight, 1 (keepalived's default) if unset.
+	Weight    int
+	WeightSet bool
+	Reverse   bool
+	Quorum    int
+}
+
+// Script is a vrrp_script block.
+type Script struct {
+	Name     string
+	Pos      Pos
+	Command  *Command
+	Interval int
+	Fall     int
+	Rise     int
+	// Weight is the block's weight, 0 (keepalived's default) if unset.
+	Weight    int
+	WeightSet bool
+	Reverse   bool
+}
+
+// Instance finds a vrrp_instance by name, nil if there is none.
+func (c *Conf) Instance(name string) *Instance { return find(c.Instances, name) }
+
+// SyncGroup finds a vrrp_sync_group by name, nil if there is none.
+func (c *Conf) SyncGroup(name string) *SyncGroup { return find(c.SyncGroups, name) }
+
+// TrackFile finds a track_file block by name, nil if there is none.
+func (c *Conf) TrackFile(name string) *TrackFile { return find(c.TrackFiles, name) }
+
+// TrackProcess finds a vrrp_track_process block by name, nil if none.
+func (c *Conf) TrackProcess(name string) *TrackProcess { return find(c.TrackProcesses, name) }
+
+// Script finds a vrrp_script block by name, nil if there is none.
+func (c *Conf) Script(name string) *Script { return find(c.Scripts, name) }
+
+func find[T interface{ key() string }](list []T, name string) T {
+	for _, v := range list {
+		if v.key() == name {
+			return v
+		}
+	}
+	var zero T
+	return zero
+}
+
+func (in *Instance) key() string     { return in.Name }
+func (g *SyncGroup) key() string     { return g.Name }
+func (tf *TrackFile) key() string    { return tf.Name }
+func (tp *TrackProcess) key() string { return tp.Name }
+func (sc *Script) key() string       { return sc.Name }
+
+// stmt is a statement: a line's words and, after "{", its block.
+type stmt struct {
+	pos      Pos
+	words    []string
+	bad      string
+	hasBlock bool
+	block    []*stmt
+}
+
+func (s *stmt) arg(i int) string {
+	if i < len(s.words) {
+		return s.words[i]
+	}
+	return ""
+}
+
+// ParseConf reads keepalived.conf. name is used in positions and to resolve
+// relative include patterns (against the including file's directory, as
+// keepalived does); include returns the files a pattern matches, in order,
+// and may be nil to leave includes unfollowed. Syntax keepalived would
+// complain about is reported in Conf.Problems, not as an error; an error
+// means an include could not be read.
+func ParseConf(name string, data []byte, include func(pattern string) ([]File, error)) (*Conf, error) {
+	lx := &lexer{include: include}
+	if err := lx.file(name, data); err != nil {
+		return nil, err
+	}
+	c := &Conf{Files: lx.files, Problems: lx.problems}
+	for _, s := range c.tree(lx.lines) {
+		c.top(s)
+	}
+	for _, g := range c.SyncGroups {
+		for _, m := range g.Members {
+			if in := c.Instance(m); in != nil && in.SyncGroup == "" {
+				in.SyncGroup = g.Name
+			}
+		}
+	}
+	return c, nil
+}
+
+// tree nests lines into statements. A "{" opens the block of the words
+// before it on the line, or of the previous statement when it starts a
+// line; "}" closes the innermost block.
+func (c *Conf) tree(lines []line) []*stmt {
+	root := &stmt{hasBlock: true}
+	stack := []*stmt{root}
+	for _, l := range lines {
+		var cur []string
+		flush := func() *stmt {
+			if len(cur) == 0 {
+				return nil
+			}
+			top := stack[len(stack)-1]
+			s := &stmt{pos: l.pos, words: cur, bad: l.bad}
+			top.block = append(top.block, s)
+			cur = nil
+			return s
+		}
+		for _, t := range l.toks {
+			switch {
+			case !t.quoted && t.text == "{":
+				s := flush()
+				top := stack[len(stack)-1]
+				if s == nil && len(top.block) > 0 && !top.block[len(top.block)-1].hasBlock {
+					s = top.block[len(top.block)-1]
+				}
+				if s == nil {
+					s = &stmt{pos: l.pos}
+					top.block = append(top.block, s)
+				}
+				s.hasBlock = true
+				stack = append(stack, s)
+			case !t.quoted && t.text == "}":
+				flush()
+				if len(stack) == 1 {
+					c.Problems = append(c.Problems, Problem{Pos: l.pos, Msg: "'}' without a matching '{'", Syntax: true})
+					continue
+				}
+				stack = stack[:len(stack)-1]
+			default:
+				cur = append(cur, t.text)
+			}
+		}
+		flush()
+	}
+	for _, s := range stack[1:] {
+		c.Problems = append(c.Problems, Problem{Pos: s.pos, Msg: fmt.Sprintf("block %q is never closed with '}'", strings.Join(s.words, " ")), Syntax: true})
+	}
+	return root.block
+}
+
+func (c *Conf) syntax(pos Pos, format string, args ...any) {
+	c.Problems = append(c.Problems, Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Syntax: true})
+}
+
+// num parses an integer argument, reporting a problem when it is not one.
+func (c *Conf) num(s *stmt, i int) int {
+	v := s.arg(i)
+	if n, err := strconv.Atoi(v); err == nil {
+		return n
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return int(f) // keepalived takes fractional seconds for timers
+	}
+	c.syntax(s.pos, "%s: %q is not a number", s.arg(0), v)
+	return 0
+}
+
+func (c *Conf) top(s *stmt) {
+	name := s.arg(1)
+	switch kw := s.arg(0); kw {
+	case "global_defs":
+		c.global(s)
+	case "vrrp_instance":
+		in := &Instance{Name: name, Pos: s.pos}
+		c.Instances = append(c.Instances, in)
+		c.instance(in, s)
+	case "vrrp_sync_group":
+		g := &SyncGroup{Name: name, Pos: s.pos}
+		c.SyncGroups = append(c.SyncGroups, g)
+		c.syncGroup(g, s)
+	case "track_file", "vrrp_track_file":
+		c.TrackFiles = append(c.TrackFiles, c.trackFile(name, s))
+	case "vrrp_track_process", "track_process":
+		c.TrackProcesses = append(c.TrackProcesses, c.trackProcess(kw, name, s))
+	case "vrrp_script":
+		c.Scripts = append(c.Scripts, c.script(name, s))
+	}
+}
+
+func (c *Conf) global(s *stmt) {
+	g := &c.Global
+	g.Pos = s.pos
+	for _, k := range s.block {
+		switch k.arg(0) {
+		case "script_user":
+			g.ScriptUser, g.ScriptGroup = k.arg(1), k.arg(2)
+		case "enable_script_security":
+			g.EnableScriptSecurity = true
+		case "vrrp_notify_fifo":
+			g.VRRPNotifyFIFO.Path, g.VRRPNotifyFIFO.Pos = k.arg(1), k.pos
+		case "notify_fifo":
+			g.NotifyFIFO.Path, g.NotifyFIFO.Pos = k.arg(1), k.pos
+		case "vrrp_notify_fifo_script":
+			g.VRRPNotifyFIFO.Script = command(k)
+		case "notify_fifo_script":
+			g.NotifyFIFO.Script = command(k)
+		case "vrrp_garp_master_refresh":
+			g.GarpMasterRefresh, g.GarpMasterRefreshPos = c.num(k, 1), k.pos
+		case "vrrp_version":
+			g.VRRPVersion = c.num(k, 1)
+		case "vrrp_strict":
+			g.VRRPStrict = true
+		}
+	}
+}
+
+// command reads "keyword SCRIPT [user [group]]".
+func command(s *stmt) *Command {
+	cmd := &Command{Keyword: s.arg(0), User: s.arg(2), Group: s.arg(3), Pos: s.pos, Err: s.bad}
+	if len(s.words) < 2 {
+		if cmd.Keyword != "notify_deleted" {
+			cmd.Err = "no command given"
+		}
+		return cmd
+	}
+	argv, err := SplitCommand(s.words[1])
+	switch {
+	case err != nil:
+		cmd.Err = err.Error()
+	case len(argv) == 0:
+		cmd.Err = "empty command"
+	}
+	cmd.Argv = argv
+	return cmd
+}
+
+func (c *Conf) instance(in *Instance, s *stmt) {
+	for _, k := range s.block {
+		kw := k.arg(0)
+		if p := in.Hooks.slot(kw); p != nil {
+			*p = command(k)
+			continue
+		}
+		switch kw {
+		case "interface":
+			in.Interface = k.arg(1)
+		case "state":
+			in.State = k.arg(1)
+		case "priority":
+			in.Priority = c.num(k, 1)
+		case "virtual_router_id":
+			in.VirtualRouterID = c.num(k, 1)
+		case "version":
+			in.Version = c.num(k, 1)
+		case "strict_mode":
+			in.StrictMode = boolArg(k.arg(1))
+		case "virtual_ipaddress":
+			in.VIPs = append(in.VIPs, c.addresses(k)...)
+		case "virtual_ipaddress_excluded":
+			in.ExcludedVIPs = append(in.ExcludedVIPs, c.addresses(k)...)
+		case "virtual_routes":
+			for _, e := range k.block {
+				in.Routes = append(in.Routes, route(e))
+			}
+		case "track_file":
+			in.TrackFiles = append(in.TrackFiles, c.refs(k)...)
+		case "track_script":
+			in.TrackScripts = append(in.TrackScripts, c.refs(k)...)
+		case "track_process":
+			in.TrackProcesses = append(in.TrackProcesses, c.refs(k)...)
+		case "garp_master_refresh":
+			in.GarpMasterRefresh, in.GarpMasterRefreshPos = c.num(k, 1), k.pos
+		}
+	}
+}
+
+// boolArg reads keepalived's optional <BOOL>; a bare keyword means on.
+func boolArg(s string) bool {
+	switch s {
+	case "off", "false", "no":
+		return false
+	}
+	return true
+}
+
+func (c *Conf) syncGroup(g *SyncGroup, s *stmt) {
+	for _, k := range s.block {
+		kw := k.arg(0)
+		if p := g.Hooks.slot(kw); p != nil {
+			*p = command(k)
+			continue
+		}
+		switch kw {
+		case "group":
+			for _, e := range k.block {
+				g.Members = append(g.Members, e.words...)
+			}
+		case "track_file":
+			g.TrackFiles = append(g.TrackFiles, c.refs(k)...)
+		case "track_script":
+			g.TrackScripts = append(g.TrackScripts, c.refs(k)...)
+		case "track_process":
+			g.TrackProcesses = append(g.TrackProcesses, c.refs(k)...)
+		}
+	}
+}
+
+func (c *Conf) addresses(s *stmt) []Address {
+	var out []Address
+	for _, e := range s.block {
+		if len(e.words) == 0 {
+			continue // a bare "{ ... }" inside the list
+		}
+		a := Address{Raw: e.arg(0), Options: e.words[1:], Pos: e.pos}
+		a.Prefix = parsePrefix(a.Raw)
+		if !a.Prefix.IsValid() {
+			c.syntax(e.pos, "%s: %q is not an IP address", s.arg(0), a.Raw)
+		}
+		for i, w := range a.Options {
+			switch w {
+			case "dev":
+				if i+1 < len(a.Options) {
+					a.Dev = a.Options[i+1]
+				}
+			case "no_track":
+				a.NoTrack = true
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// parsePrefix reads "ADDR" or "ADDR/LEN"; a bare address gets keepalived's
+// default length. It returns the zero Prefix when s is neither.
+func parsePrefix(s string) netip.Prefix {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}
+		}
+		return p
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// routeTypes are the route types keepalived accepts before a destination
+// (iproute2's rtn types); naming one sets the type bit that 2.2.7 confuses
+// with its "add" bit.
+var routeTypes = []string{"unicast", "local", "broadcast", "anycast", "multicast", "blackhole", "unreachable", "prohibit", "throw", "nat", "xresolve"}
+
+func route(e *stmt) Route {
+	r := Route{Words: e.words, Pos: e.pos}
+	for i, w := range e.words {
+		switch {
+		case w == "prepend":
+			r.Prepend = true
+		case w == "no_track":
+			r.NoTrack = true
+		case r.Type == "" && slices.Contains(routeTypes, w) && i+1 < len(e.words):
+			if next := e.words[i+1]; next == "default" || parsePrefix(next).IsValid() {
+				r.Type = w
+			}
+		}
+	}
+	return r
+}
+
+// refs reads a track_* reference block: "NAME [weight N] [reverse]".
+func (c *Conf) refs(s *stmt) []TrackRef {
+	var out []TrackRef
+	for _, e := range s.block {
+		r := TrackRef{Name: e.arg(0), Pos: e.pos}
+		for i := 1; i < len(e.words); i++ {
+			switch e.words[i] {
+			case "weight":
+				r.Weight, r.WeightSet = c.num(e, i+1), true
+				i++
+			case "reverse":
+				r.Reverse = true
+			case "noreverse", "no_reverse":
+				r.Reverse = false
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (c *Conf) trackFile(name string, s *stmt) *TrackFile {
+	tf := &TrackFile{Name: name, Pos: s.pos, Weight: 1}
+	for _, k := range s.block {
+		switch k.arg(0) {
+		case "file":
+			tf.File = k.arg(1)
+		case "weight":
+			tf.Weight, tf.WeightSet = c.num(k, 1), true
+			tf.Reverse = k.arg(2) == "reverse"
+		case "init_file":
+			tf.InitFile = true
+			for i := 1; i < len(k.words); i++ {
+				if k.words[i] == "overwrite" {
+					tf.InitOverwrite = true
+				} else {
+					tf.InitValue = c.num(k, i)
+				}
+			}
+		}
+	}
+	return tf
+}
+
+func (c *Conf) trackProcess(kw, name string, s *stmt) *TrackProcess {
+	tp := &TrackProcess{Name: name, Keyword: kw, Pos: s.pos, Weight: 1, Quorum: 1}
+	for _, k := range s.block {
+		switch k.arg(0) {
+		case "process":
+			tp.Process = k.words[1:]
+		case "weight":
+			tp.Weight, tp.WeightSet = c.num(k, 1), true
+			tp.Reverse = k.arg(2) == "reverse"
+		case "quorum":
+			tp.Quorum = c.num(k, 1)
+		}
+	}
+	return tp
+}
+
+func (c *Conf) script(name string, s *stmt) *Script {
+	sc := &Script{Name: name, Pos: s.pos, Interval: 1, Fall: 1, Rise: 1}
+	var user *stmt
+	for _, k := range s.block {
+		switch k.arg(0) {
+		case "script":
+			sc.Command = command(k)
+		case "interval":
+			sc.Interval = c.num(k, 1)
+		case "fall":
+			sc.Fall = c.num(k, 1)
+		case "rise":
+			sc.Rise = c.num(k, 1)
+		case "weight":
+			sc.Weight, sc.WeightSet = c.num(k, 1), true
+			sc.Reverse = k.arg(2) == "reverse"
+		case "user":
+			user = k
+		}
+	}
+	if sc.Command != nil && user != nil {
+		sc.Command.User, sc.Command.Group = user.arg(1), user.arg(2)
+	}
+	return sc
+}
