@@ -32,10 +32,10 @@ var (
 
 func scheduleFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "count", Usage: "announcements sent at once (default 3, or the config's)"},
-		&cli.DurationFlag{Name: "interval", Usage: "gap between the first announcements (default 0s)"},
-		&cli.DurationFlag{Name: "refresh-every", Usage: "refresh period after the burst (default 1s)"},
-		&cli.DurationFlag{Name: "refresh-for", Usage: "how long to keep refreshing; 0s means no refresher (default 30s)"},
+		&cli.IntFlag{Name: "count", Usage: "announcements sent at once", DefaultText: "3, or the config's"},
+		&cli.DurationFlag{Name: "interval", Usage: "gap between the first announcements", DefaultText: "0s, or the config's"},
+		&cli.DurationFlag{Name: "refresh-every", Usage: "refresh period after the burst", DefaultText: "1s, or the config's"},
+		&cli.DurationFlag{Name: "refresh-for", Usage: "how long to keep refreshing; 0s means no refresher", DefaultText: "30s, or the config's"},
 	}
 }
 

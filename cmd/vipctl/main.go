@@ -82,8 +82,8 @@ func oneLine(err error) string {
 // Flags every command takes.
 var (
 	configFlag = &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "vipkit configuration `FILE` (used only if present when not given)", Value: config.DefaultPath, EnvVars: []string{"VIPKIT_CONFIG"}}
-	stateFlag  = &cli.StringFlag{Name: "state-dir", Usage: "state `DIR` shared by vipctl and fenced (default: state_dir from the config, else " + config.DefaultStateDir + ")", EnvVars: []string{"VIPKIT_STATE_DIR"}}
-	levelFlag  = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (default: log_level from the config, else info)"}
+	stateFlag  = &cli.StringFlag{Name: "state-dir", Usage: "state `DIR` shared by vipctl and fenced", DefaultText: "state_dir from the config, else " + config.DefaultStateDir, EnvVars: []string{"VIPKIT_STATE_DIR"}}
+	levelFlag  = &cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error", DefaultText: "log_level from the config, else info"}
 	logFile    = &cli.StringFlag{Name: "log-file", Usage: "append JSON logs to `FILE` instead of the journal", EnvVars: []string{"VIPKIT_LOG_FILE"}}
 )
 
@@ -92,7 +92,7 @@ func common(extra ...cli.Flag) []cli.Flag {
 }
 
 func newApp(stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "vipctl",
 		Usage:   "keep this host's hold on keepalived VIPs correct: route source hint, ordered release, announcements",
 		Version: version,
@@ -112,6 +112,18 @@ Exit status: 0 ok, 1 operational failure, 2 usage or configuration error.`,
 			notifyCommand(), fifoCommand(), handoverCommand(),
 			statusCommand(), cleanupCommand(), refreshCommand(),
 		},
+	}
+	setUsageError(app.Commands, app.OnUsageError)
+	return app
+}
+
+// setUsageError gives every command the app's usage-error handler: urfave/cli
+// does not inherit it, and without it a bad flag is a plain failure (exit 1)
+// followed by the whole help text.
+func setUsageError(cmds []*cli.Command, f cli.OnUsageErrorFunc) {
+	for _, c := range cmds {
+		c.OnUsageError = f
+		setUsageError(c.Subcommands, f)
 	}
 }
 
@@ -152,9 +164,12 @@ func newLogger(cfg *config.Config, file string) (*slog.Logger, func(), error) {
 }
 
 // loadConfig reads --config; the default path is optional, an explicit one
-// is not.
+// is not, and an empty one means flags only.
 func loadConfig(c *cli.Context) (*config.Config, error) {
 	path := c.String("config")
+	if path == "" {
+		return config.Default(), nil
+	}
 	if !c.IsSet("config") {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return config.Default(), nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -236,6 +237,18 @@ func (n *Net) toLocal(rs []netlink.Route) []LocalRoute {
 // added at the default metric and the kernel's metric-0 route is deleted
 // after it, never leaving the VIP without a local route.
 func (n *Net) SetHint(l Link, v vip.VIP, src netip.Addr) error {
+	// Once vipkit has swapped the kernel's IPv6 route (a hint or a stand-in
+	// is there), the kernel never puts it back; only a fresh address gets one.
+	swapped := false
+	if v.Is6() {
+		before, err := n.LocalRoutes(v.Addr())
+		if err != nil {
+			return err
+		}
+		for _, r := range before {
+			swapped = swapped || r.IsHint()
+		}
+	}
 	hint := n.hintRoute(l, v, src)
 	if err := n.h.RouteReplace(hint); err != nil {
 		return fmt.Errorf("set source hint %s for %s on %s: %w", src, v.Addr(), l.Name, err)
@@ -243,20 +256,35 @@ func (n *Net) SetHint(l Link, v vip.VIP, src netip.Addr) error {
 	if !v.Is6() {
 		return nil
 	}
-	routes, err := n.LocalRoutes(v.Addr())
-	if err != nil {
-		return err
-	}
-	for _, r := range routes {
-		if r.IsHint() && r.Src == src && r.Metric == hintMetric6 {
-			continue // the hint just installed
+	// The kernel inserts an IPv6 address's local route from a work queue,
+	// after the address is added (duplicate address detection completing,
+	// even with nodad). Wait for it, briefly, so it cannot appear after the
+	// swap and shadow the hint.
+	deadline := time.Now().Add(kernelRouteWait)
+	for {
+		routes, err := n.LocalRoutes(v.Addr())
+		if err != nil {
+			return err
 		}
-		if err := n.delete(r); err != nil {
-			return fmt.Errorf("set source hint for %s: remove other local route %s: %w", v.Addr(), r, err)
+		kernelSeen := false
+		for _, r := range routes {
+			if r.IsHint() && r.Src == src && r.Metric == hintMetric6 {
+				continue // the hint just installed
+			}
+			kernelSeen = kernelSeen || r.IsKernel()
+			if err := n.delete(r); err != nil {
+				return fmt.Errorf("set source hint for %s: remove other local route %s: %w", v.Addr(), r, err)
+			}
 		}
+		if kernelSeen || swapped || !l.Up || time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return nil
 }
+
+// kernelRouteWait bounds the wait for the kernel's IPv6 local route.
+const kernelRouteWait = 250 * time.Millisecond
 
 // ClearHint removes the hint for v. If v is still assigned on l the kernel's
 // route (source = VIP) is put back first: deleting a replaced route would

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vipkit/vipkit/pkg/vip"
 	"github.com/vipkit/vipkit/test/netnstest"
@@ -214,5 +215,22 @@ func TestPrivilegedLinkErrors(t *testing.T) {
 	// Orphans must never report the kernel's own routes.
 	if orphans, err := nd.net.Orphans(); err != nil || len(orphans) != 0 {
 		t.Fatalf("Orphans on a clean host = %v, %v", orphans, err)
+	}
+}
+
+// The kernel adds an IPv6 address's local route asynchronously: a hint set
+// right after adding the address must not end up shadowed by it.
+func TestPrivilegedHint6NotShadowedByLateKernelRoute(t *testing.T) {
+	nd := newNode(t)
+	v := vip.MustParse("2001:db8::100")
+	src := netip.MustParseAddr("2001:db8::11")
+	for i := 0; i < 30; i++ {
+		must(t, nd.net.AddVIP(nd.link, v))
+		must(t, nd.net.SetHint(nd.link, v, src))
+		time.Sleep(5 * time.Millisecond) // let any late kernel route land
+		if rs := nd.routes(t, v); len(rs) != 1 || !rs[0].IsHint() {
+			t.Fatalf("round %d: routes %v, want only the hint", i, rs)
+		}
+		must(t, nd.net.Release(nd.link, v))
 	}
 }
