@@ -64,7 +64,10 @@ func f1Run(t *testing.T, vip string, withVipctl bool, limit time.Duration) (time
 		a.ns.Exec(t, "ip", "addr", "add", vip+plen, "dev", "eth0", "nodad")
 	}
 	var c net.Conn
-	if err := a.ns.Do(func() (err error) { c, err = net.DialTimeout("tcp", net.JoinHostPort(vip, "7000"), 2*time.Second); return }); err != nil {
+	if err := a.ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", net.JoinHostPort(vip, "7000"), 2*time.Second)
+		return
+	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
