@@ -50,9 +50,10 @@ type FIFO struct {
 // script.
 type Command struct {
 	Keyword string // notify_master, vrrp_notify_fifo_script, script, ...
-	// Argv is the script string split as keepalived splits it; empty for a
-	// bare notify_deleted.
-	Argv []string
+	// Script is the command as written, unquoted once; Argv is it split as
+	// keepalived splits it. Both are empty for a bare notify_deleted.
+	Script string
+	Argv   []string
 	// User and Group are the per-script override; empty means script_user.
 	User, Group string
 	Pos         Pos
@@ -135,10 +136,9 @@ type SyncGroup struct {
 type Address struct {
 	// Prefix is the address with keepalived's default length (/32, /128)
 	// when none is written; invalid when the entry does not parse.
-	Prefix  netip.Prefix
-	Raw     string
-	Dev     string
-	NoTrack bool
+	Prefix netip.Prefix
+	Raw    string
+	// Options are the words after the address (dev, no_track, ...).
 	Options []string
 	Pos     Pos
 }
@@ -406,7 +406,8 @@ func command(s *stmt) *Command {
 		}
 		return cmd
 	}
-	argv, err := SplitCommand(s.words[1])
+	cmd.Script = s.words[1]
+	argv, err := SplitCommand(cmd.Script)
 	switch {
 	case err != nil:
 		cmd.Err = err.Error()
@@ -498,16 +499,6 @@ func (c *Conf) addresses(s *stmt) []Address {
 		a.Prefix = parsePrefix(a.Raw)
 		if !a.Prefix.IsValid() {
 			c.syntax(e.pos, "%s: %q is not an IP address", s.arg(0), a.Raw)
-		}
-		for i, w := range a.Options {
-			switch w {
-			case "dev":
-				if i+1 < len(a.Options) {
-					a.Dev = a.Options[i+1]
-				}
-			case "no_track":
-				a.NoTrack = true
-			}
 		}
 		out = append(out, a)
 	}

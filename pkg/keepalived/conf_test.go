@@ -252,7 +252,7 @@ vrrp_instance VI_1 {
 	if in.SyncGroup != "VG_1" || in.State != "BACKUP" || in.VirtualRouterID != 51 || in.Version != 2 || in.StrictMode || in.GarpMasterRefresh != 10 {
 		t.Errorf("VI_1: %+v", in)
 	}
-	if len(in.VIPs) != 2 || in.VIPs[0].Prefix.String() != "192.0.2.100/24" || in.VIPs[0].Dev != "eth1" || !in.VIPs[0].NoTrack || in.VIPs[1].Prefix.String() != "192.0.2.101/32" {
+	if len(in.VIPs) != 2 || in.VIPs[0].Prefix.String() != "192.0.2.100/24" || !slices.Equal(in.VIPs[0].Options, []string{"dev", "eth1", "no_track"}) || in.VIPs[1].Prefix.String() != "192.0.2.101/32" {
 		t.Errorf("VIPs: %+v", in.VIPs)
 	}
 	if len(in.ExcludedVIPs) != 1 || in.ExcludedVIPs[0].Prefix.String() != "2001:db8::100/128" {
@@ -414,5 +414,6 @@ func FuzzParseConf(f *testing.F) {
 				t.Fatalf("problem %+v outside the input's %d lines", p, lines)
 			}
 		}
+		_ = Inspect(c, Expect{VipctlPath: "/usr/local/sbin/vipctl", FencedPath: "/usr/local/sbin/fenced", Instances: []ExpectedInstance{{Name: "V", VIPs: []string{"1.2.3.4"}, TrackFile: "/x", MaintenanceFile: "/y"}}})
 	})
 }

@@ -325,7 +325,7 @@ func SplitCommand(s string) ([]string, error) {
 		}
 	}
 	if quote != 0 {
-		return nil, fmt.Errorf("split command %q: missing closing %c quote: %w", s, quote, ErrInvalid)
+		return nil, invalid(fmt.Sprintf("split command %q", s), "missing closing %c quote", quote)
 	}
 	if inWord {
 		argv = append(argv, b.String())

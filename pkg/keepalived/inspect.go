@@ -1,0 +1,592 @@
+package keepalived
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Severity ranks an Issue.
+type Severity string
+
+// Severities. An error means keepalived and vipkit will not work together
+// as configured; a warning is a risk; info is worth knowing.
+const (
+	SeverityError   Severity = "error"
+	SeverityWarning Severity = "warning"
+	SeverityInfo    Severity = "info"
+)
+
+// Issue is one finding about keepalived.conf.
+type Issue struct {
+	Severity Severity
+	// Subject is what the finding is about, e.g. "vrrp_instance VI_1".
+	Subject string
+	// Line is "file:line" of the offending or closest statement, or "".
+	Line    string
+	Message string
+	// Fix is one sentence an operator can act on.
+	Fix string
+}
+
+// Expect is what vipkit's own configuration says keepalived.conf must match.
+type Expect struct {
+	// VipctlPath is the absolute path hooks must run.
+	VipctlPath string
+	// FencedPath is the absolute path of fenced, for the liveness check.
+	FencedPath string
+	// KeepalivedVersion is e.g. "2.2.7"; "" when unknown.
+	KeepalivedVersion string
+	// ScriptUserExists reports whether a user exists; nil skips the checks
+	// that depend on it.
+	ScriptUserExists func(name string) bool
+	Instances        []ExpectedInstance
+}
+
+// ExpectedInstance is one instance of vipkit.toml.
+type ExpectedInstance struct {
+	Name, Group string
+	VIPs        []string
+	// Own is true when vipctl adds and deletes the VIPs.
+	Own bool
+	// TrackFile is fenced's track file, MaintenanceFile the handover one;
+	// "" when not used.
+	TrackFile, MaintenanceFile string
+	// Refresh is true when vipkit keeps announcing after a takeover.
+	Refresh bool
+}
+
+// Inspect checks keepalived.conf against what vipkit expects.
+func Inspect(c *Conf, want Expect) []Issue {
+	x := &inspector{c: c, want: want}
+	x.problems()
+	x.scriptSecurity()
+	x.commands()
+	x.routes()
+	for _, tp := range c.TrackProcesses {
+		if tp.Keyword != "vrrp_track_process" {
+			x.add(SeverityError, "track_process "+tp.Name, tp.Pos,
+				"keepalived has no top-level track_process block: it ignores this one and every reference to it",
+				"rename the block to `vrrp_track_process %s`", tp.Name)
+		}
+	}
+	for _, ei := range want.Instances {
+		x.instance(ei)
+	}
+	return x.issues
+}
+
+type inspector struct {
+	c      *Conf
+	want   Expect
+	issues []Issue
+}
+
+func (x *inspector) add(sev Severity, subject string, pos Pos, msg, fix string, args ...any) {
+	x.issues = append(x.issues, Issue{Severity: sev, Subject: subject, Line: pos.String(), Message: msg, Fix: fmt.Sprintf(fix, args...)})
+}
+
+func (x *inspector) problems() {
+	for _, p := range x.c.Problems {
+		if p.Syntax {
+			x.add(SeverityError, p.Pos.File, p.Pos, p.Msg,
+				"correct the line; `keepalived -t -f %s` shows how keepalived reads it", p.Pos.File)
+		} else {
+			x.add(SeverityInfo, p.Pos.File, p.Pos, p.Msg,
+				"make sure these lines do not change the vipkit instances, or write them out plainly")
+		}
+	}
+}
+
+// defaultUser is the user keepalived runs a script as when it names none;
+// "" when it would drop the script, "?" when that cannot be known.
+func (x *inspector) defaultUser() string {
+	g := x.c.Global
+	switch {
+	case g.ScriptUser != "":
+		return g.ScriptUser
+	case x.want.ScriptUserExists == nil:
+		return "?"
+	case x.want.ScriptUserExists("keepalived_script"):
+		return "keepalived_script"
+	case g.EnableScriptSecurity:
+		return ""
+	}
+	return "root"
+}
+
+func (x *inspector) scriptSecurity() {
+	g := x.c.Global
+	if !g.EnableScriptSecurity {
+		x.add(SeverityWarning, "global_defs", g.Pos,
+			"enable_script_security is not set: keepalived runs hooks as root even when a non-root user could replace them",
+			"add `enable_script_security` to global_defs and keep vipctl root-owned and not writable by others")
+	}
+	exists := x.want.ScriptUserExists
+	if exists == nil {
+		return
+	}
+	switch {
+	case g.ScriptUser != "" && !exists(g.ScriptUser):
+		x.add(SeverityError, "global_defs", g.Pos,
+			fmt.Sprintf("script_user %q does not exist: keepalived ignores every script that names no user of its own", g.ScriptUser),
+			"set `script_user root` in global_defs")
+	case g.ScriptUser == "" && g.EnableScriptSecurity && !exists("keepalived_script"):
+		x.add(SeverityError, "global_defs", g.Pos,
+			"script_user is not set and user keepalived_script does not exist: with enable_script_security keepalived silently drops every hook",
+			"add `script_user root` to global_defs")
+	}
+}
+
+// owned is a command with the subject that configures it.
+type owned struct {
+	subject string
+	cmd     *Command
+}
+
+func (x *inspector) allCommands() []owned {
+	var out []owned
+	add := func(subject string, cmds ...*Command) {
+		for _, c := range cmds {
+			if c != nil {
+				out = append(out, owned{subject, c})
+			}
+		}
+	}
+	add("global_defs", x.c.Global.VRRPNotifyFIFO.Script, x.c.Global.NotifyFIFO.Script)
+	for _, in := range x.c.Instances {
+		add("vrrp_instance "+in.Name, in.Hooks.All()...)
+	}
+	for _, g := range x.c.SyncGroups {
+		add("vrrp_sync_group "+g.Name, g.Hooks.All()...)
+	}
+	for _, sc := range x.c.Scripts {
+		add("vrrp_script "+sc.Name, sc.Command)
+	}
+	return out
+}
+
+// commands checks every script keepalived would run for vipkit's binaries:
+// that keepalived will run it at all, as root, from the installed path.
+func (x *inspector) commands() {
+	vipctl, fenced := x.want.VipctlPath, x.want.FencedPath
+	for _, o := range x.allCommands() {
+		c := o.cmd
+		if len(c.Argv) == 0 && c.Err == "" {
+			continue // a bare notify_deleted
+		}
+		bin := ""
+		if f := strings.Fields(c.Script); len(f) > 0 {
+			bin = f[0]
+		}
+		if len(c.Argv) > 0 {
+			bin = c.Argv[0]
+		}
+		ours := bin != "" && (bin == vipctl || bin == fenced || sameBase(bin, vipctl) || sameBase(bin, fenced))
+		switch {
+		case c.Err != "" && ours:
+			x.add(SeverityError, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
+				"write the command as one double-quoted string, with single quotes around any argument that contains spaces")
+			continue
+		case c.Err != "":
+			x.add(SeverityWarning, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
+				"write the command as one double-quoted string, with single quotes around any argument that contains spaces")
+			continue
+		case !ours:
+			continue
+		case sameBase(bin, vipctl) && bin != vipctl:
+			x.add(SeverityError, o.subject, c.Pos, fmt.Sprintf("%s runs %s, but vipctl is installed as %s", c.Keyword, bin, vipctl),
+				"change the command to start with %s", vipctl)
+		case sameBase(bin, fenced) && bin != fenced:
+			x.add(SeverityError, o.subject, c.Pos, fmt.Sprintf("%s runs %s, but fenced is installed as %s", c.Keyword, bin, fenced),
+				"change the command to start with %s", fenced)
+		}
+		if c.User != "" && x.want.ScriptUserExists != nil && !x.want.ScriptUserExists(c.User) {
+			x.add(SeverityError, o.subject, c.Pos,
+				fmt.Sprintf("keepalived reads %q after the command as the user to run it as, and there is no such user: it ignores this %s", c.User, c.Keyword),
+				"quote the whole command, arguments included: %s \"%s ...\"", c.Keyword, bin)
+			continue
+		}
+		user := c.User
+		if user == "" {
+			user = x.defaultUser()
+			if x.want.ScriptUserExists != nil && user != "" && !x.want.ScriptUserExists(user) {
+				continue // scriptSecurity reported the missing script_user
+			}
+		}
+		if bin == vipctl && user != "root" && user != "" && user != "?" {
+			x.add(SeverityError, o.subject, c.Pos,
+				fmt.Sprintf("%s runs vipctl as user %q: vipctl needs root to change addresses and routes and to send raw packets", c.Keyword, user),
+				"set `script_user root` in global_defs")
+		}
+	}
+}
+
+func sameBase(a, b string) bool {
+	return b != "" && a != "" && filepath.Base(a) == filepath.Base(b)
+}
+
+func (x *inspector) routes() {
+	less, known := versionLess(x.want.KeepalivedVersion, "2.3.2")
+	if known && !less {
+		return
+	}
+	for _, in := range x.c.Instances {
+		for _, r := range in.Routes {
+			if r.Type == "" || r.Prepend {
+				continue
+			}
+			msg := fmt.Sprintf("virtual_routes entry %q has route type %s but no `prepend`: keepalived before 2.3.2 sends it with NLM_F_EXCL, the kernel answers EEXIST and keepalived silently does not install it (fixed by keepalived commit 9309a4be)",
+				strings.Join(r.Words, " "), r.Type)
+			sev := SeverityError
+			if !known {
+				sev = SeverityWarning
+				msg += "; the keepalived version is unknown"
+			}
+			x.add(sev, "vrrp_instance "+in.Name, r.Pos, msg, "append `prepend` to the entry")
+		}
+	}
+}
+
+// versionLess compares versions such as "2.2.7", "v2.2.7" or Debian's
+// "1:2.2.7-1+b2" by their first three numbers; ok is false without any.
+func versionLess(v, than string) (less, ok bool) {
+	parse := func(s string) []int {
+		if _, after, epoch := strings.Cut(s, ":"); epoch {
+			s = after
+		}
+		f := strings.FieldsFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+		out := make([]int, 0, 3)
+		for _, p := range f[:min(len(f), 3)] {
+			n, _ := strconv.Atoi(p)
+			out = append(out, n)
+		}
+		return out
+	}
+	a := parse(v)
+	if len(a) == 0 {
+		return false, false
+	}
+	return slices.Compare(a, parse(than)) < 0, true
+}
+
+func (x *inspector) instance(ei ExpectedInstance) {
+	subject := "vrrp_instance " + ei.Name
+	in := x.c.Instance(ei.Name)
+	if in == nil {
+		file := ""
+		if len(x.c.Files) > 0 {
+			file = x.c.Files[0]
+		}
+		x.add(SeverityError, subject, Pos{}, fmt.Sprintf("vipkit.toml names instance %s but keepalived.conf has no vrrp_instance %s", ei.Name, ei.Name),
+			"add `vrrp_instance %s { ... }` to %s or correct the instance name in vipkit.toml", ei.Name, file)
+		return
+	}
+	g := x.c.SyncGroup(in.SyncGroup)
+	switch {
+	case ei.Group != "" && in.SyncGroup != ei.Group:
+		where := "in no vrrp_sync_group"
+		if in.SyncGroup != "" {
+			where = fmt.Sprintf("in vrrp_sync_group %s", in.SyncGroup)
+		}
+		x.add(SeverityError, subject, in.Pos, fmt.Sprintf("vipkit.toml puts %s in sync group %s, but keepalived.conf lists it %s", ei.Name, ei.Group, where),
+			"list %s in `vrrp_sync_group %s { group { %s } }`, or correct the group in vipkit.toml", ei.Name, ei.Group, ei.Name)
+	case ei.Group == "" && in.SyncGroup != "":
+		x.add(SeverityWarning, subject, in.Pos, fmt.Sprintf("keepalived.conf lists %s in vrrp_sync_group %s, but vipkit.toml names no group: vipctl ignores the group's events", ei.Name, in.SyncGroup),
+			"set group = %q for instance %s in vipkit.toml", in.SyncGroup, ei.Name)
+	}
+	x.ownership(ei, in)
+	x.hooks(ei, in, g)
+	if ei.TrackFile != "" {
+		x.trackFile(ei, in, g, ei.TrackFile, true)
+		x.liveness(ei, in, g)
+	}
+	if ei.MaintenanceFile != "" {
+		x.trackFile(ei, in, g, ei.MaintenanceFile, false)
+	}
+	refresh, pos := x.c.Global.GarpMasterRefresh, x.c.Global.GarpMasterRefreshPos
+	if in.GarpMasterRefreshPos.Line != 0 {
+		refresh, pos = in.GarpMasterRefresh, in.GarpMasterRefreshPos
+	}
+	if ei.Refresh && refresh > 0 {
+		x.add(SeverityInfo, subject, pos, fmt.Sprintf("keepalived re-sends GARPs every %ds while MASTER and vipkit's refresher also announces after a takeover: neighbours get both", refresh),
+			"remove garp_master_refresh, or set refresh_for = \"0s\" in vipkit.toml to leave refreshing to keepalived")
+	}
+}
+
+func (x *inspector) ownership(ei ExpectedInstance, in *Instance) {
+	subject := "vrrp_instance " + ei.Name
+	listed := append(slices.Clone(in.VIPs), in.ExcludedVIPs...)
+	for _, s := range ei.VIPs {
+		p := parsePrefix(s)
+		if !p.IsValid() {
+			continue
+		}
+		i := slices.IndexFunc(listed, func(a Address) bool { return a.Prefix.Addr() == p.Addr() })
+		switch {
+		case ei.Own && i >= 0:
+			x.add(SeverityError, subject, listed[i].Pos, fmt.Sprintf("%s is in virtual_ipaddress although vipctl owns it (own = true): keepalived and vipctl would both add and delete it", p.Addr()),
+				"remove %s from vrrp_instance %s, or set own = false in vipkit.toml", p.Addr(), ei.Name)
+		case !ei.Own && i < 0:
+			x.add(SeverityError, subject, in.Pos, fmt.Sprintf("%s is not in virtual_ipaddress, but vipkit.toml says keepalived owns it (own = false): nothing would add it", p.Addr()),
+				"add %s to virtual_ipaddress (virtual_ipaddress_excluded for a second address family), or set own = true in vipkit.toml", p.Addr())
+		}
+	}
+	version := in.Version
+	if version == 0 {
+		version = x.c.Global.VRRPVersion
+	}
+	if ei.Own && len(in.VIPs) == 0 && (version == 3 || in.StrictMode || x.c.Global.VRRPStrict) {
+		x.add(SeverityError, subject, in.Pos, "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode, so it would not run this instance at all",
+			"remove version 3 / vrrp_version 3 and strict_mode / vrrp_strict for this instance")
+	}
+}
+
+// hookStyle is one way of telling vipctl about every transition.
+type hookStyle struct {
+	name string
+	ok   bool
+}
+
+func (x *inspector) isVipctl(c *Command, sub string) bool {
+	return c != nil && c.Err == "" && len(c.Argv) > 0 && c.Argv[0] == x.want.VipctlPath && slices.Contains(c.Argv[1:], sub)
+}
+
+// hooks checks that vipctl hears of every transition of the instance: by
+// the generic notify, by the four per-state hooks, or by the notify FIFO.
+func (x *inspector) hooks(ei ExpectedInstance, in *Instance, g *SyncGroup) {
+	subject := "vrrp_instance " + ei.Name
+	pick := func(get func(h *Hooks) *Command) *Command {
+		if c := get(&in.Hooks); c != nil || g == nil {
+			return c
+		}
+		return get(&g.Hooks)
+	}
+	generic := pick(func(h *Hooks) *Command { return h.Notify })
+	perState := []*Command{
+		pick(func(h *Hooks) *Command { return h.Master }),
+		pick(func(h *Hooks) *Command { return h.Backup }),
+		pick(func(h *Hooks) *Command { return h.Fault }),
+		pick(func(h *Hooks) *Command { return h.Stop }),
+	}
+	glob := x.c.Global
+	fifo := (glob.VRRPNotifyFIFO.Path != "" && x.isVipctl(glob.VRRPNotifyFIFO.Script, "fifo")) ||
+		(glob.NotifyFIFO.Path != "" && x.isVipctl(glob.NotifyFIFO.Script, "fifo"))
+	states := x.isVipctl(perState[0], "up")
+	for _, c := range perState[1:] {
+		states = states && x.isVipctl(c, "down")
+	}
+	styles := []hookStyle{{"notify", x.isVipctl(generic, "notify")}, {"notify_master/backup/fault/stop", states}, {"the notify FIFO", fifo}}
+	var used []string
+	for _, s := range styles {
+		if s.ok {
+			used = append(used, s.name)
+		}
+	}
+	switch {
+	case len(used) == 0:
+		x.add(SeverityError, subject, in.Pos, "vipctl is not told of every transition: "+x.hookGaps(generic, perState),
+			"add `notify \"%s notify\"` to vrrp_instance %s (or notify_master \"%s up ...\" and notify_backup, notify_fault, notify_stop \"%s down ...\")",
+			x.want.VipctlPath, ei.Name, x.want.VipctlPath, x.want.VipctlPath)
+	case len(used) > 1:
+		x.add(SeverityWarning, subject, in.Pos, fmt.Sprintf("vipctl is told of each transition more than once (%s): the runs race each other", strings.Join(used, ", ")),
+			"keep one of: the generic notify, the per-state hooks, the notify FIFO")
+	}
+	for _, c := range append(in.Hooks.All(), pick(func(h *Hooks) *Command { return h.MasterRxLowerPri })) {
+		x.flagsAlone(ei, c)
+	}
+}
+
+// hookGaps says, hook by hook, why no style is complete.
+func (x *inspector) hookGaps(generic *Command, perState []*Command) string {
+	var gaps []string
+	if generic != nil && generic.Err != "" {
+		gaps = append(gaps, "notify is not run at all")
+	} else if generic != nil && !x.isVipctl(generic, "notify") {
+		gaps = append(gaps, fmt.Sprintf("notify runs %q, not `%s notify` (keepalived appends INSTANCE NAME STATE PRIORITY)", strings.Join(generic.Argv, " "), x.want.VipctlPath))
+	}
+	for i, kw := range []string{"notify_master", "notify_backup", "notify_fault", "notify_stop"} {
+		sub := "down"
+		if i == 0 {
+			sub = "up"
+		}
+		switch c := perState[i]; {
+		case c == nil:
+			gaps = append(gaps, "no "+kw)
+		case c.Err != "":
+			gaps = append(gaps, kw+" is not run at all")
+		case !x.isVipctl(c, sub):
+			gaps = append(gaps, fmt.Sprintf("%s runs %q, not `%s %s`", kw, strings.Join(c.Argv, " "), x.want.VipctlPath, sub))
+		}
+	}
+	if x.c.Global.VRRPNotifyFIFO.Path == "" && x.c.Global.NotifyFIFO.Path == "" {
+		gaps = append(gaps, "no vrrp_notify_fifo")
+	} else {
+		gaps = append(gaps, fmt.Sprintf("the notify FIFO's script is not `%s fifo`", x.want.VipctlPath))
+	}
+	return strings.Join(gaps, "; ")
+}
+
+// flagsAlone checks a hook that names its device and VIPs itself (--dev):
+// it must name every VIP and agree with vipkit.toml on who owns them.
+func (x *inspector) flagsAlone(ei ExpectedInstance, c *Command) {
+	if c == nil || len(c.Argv) == 0 || c.Argv[0] != x.want.VipctlPath || !slices.Contains(c.Argv, "--dev") {
+		return
+	}
+	subject := "vrrp_instance " + ei.Name
+	for _, s := range ei.VIPs {
+		p := parsePrefix(s)
+		if p.IsValid() && !slices.ContainsFunc(c.Argv, func(a string) bool { q := parsePrefix(a); return q.IsValid() && q.Addr() == p.Addr() }) {
+			x.add(SeverityError, subject, c.Pos, fmt.Sprintf("%s names its VIPs itself (--dev) but not %s", c.Keyword, p.Addr()),
+				"add %s to the %s command", p.Addr(), c.Keyword)
+		}
+	}
+	if !slices.Contains(c.Argv, "up") && !slices.Contains(c.Argv, "down") {
+		return
+	}
+	switch own := slices.Contains(c.Argv, "--own"); {
+	case ei.Own && !own:
+		x.add(SeverityError, subject, c.Pos, fmt.Sprintf("%s runs vipctl without --own, but vipctl owns the VIPs (own = true): it would never add or delete them", c.Keyword),
+			"add --own to the %s command", c.Keyword)
+	case !ei.Own && own:
+		x.add(SeverityError, subject, c.Pos, fmt.Sprintf("%s runs vipctl with --own, but keepalived owns the VIPs (own = false): both would add and delete them", c.Keyword),
+			"remove --own from the %s command", c.Keyword)
+	}
+}
+
+// trackFile checks the block watching fenced's track file (fence) or the
+// handover file. Both need weight 0 without reverse, so that 1 means FAULT
+// and a missing file means OK, and a reference from the instance or its
+// sync group without a weight override.
+//
+// They differ in init_file. fenced's file must be "init_file 1 overwrite":
+// an absent, empty or stale 0 reads as OK, so without it keepalived could
+// start out of FAULT before fenced holds a lease. The maintenance file must
+// not use overwrite: an operator who drained the node expects it to stay
+// drained across a keepalived restart or package upgrade, so "init_file 0
+// overwrite" is an error; "init_file 1 overwrite" would instead put the node
+// in maintenance at every start until someone writes 0, which is a surprise
+// but safe, so a warning. A plain init_file only creates a missing file.
+func (x *inspector) trackFile(ei ExpectedInstance, in *Instance, g *SyncGroup, path string, fence bool) {
+	subject := "vrrp_instance " + ei.Name
+	role, name, init := "vipctl handover could not hand the VIP over", "maint_"+ei.Name, ""
+	if fence {
+		role, name, init = "fenced could not put keepalived in FAULT on losing its lease", "fence_"+ei.Name, " init_file 1 overwrite"
+	}
+	refs := append(slices.Clone(in.TrackFiles), groupRefs(g, func(g *SyncGroup) []TrackRef { return g.TrackFiles })...)
+	var tf *TrackFile
+	var ref *TrackRef
+	for _, b := range x.c.TrackFiles {
+		if b.File == "" || filepath.Clean(b.File) != filepath.Clean(path) {
+			continue
+		}
+		if i := slices.IndexFunc(refs, func(r TrackRef) bool { return r.Name == b.Name }); i >= 0 {
+			tf, ref = b, &refs[i]
+			break
+		}
+		if tf == nil {
+			tf = b
+		}
+	}
+	if tf == nil {
+		x.add(SeverityError, subject, in.Pos, fmt.Sprintf("no track_file block watches %s: %s", path, role),
+			"add `track_file %s { file \"%s\" weight 0%s }` and `track_file { %s }` in vrrp_instance %s", name, path, init, name, ei.Name)
+		return
+	}
+	tsub := "track_file " + tf.Name
+	if tf.Weight != 0 {
+		x.add(SeverityError, tsub, tf.Pos, fmt.Sprintf("weight is %d (1 when unset): a non-zero value in %s would only change the priority, not force FAULT", tf.Weight, path),
+			"set `weight 0` in track_file %s", tf.Name)
+	}
+	if tf.Reverse {
+		x.add(SeverityError, tsub, tf.Pos, fmt.Sprintf("weight 0 reverse inverts %s: 0 and a missing file would mean FAULT", path),
+			"remove reverse from track_file %s", tf.Name)
+	}
+	switch {
+	case fence && !(tf.InitFile && tf.InitOverwrite && tf.InitValue != 0):
+		x.add(SeverityError, tsub, tf.Pos, "init_file 1 overwrite is missing: keepalived must start in FAULT, because an absent, empty or stale 0 file reads as OK before fenced holds a lease",
+			"add `init_file 1 overwrite` to track_file %s", tf.Name)
+	case !fence && tf.InitOverwrite && tf.InitValue == 0:
+		x.add(SeverityError, tsub, tf.Pos, "init_file overwrite resets the maintenance file at every keepalived start: a restart would silently end a handover or maintenance and let this node take the VIP back",
+			"drop `overwrite` (a plain init_file only creates a missing file)")
+	case !fence && tf.InitOverwrite:
+		x.add(SeverityWarning, tsub, tf.Pos, "init_file with a non-zero value and overwrite puts the node in maintenance at every keepalived start, until someone writes 0",
+			"drop `overwrite` (a plain init_file only creates a missing file)")
+	}
+	if ref == nil {
+		x.add(SeverityError, subject, in.Pos, fmt.Sprintf("track_file %s is not referenced by vrrp_instance %s or its sync group: keepalived ignores it, so %s", tf.Name, ei.Name, role),
+			"add `track_file { %s }` to vrrp_instance %s", tf.Name, ei.Name)
+		return
+	}
+	if (ref.WeightSet && ref.Weight != 0) || ref.Reverse {
+		var over []string
+		if ref.WeightSet {
+			over = append(over, fmt.Sprintf("weight %d", ref.Weight))
+		}
+		if ref.Reverse {
+			over = append(over, "reverse")
+		}
+		x.add(SeverityError, subject, ref.Pos, fmt.Sprintf("the reference to track_file %s overrides its weight 0 (%s): %s would no longer force FAULT", tf.Name, strings.Join(over, " "), path),
+			"reference it as plain `%s`", tf.Name)
+	}
+}
+
+func groupRefs(g *SyncGroup, get func(*SyncGroup) []TrackRef) []TrackRef {
+	if g == nil {
+		return nil
+	}
+	return get(g)
+}
+
+// liveness checks that keepalived leaves MASTER when fenced is gone: a
+// fence that nobody writes is a fence that never closes.
+func (x *inspector) liveness(ei ExpectedInstance, in *Instance, g *SyncGroup) {
+	procs := append(slices.Clone(in.TrackProcesses), groupRefs(g, func(g *SyncGroup) []TrackRef { return g.TrackProcesses })...)
+	for _, r := range procs {
+		tp := x.c.TrackProcess(r.Name)
+		if tp == nil || tp.Keyword != "vrrp_track_process" || len(tp.Process) == 0 || !isFencedComm(tp.Process[0], x.want.FencedPath) {
+			continue
+		}
+		if effectiveWeight(r, tp.Weight) == 0 && !r.Reverse && !tp.Reverse {
+			return
+		}
+	}
+	scripts := append(slices.Clone(in.TrackScripts), groupRefs(g, func(g *SyncGroup) []TrackRef { return g.TrackScripts })...)
+	for _, r := range scripts {
+		sc := x.c.Script(r.Name)
+		if sc == nil || sc.Command == nil || sc.Command.Err != "" || len(sc.Command.Argv) == 0 {
+			continue
+		}
+		argv := sc.Command.Argv
+		if argv[0] == x.want.FencedPath && slices.Contains(argv, "status") && slices.Contains(argv, "--alive") &&
+			effectiveWeight(r, sc.Weight) == 0 && !r.Reverse && !sc.Reverse {
+			return
+		}
+	}
+	x.add(SeverityWarning, "vrrp_instance "+ei.Name, in.Pos,
+		"nothing puts keepalived in FAULT when fenced stops: the track file would keep its last 0 and the node could keep the VIP after losing its lease",
+		"add `vrrp_track_process fenced { process fenced weight 0 }` with `track_process { fenced }` in vrrp_instance %s; in a container or network namespace use `vrrp_script fenced_alive { script \"%s status --alive\" interval 1 fall 1 rise 1 weight 0 }` with `track_script { fenced_alive }`",
+		ei.Name, x.want.FencedPath)
+}
+
+// isFencedComm matches a track_process name against fenced's binary: the
+// kernel's process name (comm) is the file name cut to 15 bytes.
+func isFencedComm(name, fencedPath string) bool {
+	base := "fenced"
+	if fencedPath != "" {
+		base = filepath.Base(fencedPath)
+	}
+	if len(base) > 15 {
+		base = base[:15]
+	}
+	return name == base
+}
+
+func effectiveWeight(r TrackRef, blockWeight int) int {
+	if r.WeightSet {
+		return r.Weight
+	}
+	return blockWeight
+}
