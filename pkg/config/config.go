@@ -150,8 +150,10 @@ type Fenced struct {
 	Metrics string
 	// ReconcileEvery is how often the route guard re-checks the host.
 	ReconcileEvery time.Duration
-	// KeepalivedPIDFile is read to tell whether keepalived is alive.
-	KeepalivedPIDFile string
+	// VRRPPIDFile names keepalived's VRRP process (keepalived -r, default
+	// /run/vrrp.pid): the process that holds the VIPs. When it dies without
+	// cleaning up (SIGKILL of all of keepalived), fenced removes them.
+	VRRPPIDFile string
 }
 
 // InstanceByName finds an instance.
@@ -215,7 +217,7 @@ type rawFenced struct {
 	OnStop            string `toml:"on_stop"`
 	Metrics           string `toml:"metrics"`
 	ReconcileEvery    string `toml:"reconcile_every"`
-	KeepalivedPIDFile string `toml:"keepalived_pid_file"`
+	VRRPPIDFile string `toml:"vrrp_pid_file"`
 }
 
 type rawCluster struct {
@@ -413,7 +415,7 @@ func (v *validator) fenced(r *rawFenced) Fenced {
 		OnStop:            r.OnStop,
 		Metrics:           r.Metrics,
 		ReconcileEvery:    v.duration("fenced.reconcile_every", r.ReconcileEvery, DefaultReconcileEvery),
-		KeepalivedPIDFile: r.KeepalivedPIDFile,
+		VRRPPIDFile: r.VRRPPIDFile,
 	}
 	switch f.OnStop {
 	case "":
@@ -430,10 +432,10 @@ func (v *validator) fenced(r *rawFenced) Fenced {
 			v.failf("fenced.metrics", "%v", err)
 		}
 	}
-	if f.KeepalivedPIDFile == "" {
-		f.KeepalivedPIDFile = "/run/keepalived.pid"
-	} else if !filepath.IsAbs(f.KeepalivedPIDFile) {
-		v.failf("fenced.keepalived_pid_file", "%q must be an absolute path", f.KeepalivedPIDFile)
+	if f.VRRPPIDFile == "" {
+		f.VRRPPIDFile = "/run/vrrp.pid"
+	} else if !filepath.IsAbs(f.VRRPPIDFile) {
+		v.failf("fenced.vrrp_pid_file", "%q must be an absolute path", f.VRRPPIDFile)
 	}
 	return f
 }

@@ -91,7 +91,7 @@ func TestParseFull(t *testing.T) {
 
 func TestParseDefaults(t *testing.T) {
 	c := Default()
-	if c.StateDir != DefaultStateDir || c.Announce != DefaultAnnounce() || c.Fenced.OnStop != "fault" || c.Fenced.KeepalivedPIDFile != "/run/keepalived.pid" {
+	if c.StateDir != DefaultStateDir || c.Announce != DefaultAnnounce() || c.Fenced.OnStop != "fault" || c.Fenced.VRRPPIDFile != "/run/vrrp.pid" {
 		t.Errorf("Default() = %+v", c)
 	}
 }
