@@ -214,10 +214,10 @@ type rawAnnounce struct {
 }
 
 type rawFenced struct {
-	OnStop            string `toml:"on_stop"`
-	Metrics           string `toml:"metrics"`
-	ReconcileEvery    string `toml:"reconcile_every"`
-	VRRPPIDFile string `toml:"vrrp_pid_file"`
+	OnStop         string `toml:"on_stop"`
+	Metrics        string `toml:"metrics"`
+	ReconcileEvery string `toml:"reconcile_every"`
+	VRRPPIDFile    string `toml:"vrrp_pid_file"`
 }
 
 type rawCluster struct {
@@ -412,10 +412,10 @@ func (v *validator) announce(key string, r *rawAnnounce, def Announce) Announce 
 
 func (v *validator) fenced(r *rawFenced) Fenced {
 	f := Fenced{
-		OnStop:            r.OnStop,
-		Metrics:           r.Metrics,
-		ReconcileEvery:    v.duration("fenced.reconcile_every", r.ReconcileEvery, DefaultReconcileEvery),
-		VRRPPIDFile: r.VRRPPIDFile,
+		OnStop:         r.OnStop,
+		Metrics:        r.Metrics,
+		ReconcileEvery: v.duration("fenced.reconcile_every", r.ReconcileEvery, DefaultReconcileEvery),
+		VRRPPIDFile:    r.VRRPPIDFile,
 	}
 	switch f.OnStop {
 	case "":
