@@ -1,0 +1,597 @@
+// Package lab builds the DESIGN §7 topology with real keepalived and etcd
+// processes, observes it on one clock, injects faults and reports what
+// happened (text and SVG timelines, failover metrics).
+//
+// A Lab owns everything it creates: namespaces named with a per-run
+// prefix, the processes it started, the observer's sockets. Close removes
+// all of it, and so does Ctrl-C (SIGINT/SIGTERM) while a lab is open;
+// CleanupStale removes what a crashed run left behind. See docs/lab.md.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vipkit/vipkit/test/lab/observe"
+	"github.com/vipkit/vipkit/test/lab/proc"
+	"github.com/vipkit/vipkit/test/lab/topo"
+)
+
+// The lab's floating addresses (the placeholders of the shipped configs).
+var (
+	VIP4 = topo.VIP4
+	VIP6 = topo.VIP6
+)
+
+// Instance is the keepalived instance name the shipped configs and the
+// control config use.
+const Instance = "VI_1"
+
+// Options configure a lab; the zero value is a two-node lab with probes.
+type Options struct {
+	// Name labels the run's results directory (e.g. the test name).
+	Name string
+	// Prefix of every namespace name; a fresh unique one when empty.
+	Prefix string
+	// ResultsDir receives per-node files, process logs and reports;
+	// results/lab/<name>-<prefix> under the repository root when empty.
+	ResultsDir string
+	// Nodes is the number of keepalived nodes (2 when zero).
+	Nodes  int
+	Logger *slog.Logger
+
+	ProbeInterval time.Duration // client probe interval, 10 ms when zero
+	ProbeTimeout  time.Duration // a probe is lost after this, 200 ms when zero
+	NeighPoll     time.Duration // router neighbour polling, 20 ms when zero; <0 disables
+	NoProbes      bool          // no client probes, no responders
+	NoCapture     bool          // no frame capture on the switch
+	// NoSignalHandler leaves SIGINT/SIGTERM alone (the caller tears down).
+	NoSignalHandler bool
+}
+
+// Node is one keepalived host of the lab with its own files: both nodes
+// share this machine's file system, so each gets its own state dir,
+// vipkit config path and notify FIFO under the results directory.
+type Node struct {
+	Name       string
+	Host       *topo.Host
+	Priority   int    // keepalived priority Render gives this node
+	Dir        string // results/.../node-a
+	StateDir   string // Dir/run: replaces /run/vipkit
+	ConfigPath string // Dir/vipkit.toml: replaces /etc/vipkit/vipkit.toml
+	FIFO       string // Dir/notify.fifo: the lab's generic notify_fifo
+
+	mu         sync.Mutex
+	keepalived *proc.Proc
+	fifoRead   bool // the observer reads FIFO already (keepalived restarts reuse it)
+}
+
+// Keepalived is the node's running keepalived, nil before StartKeepalived.
+func (n *Node) Keepalived() *proc.Proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.keepalived
+}
+
+// MAC is the node's eth0 hardware address.
+func (n *Node) MAC() string { return n.Host.MAC.String() }
+
+// Lab is a running lab.
+type Lab struct {
+	Prefix string
+	Dir    string
+	Topo   *topo.Topology
+	TL     *observe.Timeline
+	Obs    *observe.Observer
+	Nodes  []*Node
+
+	log       *slog.Logger
+	mu        sync.Mutex
+	procs     []*proc.Proc
+	etcd      *proc.Proc
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds the topology, starts the observer (address, route and
+// neighbour watchers, switch capture, probe responders and the client
+// prober) and returns the lab. Nothing keepalived-related runs yet.
+func New(ctx context.Context, opts Options) (l *Lab, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = topo.NewPrefix()
+	}
+	dir := opts.ResultsDir
+	if dir == "" {
+		root, rerr := repoRoot()
+		if rerr != nil {
+			return nil, fmt.Errorf("create lab: %w", rerr)
+		}
+		name := opts.Prefix
+		if opts.Name != "" {
+			name = sanitize(opts.Name) + "-" + opts.Prefix
+		}
+		dir = filepath.Join(root, "results", "lab", name)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create lab results dir %s: %w", dir, err)
+	}
+	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log}
+	if !opts.NoSignalHandler {
+		register(l)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, l.Close())
+			l = nil
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("create lab: %w", err)
+	}
+	l.Topo, err = topo.Build(topo.Config{Prefix: opts.Prefix, Nodes: opts.Nodes, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("create lab: %w", err)
+	}
+	for _, h := range l.Topo.Hosts() {
+		l.TL.SetMAC(h.MAC.String(), h.Name)
+	}
+	if wan, err := l.Topo.Router.NS.Link(topo.RouterWAN); err == nil {
+		l.TL.SetMAC(wan.Attrs().HardwareAddr.String(), "router")
+	}
+	for i, h := range l.Topo.Nodes {
+		nd := filepath.Join(dir, h.Name)
+		n := &Node{Name: h.Name, Host: h, Priority: 150 - 50*i, Dir: nd, StateDir: filepath.Join(nd, "run"),
+			ConfigPath: filepath.Join(nd, "vipkit.toml"), FIFO: filepath.Join(nd, "notify.fifo")}
+		if n.Priority < 1 {
+			n.Priority = 1
+		}
+		if err := os.MkdirAll(n.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create lab node dir %s: %w", n.StateDir, err)
+		}
+		l.Nodes = append(l.Nodes, n)
+	}
+
+	l.Obs = observe.NewObserver(l.TL, log)
+	vips := []netip.Addr{VIP4, VIP6}
+	for _, n := range l.Nodes {
+		if err := l.Obs.WatchAddrs(n.Name, n.Host.NS); err != nil {
+			return nil, err
+		}
+		if err := l.Obs.WatchLocalRoutes(n.Name, n.Host.NS, vips); err != nil {
+			return nil, err
+		}
+	}
+	poll := opts.NeighPoll
+	if poll == 0 {
+		poll = 20 * time.Millisecond
+	}
+	if err := l.Obs.WatchNeighbours("router", l.Topo.Router.NS, vips, poll); err != nil {
+		return nil, err
+	}
+	if !opts.NoCapture {
+		if err := l.Obs.Capture("switch", l.Topo.Switch, topo.BridgeName); err != nil {
+			return nil, err
+		}
+	}
+	if !opts.NoProbes {
+		for _, n := range l.Nodes {
+			if err := l.Obs.Respond(n.Name, n.Host.NS, vips); err != nil {
+				return nil, err
+			}
+		}
+		if err := l.Obs.Probe("client", l.Topo.Client.NS, vips, observe.ProbeConfig{Interval: opts.ProbeInterval, Timeout: opts.ProbeTimeout}); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("lab up", "prefix", l.Prefix, "dir", l.Dir)
+	return l, nil
+}
+
+// Close stops every process the lab started (SIGTERM, then SIGKILL),
+// stops the observer and deletes every namespace. It is idempotent.
+func (l *Lab) Close() error {
+	l.closeOnce.Do(func() {
+		unregister(l)
+		var errs []error
+		l.mu.Lock()
+		procs := append([]*proc.Proc{}, l.procs...)
+		l.mu.Unlock()
+		var wg sync.WaitGroup
+		var errMu sync.Mutex
+		for _, p := range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := p.Stop(3 * time.Second); err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if l.Obs != nil {
+			l.Obs.Close()
+		}
+		if err := l.Topo.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := l.writeEvents(); err != nil {
+			errs = append(errs, err)
+		}
+		l.closeErr = errors.Join(errs...)
+		l.log.Info("lab down", "prefix", l.Prefix)
+	})
+	return l.closeErr
+}
+
+// Node returns the node called name (node-a, node-b, ...) or nil.
+func (l *Lab) Node(name string) *Node {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Peer returns the first other node.
+func (l *Lab) Peer(n *Node) *Node {
+	for _, o := range l.Nodes {
+		if o != n {
+			return o
+		}
+	}
+	return nil
+}
+
+// Vars are the values Render substitutes for node n: its addresses (and,
+// with two nodes, the peer's placeholder address swapped for the real
+// peer), priority, the vipkit binaries from bin/, and its own config
+// path, state dir and notify FIFO.
+func (l *Lab) Vars(n *Node) proc.NodeVars {
+	v := proc.NodeVars{
+		Addr4:      n.Host.Addr4.String(),
+		Addr6:      n.Host.Addr6.String(),
+		ConfigPath: n.ConfigPath,
+		StateDir:   n.StateDir,
+		Priority:   n.Priority,
+		RouterID:   n.Name,
+		NotifyFIFO: n.FIFO,
+		Extra:      map[string]string{},
+	}
+	if p, err := proc.FindBinary("vipctl"); err == nil {
+		v.Vipctl = p
+	}
+	if p, err := proc.FindBinary("fenced"); err == nil {
+		v.Fenced = p
+	}
+	// The shipped configs are written from node-a's point of view
+	// (192.0.2.11, peer 192.0.2.12): give other nodes a consistent view.
+	if n.Host.Addr4.String() != proc.PlaceholderAddr4 {
+		if p := l.Node("node-a"); p != nil {
+			v.Extra[n.Host.Addr4.String()] = p.Host.Addr4.String()
+			v.Extra[n.Host.Addr6.String()] = p.Host.Addr6.String()
+		}
+	}
+	return v
+}
+
+// Render substitutes node n's values into a config text (see Vars).
+func (l *Lab) Render(n *Node, text string) (string, error) {
+	out, err := proc.Render(text, l.Vars(n))
+	if err != nil {
+		return "", fmt.Errorf("render config for %s: %w", n.Name, err)
+	}
+	return out, nil
+}
+
+// StartKeepalived renders conf (a contrib config or proc.ControlConfig)
+// for node n and starts keepalived with it. States are observed through
+// the lab's notify FIFO when the config leaves notify_fifo to the lab,
+// otherwise from keepalived's log.
+func (l *Lab) StartKeepalived(n *Node, conf string) error {
+	rendered, err := l.Render(n, conf)
+	if err != nil {
+		return err
+	}
+	viaFIFO := !proc.HasGenericFIFO(conf)
+	n.mu.Lock()
+	readFIFO := viaFIFO && !n.fifoRead
+	n.fifoRead = n.fifoRead || viaFIFO
+	n.mu.Unlock()
+	if readFIFO {
+		if err := l.Obs.ReadFIFO(n.Name, n.FIFO); err != nil {
+			return err
+		}
+	}
+	p, err := proc.StartKeepalived(proc.Keepalived{
+		Name:   "keepalived@" + n.Name,
+		NS:     n.Host.NS.Name,
+		Dir:    n.Dir,
+		Config: rendered,
+		OnLine: l.Obs.KeepalivedLog(n.Name, !viaFIFO),
+		Clock:  l.TL.Now,
+	})
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.keepalived = p
+	n.mu.Unlock()
+	l.track(n.Name, p)
+	// A dead keepalived reports nothing: end its instances' state spans
+	// with a lab-made DEAD state, so a killed MASTER does not look like
+	// one forever.
+	instances := instanceRE.FindAllStringSubmatch(rendered, -1)
+	go func() {
+		<-p.Done()
+		for _, m := range instances {
+			l.TL.Add(observe.Event{Kind: observe.KindState, Host: n.Name, Source: "lab", Instance: m[1], State: "DEAD", Priority: -1})
+		}
+	}()
+	return nil
+}
+
+var instanceRE = regexp.MustCompile(`(?m)^\s*vrrp_instance\s+(\S+)`)
+
+// StartKeepalivedAll starts keepalived with conf on every node.
+func (l *Lab) StartKeepalivedAll(conf string) error {
+	for _, n := range l.Nodes {
+		if err := l.StartKeepalived(n, conf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start runs any long-lived program inside host's namespace (fenced, a
+// helper), with its output in <results>/<host>/<name>.log. Close stops
+// it; Stop or Signal on the returned Proc act earlier.
+func (l *Lab) Start(host, name, path string, args ...string) (*proc.Proc, error) {
+	h, err := l.Topo.Host(host)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(l.Dir, host)
+	p, err := proc.Start(proc.Spec{
+		Name:    name + "@" + host,
+		NS:      h.NS.Name,
+		Path:    path,
+		Args:    args,
+		Dir:     dir,
+		LogPath: filepath.Join(dir, name+".log"),
+		Clock:   l.TL.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.track(host, p)
+	return p, nil
+}
+
+// track records a process's start and exit on the timeline and has Close
+// stop it.
+func (l *Lab) track(host string, p *proc.Proc) {
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	l.TL.Add(observe.Event{Kind: observe.KindProcess, Host: host, Source: "lab", Text: fmt.Sprintf("%s started (pid %d)", p.Name, p.PID)})
+	go func() {
+		<-p.Done()
+		text := p.Name + " exited"
+		if err := p.Err(); err != nil {
+			text += ": " + err.Error()
+		}
+		l.TL.Add(observe.Event{Kind: observe.KindProcess, Host: host, Source: "lab", Text: text})
+	}()
+}
+
+// StartEtcd starts the etcd server in the etcd namespace and waits until
+// it reports healthy.
+func (l *Lab) StartEtcd(ctx context.Context) error {
+	e := proc.Etcd{NS: l.Topo.Etcd.NS.Name, Dir: filepath.Join(l.Dir, "etcd"), Addr4: l.Topo.Etcd.Addr4, Addr6: l.Topo.Etcd.Addr6, Clock: l.TL.Now}
+	p, err := proc.StartEtcd(e)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.etcd = p
+	l.mu.Unlock()
+	l.track("etcd", p)
+	client := &http.Client{Transport: &http.Transport{DialContext: l.Topo.Etcd.NS.DialContext}, Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	url := e.ClientURLs()[0] + "/health"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"health":"true"`) {
+				l.TL.Mark(observe.KindProcess, "etcd", "etcd healthy")
+				return nil
+			}
+			err = fmt.Errorf("status %s: %s", resp.Status, body)
+		}
+		if !p.Running() {
+			return fmt.Errorf("start etcd: exited before healthy: %v (see %s)", p.Err(), filepath.Join(e.Dir, "etcd.log"))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("start etcd: not healthy at %s: %w", url, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Etcd is the etcd process, nil before StartEtcd.
+func (l *Lab) Etcd() *proc.Proc {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.etcd
+}
+
+// EtcdEndpoints are the client URLs of the lab's etcd.
+func (l *Lab) EtcdEndpoints() []string {
+	return proc.Etcd{Addr4: l.Topo.Etcd.Addr4, Addr6: l.Topo.Etcd.Addr6}.ClientURLs()
+}
+
+// EtcdDialer dials from inside host's namespace, for an etcd client (or
+// anything else) that must see the network as that host does, e.g. one
+// cut from etcd.
+func (l *Lab) EtcdDialer(host string) (func(ctx context.Context, addr string) (net.Conn, error), error) {
+	h, err := l.Topo.Host(host)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, addr string) (net.Conn, error) { return h.NS.DialContext(ctx, "tcp", addr) }, nil
+}
+
+// WaitFor waits for an event on the lab's timeline (see
+// observe.Timeline.WaitFor).
+func (l *Lab) WaitFor(ctx context.Context, pred func(observe.Event) bool, within time.Duration) (observe.Event, error) {
+	return l.TL.WaitFor(ctx, pred, within)
+}
+
+// WaitElected waits until node want is MASTER (a state report at or
+// after since), holds the IPv4 VIP, and no other node is MASTER: the
+// election has settled on it. Starting keepalived on several nodes can
+// make a lower-priority node MASTER for a moment first.
+//
+// It returns the lab time of want's MASTER report.
+func (l *Lab) WaitElected(ctx context.Context, want *Node, since, within time.Duration) (time.Duration, error) {
+	deadline := time.Now().Add(within)
+	me, err := l.TL.WaitState(ctx, want.Name, Instance, "MASTER", since, within)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := l.TL.WaitFor(ctx, func(a observe.Event) bool {
+		return a.Kind == observe.KindAddr && a.Host == want.Name && a.IP == VIP4 && a.Present && a.At >= since
+	}, time.Until(deadline)); err != nil {
+		return 0, fmt.Errorf("wait for master %s to hold %s: %w", want.Name, VIP4, err)
+	}
+	for _, n := range l.Nodes {
+		if n == want || n.Keepalived() == nil {
+			continue
+		}
+		if l.TL.StateAt(n.Name, Instance, l.TL.Now()) != "MASTER" {
+			continue
+		}
+		if _, err := l.TL.WaitFor(ctx, func(e observe.Event) bool {
+			return e.Kind == observe.KindState && e.Host == n.Name && e.Instance == Instance && e.State != "MASTER" && e.At >= since &&
+				l.TL.StateAt(n.Name, Instance, l.TL.Now()) != "MASTER"
+		}, time.Until(deadline)); err != nil {
+			return 0, fmt.Errorf("wait for %s to leave MASTER to %s: %w", n.Name, want.Name, err)
+		}
+	}
+	return me.At, nil
+}
+
+// writeEvents dumps the whole timeline as JSON lines to events.jsonl.
+func (l *Lab) writeEvents() error {
+	f, err := os.Create(filepath.Join(l.Dir, "events.jsonl"))
+	if err != nil {
+		return fmt.Errorf("write lab events: %w", err)
+	}
+	defer f.Close()
+	enc := json.NewEncoder(f)
+	for _, e := range l.TL.Events(nil) {
+		if err := enc.Encode(e); err != nil {
+			return fmt.Errorf("write lab events: %w", err)
+		}
+	}
+	return nil
+}
+
+// CleanupStale deletes namespaces left by crashed lab runs (see
+// topo.CleanupStale); an empty prefix means every lab run.
+func CleanupStale(prefix string) ([]string, error) { return topo.CleanupStale(prefix) }
+
+// repoRoot is the nearest directory above the working directory with a
+// go.mod.
+func repoRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("find repository root: no go.mod above %s", wd)
+		}
+	}
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// Open labs, torn down on SIGINT/SIGTERM.
+var (
+	regMu   sync.Mutex
+	openLab = map[*Lab]bool{}
+	sigOnce sync.Once
+)
+
+func register(l *Lab) {
+	regMu.Lock()
+	openLab[l] = true
+	regMu.Unlock()
+	sigOnce.Do(func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			sig := <-ch
+			regMu.Lock()
+			labs := make([]*Lab, 0, len(openLab))
+			for l := range openLab {
+				labs = append(labs, l)
+			}
+			regMu.Unlock()
+			for _, l := range labs {
+				fmt.Fprintf(os.Stderr, "lab %s: %s, tearing down\n", l.Prefix, sig)
+				_ = l.Close()
+			}
+			code := 130
+			if sig == syscall.SIGTERM {
+				code = 143
+			}
+			os.Exit(code)
+		}()
+	})
+}
+
+func unregister(l *Lab) {
+	regMu.Lock()
+	delete(openLab, l)
+	regMu.Unlock()
+}
