@@ -55,6 +55,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	var findings errFindings
+	if errors.As(err, &findings) {
+		return findings.ExitCode() // the report said it all
+	}
 	// The one-line error goes to stderr even when logs go to the journal.
 	fmt.Fprintf(stderr, "vipctl: %s\n", oneLine(err))
 	return exitCode(err)
@@ -110,7 +114,7 @@ Exit status: 0 ok, 1 operational failure, 2 usage or configuration error.`,
 		Commands: []*cli.Command{
 			upCommand(), downCommand(), routeSrcCommand(), announceCommand(),
 			notifyCommand(), fifoCommand(), handoverCommand(),
-			statusCommand(), cleanupCommand(), refreshCommand(),
+			statusCommand(), checkCommand(), cleanupCommand(), refreshCommand(),
 		},
 	}
 	setUsageError(app.Commands, app.OnUsageError)

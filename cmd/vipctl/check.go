@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vipkit/vipkit/pkg/check"
+)
+
+// errFindings makes check exit 1 without an extra error line: the report
+// already says what is wrong.
+type errFindings struct{ n int }
+
+func (e errFindings) Error() string { return fmt.Sprintf("%d problem(s) found", e.n) }
+func (e errFindings) ExitCode() int { return exitFail }
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "preflight this host: sysctls, addresses, route hints, keepalived.conf, binary permissions",
+		Description: `Reports everything on this host that would make a VIP misbehave at the next
+failover, each finding with its severity and the fix: ARP sysctls and promote_secondaries,
+a primary address for each VIP's interface, VIPs held without a route hint (local clients
+would hang), orphan hint routes, keepalived.conf (hooks present and calling this binary,
+script_user and enable_script_security, fenced's track files with weight 0 and
+init_file 1 overwrite, typed virtual_routes without prepend on keepalived < 2.3.2), the
+state directory, and whether the binaries are root-owned and not writable by others.
+
+Exit status: 0 when there is no error (warnings allowed), 1 when there is one, 2 on
+usage or configuration errors. --json prints a machine-readable report for Ansible.`,
+		Flags: common(
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.StringFlag{Name: "keepalived-conf", Value: "/etc/keepalived/keepalived.conf", Usage: "keepalived configuration `FILE` to inspect (\"\" to skip)"},
+			&cli.StringFlag{Name: "vipctl-path", Usage: "path keepalived's hooks must call", DefaultText: "this executable"},
+			&cli.StringFlag{Name: "fenced-path", Usage: "path of fenced", DefaultText: "fenced next to this executable"},
+		),
+		Action: func(c *cli.Context) error {
+			e, err := setup(c)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			self, _ := os.Executable()
+			vipctlPath, fencedPath := c.String("vipctl-path"), c.String("fenced-path")
+			if vipctlPath == "" {
+				vipctlPath = self
+			}
+			if fencedPath == "" {
+				fencedPath = filepath.Join(filepath.Dir(vipctlPath), "fenced")
+			}
+			e.cfg.StateDir = e.stateDir
+			facts, err := check.Gather(c.Context, e.cfg, c.String("keepalived-conf"), vipctlPath, fencedPath)
+			if err != nil {
+				return err
+			}
+			r := check.Evaluate(e.cfg, facts)
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			} else {
+				printReport(c.App.Writer, r)
+			}
+			if !r.OK {
+				return errFindings{r.Errors}
+			}
+			return nil
+		},
+	}
+}
+
+func printReport(w io.Writer, r check.Report) {
+	for _, f := range r.Findings {
+		where := ""
+		if f.Where != "" {
+			where = " (" + f.Where + ")"
+		}
+		fmt.Fprintf(w, "%-7s %s%s: %s\n        fix: %s\n", strings.ToUpper(string(f.Severity)), f.Subject, where, f.Message, f.Fix)
+	}
+	fmt.Fprintf(w, "%d error(s), %d warning(s)\n", r.Errors, r.Warnings)
+}

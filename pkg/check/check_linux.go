@@ -1,0 +1,115 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/hostnet"
+	"github.com/vipkit/vipkit/pkg/keepalived"
+)
+
+// Gather reads the facts Evaluate needs from this host. keepalivedConf may
+// be "" to skip keepalived.conf.
+func Gather(ctx context.Context, cfg *config.Config, keepalivedConf, vipctlPath, fencedPath string) (Facts, error) {
+	f := Facts{
+		Sysctl:     map[string]string{},
+		Links:      map[string]LinkFacts{},
+		VipctlPath: vipctlPath,
+		FencedPath: fencedPath,
+		UserExists: func(name string) bool { _, err := user.Lookup(name); return err == nil },
+	}
+	n, err := hostnet.Open()
+	if err != nil {
+		return f, err
+	}
+	defer n.Close()
+	devs := map[string]bool{"all": true}
+	for _, in := range cfg.Instances {
+		devs[in.Dev] = true
+		l, err := n.Link(in.Dev)
+		if errors.Is(err, hostnet.ErrNoSuchDevice) {
+			continue
+		}
+		if err != nil {
+			return f, err
+		}
+		addrs, err := n.Addrs(l, 0)
+		if err != nil {
+			return f, err
+		}
+		f.Links[in.Dev] = LinkFacts{Addrs: addrs, Up: l.Up}
+	}
+	for dev := range devs {
+		for _, key := range []string{"arp_ignore", "arp_announce", "promote_secondaries"} {
+			p := "net/ipv4/conf/" + dev + "/" + key
+			if b, err := os.ReadFile("/proc/sys/" + p); err == nil {
+				f.Sysctl[p] = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	if f.LocalRoutes, err = n.AllLocalRoutes(); err != nil {
+		return f, err
+	}
+	if f.Orphans, err = n.Orphans(); err != nil {
+		return f, err
+	}
+	if keepalivedConf != "" {
+		f.Keepalived, f.KeepalivedErr = keepalived.LoadConf(keepalivedConf)
+		f.KeepalivedVer = keepalivedVersion(ctx)
+	}
+	for _, p := range []string{vipctlPath, fencedPath} {
+		if p != "" {
+			f.Binaries = append(f.Binaries, chain(p))
+		}
+	}
+	f.StateDir = stat(cfg.StateDir)
+	return f, nil
+}
+
+// chain stats a file and every directory above it.
+func chain(path string) PathChain {
+	c := PathChain{Path: path}
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		c.Chain = append(c.Chain, stat(p))
+		if p == "/" || p == "." {
+			return c
+		}
+	}
+}
+
+func stat(p string) PathFacts {
+	st, err := os.Stat(p)
+	if err != nil {
+		return PathFacts{Path: p}
+	}
+	pf := PathFacts{Path: p, Exists: true, Mode: uint32(st.Mode().Perm()), IsDir: st.IsDir()}
+	if st.Mode()&os.ModeSticky != 0 {
+		pf.Mode |= 0o1000
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		pf.UID = sys.Uid
+	}
+	return pf
+}
+
+var versionRE = regexp.MustCompile(`Keepalived v(\d+\.\d+\.\d+)`)
+
+// keepalivedVersion asks the installed keepalived; "" when unknown.
+func keepalivedVersion(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, "keepalived", "--version").CombinedOutput()
+	if m := versionRE.FindSubmatch(out); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
