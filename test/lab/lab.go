@@ -59,7 +59,13 @@ type Options struct {
 	ProbeTimeout  time.Duration // a probe is lost after this, 200 ms when zero
 	NeighPoll     time.Duration // router neighbour polling, 20 ms when zero; <0 disables
 	NoProbes      bool          // no client probes, no responders
-	NoCapture     bool          // no frame capture on the switch
+	// AdvertInt, when set, overrides advert_int in every rendered config
+	// (e.g. "0.1" to keep scenarios short); a fractional value also sets
+	// vrrp_version 3, which keepalived needs for sub-second adverts (VRRPv2
+	// rounds up to whole seconds). keepalived 2.2.7 drops an instance
+	// without VIPs under VRRPv3, so vipctl-owned configs need "1" or more.
+	AdvertInt string
+	NoCapture bool // no frame capture on the switch
 	// NoSignalHandler leaves SIGINT/SIGTERM alone (the caller tears down).
 	NoSignalHandler bool
 }
@@ -101,6 +107,7 @@ type Lab struct {
 	Nodes  []*Node
 
 	log       *slog.Logger
+	advertInt string
 	mu        sync.Mutex
 	procs     []*proc.Proc
 	etcd      *proc.Proc
@@ -134,7 +141,7 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create lab results dir %s: %w", dir, err)
 	}
-	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log}
+	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt}
 	if !opts.NoSignalHandler {
 		register(l)
 	}
@@ -278,6 +285,12 @@ func (l *Lab) Vars(n *Node) proc.NodeVars {
 		RouterID:   n.Name,
 		NotifyFIFO: n.FIFO,
 		Extra:      map[string]string{},
+	}
+	if l.advertInt != "" {
+		v.AdvertInt = l.advertInt
+		if strings.Contains(l.advertInt, ".") {
+			v.Global = map[string]string{"vrrp_version": "3"}
+		}
 	}
 	if p, err := proc.FindBinary("vipctl"); err == nil {
 		v.Vipctl = p

@@ -2,6 +2,7 @@ package proc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -38,10 +39,16 @@ type NodeVars struct {
 	// (so swapping two addresses works), e.g. a peer's address.
 	Extra map[string]string
 
-	Priority  int    // sets every `priority N` when > 0
-	State     string // sets every `state X` when set (MASTER, BACKUP)
-	AdvertInt string // sets every `advert_int X` when set
-	RouterID  string // sets `router_id` when set
+	Priority  int    // sets `priority N` in every vrrp_instance when > 0
+	State     string // sets `state X` in every vrrp_instance when set (MASTER, BACKUP)
+	AdvertInt string // sets `advert_int X` in every vrrp_instance when set
+	RouterID  string // sets `router_id` in global_defs when set
+	// Global sets keywords in global_defs (replacing an existing line of the
+	// keyword, else adding one), e.g. {"vrrp_version": "3"}.
+	Global map[string]string
+	// Instance sets keywords in every vrrp_instance the same way, e.g.
+	// {"advert_int": "0.1"}.
+	Instance map[string]string
 	// NotifyFIFO adds `notify_fifo PATH` to global_defs unless the config
 	// already has a generic notify_fifo (see HasGenericFIFO).
 	NotifyFIFO string
@@ -49,11 +56,7 @@ type NodeVars struct {
 
 var (
 	genericFIFORE = regexp.MustCompile(`(?m)^\s*notify_fifo\s`)
-	globalDefsRE  = regexp.MustCompile(`(?m)^\s*global_defs\s*\{[^\n]*\n`)
-	priorityRE    = regexp.MustCompile(`(?m)^(\s*priority\s+)\d+`)
-	stateRE       = regexp.MustCompile(`(?m)^(\s*state\s+)\S+`)
-	advertRE      = regexp.MustCompile(`(?m)^(\s*advert_int\s+)\S+`)
-	routerIDRE    = regexp.MustCompile(`(?m)^(\s*router_id\s+)\S+`)
+	globalDefsRE  = regexp.MustCompile(`(?m)^\s*global_defs\s*\{`)
 )
 
 // HasGenericFIFO reports whether a keepalived config already sets the
@@ -87,30 +90,95 @@ func Render(text string, v NodeVars) (string, error) {
 		repl[from] = to
 	}
 	out := replaceTokens(text, repl)
+	inst := map[string]string{}
+	for k, val := range v.Instance {
+		inst[k] = val
+	}
 	if v.Priority > 0 {
 		if v.Priority > 255 {
 			return "", fmt.Errorf("render config: priority %d out of range 1..255", v.Priority)
 		}
-		out = priorityRE.ReplaceAllString(out, fmt.Sprintf("${1}%d", v.Priority))
+		inst["priority"] = fmt.Sprint(v.Priority)
 	}
 	if v.State != "" {
-		out = stateRE.ReplaceAllString(out, "${1}"+v.State)
+		inst["state"] = v.State
 	}
 	if v.AdvertInt != "" {
-		out = advertRE.ReplaceAllString(out, "${1}"+v.AdvertInt)
+		inst["advert_int"] = v.AdvertInt
+	}
+	glob := map[string]string{}
+	for k, val := range v.Global {
+		glob[k] = val
 	}
 	if v.RouterID != "" {
-		out = routerIDRE.ReplaceAllString(out, "${1}"+v.RouterID)
+		glob["router_id"] = v.RouterID
 	}
 	if v.NotifyFIFO != "" && !HasGenericFIFO(out) {
-		line := "    notify_fifo " + v.NotifyFIFO + "\n"
-		if loc := globalDefsRE.FindStringIndex(out); loc != nil {
-			out = out[:loc[1]] + line + out[loc[1]:]
-		} else {
-			out = "global_defs {\n" + line + "}\n\n" + out
-		}
+		glob["notify_fifo"] = v.NotifyFIFO
 	}
+	if len(glob) > 0 && !globalDefsRE.MatchString(out) {
+		out = "global_defs {\n}\n\n" + out
+	}
+	out = setKeywords(out, "global_defs", glob)
+	out = setKeywords(out, "vrrp_instance", inst)
 	return out, nil
+}
+
+// setKeywords sets keyword lines directly inside every block that opens
+// with block (global_defs, vrrp_instance NAME): an existing line for the
+// keyword at the block's top level is replaced, otherwise a line is added
+// right after the opening brace. Nested blocks are left alone.
+func setKeywords(text, block string, kv map[string]string) string {
+	if len(kv) == 0 {
+		return text
+	}
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	lines := strings.SplitAfter(text, "\n")
+	var out []string
+	depth := 0    // brace depth before the current line
+	inBlock := -1 // depth inside the matched block, -1 when outside
+	var seen map[string]bool
+	var insertAt int
+	for _, line := range lines {
+		code := line
+		if i := strings.IndexAny(code, "#!"); i >= 0 {
+			code = code[:i]
+		}
+		fields := strings.Fields(code)
+		if inBlock < 0 && len(fields) > 0 && fields[0] == block && strings.Contains(code, "{") {
+			out = append(out, line)
+			depth += strings.Count(code, "{") - strings.Count(code, "}")
+			inBlock = depth
+			seen = map[string]bool{}
+			insertAt = len(out)
+			continue
+		}
+		if inBlock >= 0 && depth == inBlock && len(fields) > 0 {
+			if val, ok := kv[fields[0]]; ok && !strings.Contains(code, "{") {
+				indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
+				line = indent + fields[0] + " " + val + "\n"
+				seen[fields[0]] = true
+			}
+		}
+		depth += strings.Count(code, "{") - strings.Count(code, "}")
+		if inBlock >= 0 && depth < inBlock {
+			// The block closes: add what it lacked after its opening line.
+			var add []string
+			for _, k := range keys {
+				if !seen[k] {
+					add = append(add, "    "+k+" "+kv[k]+"\n")
+				}
+			}
+			out = append(out[:insertAt], append(add, out[insertAt:]...)...)
+			inBlock = -1
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "")
 }
 
 // replaceTokens replaces every key of repl found in text as a whole token,
@@ -229,11 +297,8 @@ func StartKeepalived(k Keepalived) (*Proc, error) {
 		return nil, fmt.Errorf("start %s: write config %s: %w", k.Name, conf, err)
 	}
 	if !k.SkipConfigTest {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, bin, "-t", "-f", conf).CombinedOutput()
-		if err != nil {
-			return nil, fmt.Errorf("start %s: config test of %s: %w: %s", k.Name, conf, err, strings.TrimSpace(string(out)))
+		if err := ConfigTest(bin, conf, filepath.Join(k.Dir, "keepalived-configtest.log")); err != nil {
+			return nil, fmt.Errorf("start %s: %w", k.Name, err)
 		}
 	}
 	pid := func(n string) string { return filepath.Join(k.Dir, n) }
@@ -249,4 +314,36 @@ func StartKeepalived(k Keepalived) (*Proc, error) {
 		OnLine:  k.OnLine,
 		Clock:   k.Clock,
 	})
+}
+
+// ConfigTest runs `keepalived -t` on a config file and writes its output
+// to logPath (when set). keepalived 2.2.7 exits 3 when the config cannot
+// run, 4 when it has errors but would run, 5 when it would run with
+// warnings (e.g. an instance without VIPs, as in the vipctl-owned
+// configs): 4 and 5 are accepted, their output is in the log, unless the
+// output says keepalived will drop an instance.
+func ConfigTest(bin, conf, logPath string) error {
+	if bin == "" {
+		bin = KeepalivedBinary
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-t", "-f", conf).CombinedOutput()
+	if logPath != "" {
+		_ = os.WriteFile(logPath, out, 0o644)
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && (exit.ExitCode() == 4 || exit.ExitCode() == 5) {
+		// Exit 5 also covers an instance keepalived will drop, e.g. one
+		// without VIPs under VRRPv3: "No VIP specified; at least one is
+		// required".
+		if strings.Contains(string(out), "is required") {
+			return fmt.Errorf("config test of %s: keepalived would drop an instance: %s", conf, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config test of %s: %w: %s", conf, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

@@ -1,0 +1,90 @@
+package lab
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vipkit/vipkit/test/lab/proc"
+	"github.com/vipkit/vipkit/test/lab/topo"
+)
+
+// paperLab is a Lab with nodes but no network, enough for Vars/Render.
+func paperLab(t *testing.T) *Lab {
+	t.Helper()
+	dir := t.TempDir()
+	l := &Lab{Dir: dir, advertInt: "0.1"}
+	for i, a := range []string{"192.0.2.11", "192.0.2.12"} {
+		name := topo.NodeName(i)
+		a4 := netip.MustParseAddr(a)
+		nd := filepath.Join(dir, name)
+		h := &topo.Host{Name: name, Dev: "eth0", MAC: net.HardwareAddr{2, 0, 192, 0, 2, byte(11 + i)}, Addr4: a4, Addr6: netip.MustParseAddr("2001:db8::" + a[len("192.0.2."):])}
+		l.Nodes = append(l.Nodes, &Node{Name: name, Host: h, Priority: 150 - 50*i, Dir: nd,
+			StateDir: filepath.Join(nd, "run"), ConfigPath: filepath.Join(nd, "vipkit.toml"), FIFO: filepath.Join(nd, "notify.fifo")})
+		if err := os.MkdirAll(filepath.Join(nd, "run"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// Every shipped config renders for each lab node with its own files and
+// no placeholder path left; with sub-second adverts (VRRPv3) keepalived
+// accepts the keepalived-owned ones and would drop the vipctl-owned ones
+// (no VIPs), which ConfigTest must catch.
+func TestContribConfigsRenderPerNode(t *testing.T) {
+	confs, _ := filepath.Glob("../../contrib/keepalived/*.conf")
+	if len(confs) == 0 {
+		t.Skip("no contrib/keepalived/*.conf yet")
+	}
+	if _, err := os.Stat(proc.KeepalivedBinary); err != nil {
+		t.Skipf("keepalived not installed: %v", err)
+	}
+	l := paperLab(t)
+	for _, path := range confs {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range l.Nodes {
+			t.Run(filepath.Base(path)+"/"+n.Name, func(t *testing.T) {
+				out, err := l.Render(n, string(text))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, stale := range []string{"/run/vipkit", "/etc/vipkit/vipkit.toml"} {
+					if strings.Contains(out, stale) {
+						t.Errorf("placeholder %s left in the rendered config", stale)
+					}
+				}
+				if strings.Contains(string(text), "/run/vipkit") && !strings.Contains(out, n.StateDir) {
+					t.Errorf("state dir %s not in the rendered config", n.StateDir)
+				}
+				for _, want := range []string{"priority " + strconv.Itoa(n.Priority), "notify_fifo " + n.FIFO, "advert_int 0.1", "vrrp_version 3"} {
+					if !strings.Contains(out, want) {
+						t.Errorf("rendered config lacks %q", want)
+					}
+				}
+				conf := filepath.Join(n.Dir, filepath.Base(path))
+				if err := os.WriteFile(conf, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				err = proc.ConfigTest("", conf, conf+".log")
+				vipctlOwned := strings.HasPrefix(filepath.Base(path), "vipctl-owned")
+				switch {
+				case vipctlOwned && err == nil:
+					t.Error("VRRPv3 with an instance without VIPs passed the config test")
+				case !vipctlOwned && err != nil:
+					t.Errorf("%v\n%s", err, out)
+				}
+				if testing.Verbose() && n.Name == "node-b" && strings.HasSuffix(path, "fifo.conf") {
+					t.Logf("rendered:\n%s", out)
+				}
+			})
+		}
+	}
+}
