@@ -217,9 +217,12 @@ func (x *inspector) commands() {
 			}
 		}
 		if bin == vipctl && user != "root" && user != "" && user != "?" {
+			fix := "set `script_user root` in global_defs"
+			if c.User != "" {
+				fix = "remove the user after the command, or make it root"
+			}
 			x.add(SeverityError, o.subject, c.Pos,
-				fmt.Sprintf("%s runs vipctl as user %q: vipctl needs root to change addresses and routes and to send raw packets", c.Keyword, user),
-				"set `script_user root` in global_defs")
+				fmt.Sprintf("%s runs vipctl as user %q: vipctl needs root to change addresses and routes and to send raw packets", c.Keyword, user), "%s", fix)
 		}
 	}
 }
@@ -344,12 +347,6 @@ func (x *inspector) ownership(ei ExpectedInstance, in *Instance) {
 	}
 }
 
-// hookStyle is one way of telling vipctl about every transition.
-type hookStyle struct {
-	name string
-	ok   bool
-}
-
 func (x *inspector) isVipctl(c *Command, sub string) bool {
 	return c != nil && c.Err == "" && len(c.Argv) > 0 && c.Argv[0] == x.want.VipctlPath && slices.Contains(c.Argv[1:], sub)
 }
@@ -378,13 +375,13 @@ func (x *inspector) hooks(ei ExpectedInstance, in *Instance, g *SyncGroup) {
 	for _, c := range perState[1:] {
 		states = states && x.isVipctl(c, "down")
 	}
-	styles := []hookStyle{{"notify", x.isVipctl(generic, "notify")}, {"notify_master/backup/fault/stop", states}, {"the notify FIFO", fifo}}
 	var used []string
-	for _, s := range styles {
-		if s.ok {
-			used = append(used, s.name)
+	for name, ok := range map[string]bool{"notify": x.isVipctl(generic, "notify"), "notify_master/backup/fault/stop": states, "the notify FIFO": fifo} {
+		if ok {
+			used = append(used, name)
 		}
 	}
+	slices.Sort(used)
 	switch {
 	case len(used) == 0:
 		x.add(SeverityError, subject, in.Pos, "vipctl is not told of every transition: "+x.hookGaps(generic, perState),
@@ -394,7 +391,9 @@ func (x *inspector) hooks(ei ExpectedInstance, in *Instance, g *SyncGroup) {
 		x.add(SeverityWarning, subject, in.Pos, fmt.Sprintf("vipctl is told of each transition more than once (%s): the runs race each other", strings.Join(used, ", ")),
 			"keep one of: the generic notify, the per-state hooks, the notify FIFO")
 	}
-	for _, c := range append(in.Hooks.All(), pick(func(h *Hooks) *Command { return h.MasterRxLowerPri })) {
+	// A sync group's hooks serve several instances, so only the instance's
+	// own hooks must name exactly its VIPs.
+	for _, c := range in.Hooks.All() {
 		x.flagsAlone(ei, c)
 	}
 }

@@ -181,6 +181,8 @@ func TestInspect(t *testing.T) {
 			}},
 		{name: "excluded counts as listed", edit: []string{"        192.0.2.100\n    }\n", "        192.0.2.100\n    }\n    virtual_ipaddress_excluded {\n        2001:db8::100\n    }\n", " 192.0.2.100\"", " 192.0.2.100 2001:db8::100\""},
 			expect: func(e *Expect) { e.Instances[0].VIPs = append(e.Instances[0].VIPs, "2001:db8::100") }},
+		{name: "announce hook names another VIP", edit: []string{"    track_process {", "    notify_master_rx_lower_pri \"/usr/local/sbin/vipctl announce --dev eth0 192.0.2.99\"\n    track_process {"},
+			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_master_rx_lower_pri names its VIPs itself (--dev) but not 192.0.2.100", "keepalived.conf:30"}}},
 		{name: "keepalived-owned hook with --own", edit: []string{"vipctl up --dev", "vipctl up --own --dev"},
 			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_master runs vipctl with --own, but keepalived owns the VIPs", "keepalived.conf:33"}}},
 		{name: "own without VIPs under VRRPv3", expect: func(e *Expect) { e.Instances[0].Own = true },
