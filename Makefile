@@ -5,7 +5,8 @@ BIN := $(CURDIR)/bin
 export VIPKIT_BIN_DIR := $(BIN)
 # Debian packages the tests, the lab and the demo use.
 APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps kmod
-GO_LDFLAGS := -s -w
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GO_LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: all build deps etcd test test-unit lint bench demo clean
 
@@ -22,7 +23,7 @@ deps:
 ## build: bin/vipctl and bin/fenced
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/vipctl ./cmd/vipctl
+	$(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(GO_LDFLAGS)' -o $(BIN)/vipctl ./cmd/vipctl
 	$(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/fenced ./cmd/fenced
 
 ## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod
