@@ -1,6 +1,6 @@
 # vipkit — run everything as root on Debian: `make demo`, `make test`.
 SHELL := /bin/bash
-GO ?= go
+GO ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 BIN := $(CURDIR)/bin
 export VIPKIT_BIN_DIR := $(BIN)
 # Debian packages the tests, the lab and the demo use.
