@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 GO ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 BIN := $(CURDIR)/bin
+# Tests run go themselves (go build, go list): keep it on their PATH.
+export PATH := $(dir $(GO)):$(PATH)
 export VIPKIT_BIN_DIR := $(BIN)
 # Debian packages the tests, the lab and the demo use.
 APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps kmod
