@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/topo"
 	"github.com/vipkit/vipkit/test/netnstest"
@@ -52,11 +53,17 @@ func newLab(t *testing.T, opts Options) *Lab {
 	return l
 }
 
+// The control run without vipkit: keepalived alone, the master's
+// keepalived SIGKILLed. The backup takes over within VRRP's master-down
+// interval (3 × 0.1 s + skew ≈ 0.36 s after the last advert; generous
+// bounds below because the machine is shared), the router follows the
+// backup's GARP at once, and the killed node keeps the VIP (keepalived
+// issue 2361), which the observer reports as dual ownership.
 func TestPrivilegedLabControlKill(t *testing.T) {
 	l := newLab(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r, err := l.RunControlKill(ctx, proc.ControlConfig)
+	r, err := l.RunMasterFault(ctx, proc.ControlConfig, FaultKill)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +73,27 @@ func TestPrivilegedLabControlKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s\nsvg: %s", b.String(), svg)
+	if r.From != "node-a" || r.To != "node-b" {
+		t.Fatalf("moved %s -> %s, want node-a -> node-b", r.From, r.To)
+	}
+	for _, f := range []observe.Failover{r.V4, r.V6} {
+		if f.Takeover == observe.None || f.Takeover < 200*time.Millisecond || f.Takeover > 3*time.Second {
+			t.Errorf("%s: takeover %s, want about 0.26-0.36 s", f.VIP, observe.FormatDur(f.Takeover))
+		}
+		if f.RouterConvergence == observe.None || f.RouterConvergence > 100*time.Millisecond {
+			t.Errorf("%s: router convergence %s, want under 100 ms", f.VIP, observe.FormatDur(f.RouterConvergence))
+		}
+		if f.ClientSwitch == observe.None || f.Outage == observe.None {
+			t.Errorf("%s: client never reached node-b", f.VIP)
+		}
+		// SIGKILL leaves the VIP on node-a: both claim it until the end.
+		if f.DualOwner < r.End-f.VIPAdded-5*time.Millisecond {
+			t.Errorf("%s: dual-owner %s, want from node-b's takeover to the end", f.VIP, observe.FormatDur(f.DualOwner))
+		}
+	}
+	if r.DualMaster != 0 {
+		t.Errorf("dual MASTER %s after the master's keepalived died", observe.FormatDur(r.DualMaster))
+	}
 }
 
 func TestPrivilegedLabSplitBrain(t *testing.T) {
@@ -82,6 +110,23 @@ func TestPrivilegedLabSplitBrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s\nsvg: %s", b.String(), svg)
+	// Both nodes are MASTER for about the hold time: a split brain.
+	if r.DualMaster < 900*time.Millisecond {
+		t.Errorf("dual MASTER %s, want about the 1 s hold", observe.FormatDur(r.DualMaster))
+	}
+	split := l.TL.Events(func(e observe.Event) bool {
+		return e.Kind == observe.KindState && e.State == "MASTER" && e.At >= r.Fault && e.At < r.Heal
+	})
+	if len(split) == 0 || split[0].Host != "node-b" || l.TL.StateAt("node-a", Instance, split[0].At) != "MASTER" {
+		t.Errorf("no second MASTER while node-a was MASTER: %v", split)
+	}
+	if r.V4.DualOwner < 900*time.Millisecond {
+		t.Errorf("dual-owner %s during the split", observe.FormatDur(r.V4.DualOwner))
+	}
+	// After the heal node-b steps back and node-a ends up serving again.
+	if r.HealV4.FirstNewAnswer == observe.None {
+		t.Error("client never returned to node-a after the heal")
+	}
 }
 
 // netnsInodes returns the namespace inode of each of the lab's

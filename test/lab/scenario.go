@@ -91,21 +91,46 @@ func (l *Lab) StartElected(ctx context.Context, conf string) (*Node, error) {
 	return m, nil
 }
 
-// RunControlKill is the control scenario without vipkit: keepalived with
-// proc.ControlConfig on every node, the master's keepalived SIGKILLed,
-// the backup takes over. It returns when the client has settled on the
-// new master on both families.
-func (l *Lab) RunControlKill(ctx context.Context, conf string) (Result, error) {
-	r := Result{Name: "control: SIGKILL keepalived on the master"}
+// MasterFault is a fault injected into the elected master.
+type MasterFault string
+
+const (
+	FaultKill     MasterFault = "kill"      // SIGKILL keepalived: no resignation, the VIP stays
+	FaultTerm     MasterFault = "term"      // SIGTERM keepalived: clean resignation (priority 0, VIP removed)
+	FaultPause    MasterFault = "pause"     // SIGSTOP keepalived: a hung daemon, the VIP stays
+	FaultPortDown MasterFault = "port-down" // the master's switch port goes down (cable pulled)
+)
+
+// MasterFaults lists the faults RunMasterFault knows.
+var MasterFaults = []MasterFault{FaultKill, FaultTerm, FaultPause, FaultPortDown}
+
+// RunMasterFault starts keepalived with conf (proc.ControlConfig for the
+// control runs without vipkit) on every node, waits for the steady state,
+// injects fault into the master and waits until the client has settled on
+// the new master on both families. The result measures the move.
+func (l *Lab) RunMasterFault(ctx context.Context, conf string, fault MasterFault) (Result, error) {
+	r := Result{Name: fmt.Sprintf("%s on the master", fault)}
 	m, err := l.StartElected(ctx, conf)
 	if err != nil {
 		return r, err
 	}
+	peer := l.Peer(m)
 	r.Start = l.TL.Now()
-	if r.Fault, err = l.KillKeepalived(m); err != nil {
+	switch fault {
+	case FaultKill:
+		r.Fault, err = l.KillKeepalived(m)
+	case FaultTerm:
+		r.Fault, err = l.StopKeepalived(m)
+	case FaultPause:
+		r.Fault, err = l.PauseKeepalived(m)
+	case FaultPortDown:
+		r.Fault, err = l.SetPort(m, false)
+	default:
+		return r, fmt.Errorf("run master fault: unknown fault %q", fault)
+	}
+	if err != nil {
 		return r, err
 	}
-	peer := l.Peer(m)
 	if _, err := l.TL.WaitState(ctx, peer.Name, Instance, "MASTER", r.Fault, 10*time.Second); err != nil {
 		return r, err
 	}
@@ -123,7 +148,7 @@ func (l *Lab) RunControlKill(ctx context.Context, conf string) (Result, error) {
 // hold it lifts the isolation and waits for the lower-priority node to
 // step back. DualMaster and the V4 dual-owner time measure the split.
 func (l *Lab) RunSplitBrain(ctx context.Context, conf string, hold time.Duration) (Result, error) {
-	r := Result{Name: "control: split brain by bridge port isolation"}
+	r := Result{Name: "split brain by bridge port isolation"}
 	m, err := l.StartElected(ctx, conf)
 	if err != nil {
 		return r, err
@@ -178,6 +203,9 @@ func (l *Lab) settle(ctx context.Context, r *Result, to *Node, origin time.Durat
 		}
 	}
 	r.End = l.TL.Now()
+	if err := l.Obs.ProbesResolved(ctx, r.End, 5*time.Second); err != nil {
+		return err
+	}
 	var sets [][]observe.Span
 	for _, n := range l.Nodes {
 		var masters []observe.Span

@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -113,6 +114,9 @@ func (o *Observer) Probe(host string, ns Namespace, addrs []netip.Addr, cfg Prob
 		}
 		o.onClose(func() { pc.Close() })
 		p := &prober{o: o, host: host, dst: a, pc: pc, cfg: cfg, pending: map[int]time.Duration{}}
+		o.closeMu.Lock()
+		o.probers = append(o.probers, p)
+		o.closeMu.Unlock()
 		o.goRun(p.receive)
 		o.goRun(p.send)
 	}
@@ -206,4 +210,42 @@ func (p *prober) receive() {
 		}
 		p.o.TL.Add(e)
 	}
+}
+
+// unresolved reports whether a probe sent at or before upTo still waits
+// for its answer or its expiry.
+func (p *prober) unresolved(upTo time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, at := range p.pending {
+		if at <= upTo {
+			return true
+		}
+	}
+	return false
+}
+
+// ProbesResolved waits until every probe sent at or before upTo has been
+// recorded as answered or lost, so metrics over a window ending at upTo
+// see all of its probes (a lost probe is only known after its timeout).
+func (o *Observer) ProbesResolved(ctx context.Context, upTo, within time.Duration) error {
+	done := func() bool {
+		o.closeMu.Lock()
+		defer o.closeMu.Unlock()
+		for _, p := range o.probers {
+			if p.unresolved(upTo) {
+				return false
+			}
+		}
+		return true
+	}
+	if done() {
+		return nil
+	}
+	// Every resolution records an event: re-check on each.
+	_, err := o.TL.WaitFor(ctx, func(Event) bool { return done() }, within)
+	if err != nil {
+		return fmt.Errorf("wait for probes up to %s to resolve: %w", FormatAt(upTo), err)
+	}
+	return nil
 }

@@ -37,6 +37,7 @@ type Observer struct {
 	wg      sync.WaitGroup
 	closeMu sync.Mutex
 	closers []func()
+	probers []*prober
 }
 
 // NewObserver creates an observer writing to tl.
