@@ -490,7 +490,13 @@ func (x *inspector) trackFile(ei ExpectedInstance, in *Instance, g *SyncGroup, p
 		}
 	}
 	if tf == nil {
-		x.add(SeverityError, subject, in.Pos, fmt.Sprintf("no track_file block watches %s: %s", path, role),
+		// Without fenced's file nothing can fence; without the maintenance
+		// file only planned handovers are unavailable.
+		sev := SeverityWarning
+		if fence {
+			sev = SeverityError
+		}
+		x.add(sev, subject, in.Pos, fmt.Sprintf("no track_file block watches %s: %s", path, role),
 			"add `track_file %s { file \"%s\" weight 0%s }` and `track_file { %s }` in vrrp_instance %s", name, path, init, name, ei.Name)
 		return
 	}

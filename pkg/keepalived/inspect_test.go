@@ -219,7 +219,7 @@ func TestInspect(t *testing.T) {
 			want: []want{{SeverityWarning, "track_file maint_VI_1", "puts the node in maintenance at every keepalived start", ""}}},
 		{name: "maintenance created", edit: []string{"    file \"/run/vipkit/VI_1.maint\"\n", "    file \"/run/vipkit/VI_1.maint\"\n    init_file\n"}},
 		{name: "no maintenance block", edit: []string{"        maint_VI_1\n", "", "track_file maint_VI_1 {", "track_file unused {", "/run/vipkit/VI_1.maint", "/run/other"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "no track_file block watches /run/vipkit/VI_1.maint: vipctl handover could not hand the VIP over", ""}}},
+			want: []want{{SeverityWarning, "vrrp_instance VI_1", "no track_file block watches /run/vipkit/VI_1.maint: vipctl handover could not hand the VIP over", ""}}},
 
 		// fenced liveness.
 		{name: "no liveness", edit: []string{"    track_process {\n        fenced\n    }\n", ""},
