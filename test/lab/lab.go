@@ -459,6 +459,17 @@ func (l *Lab) StartEtcd(ctx context.Context) error {
 	}
 }
 
+// WatchEtcd records changes under an etcd key prefix (e.g. fenced's lease
+// keys) on the timeline as KindLease events, from the etcd host's own
+// namespace so cutting nodes does not blind the observer.
+func (l *Lab) WatchEtcd(prefix string) error {
+	dial, err := l.EtcdDialer("etcd")
+	if err != nil {
+		return err
+	}
+	return l.Obs.WatchEtcd("etcd", l.EtcdEndpoints(), prefix, dial)
+}
+
 // Etcd is the etcd process, nil before StartEtcd.
 func (l *Lab) Etcd() *proc.Proc {
 	l.mu.Lock()

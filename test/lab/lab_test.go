@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/topo"
@@ -161,6 +165,20 @@ func leftovers(inodes map[string]string) []string {
 	return out
 }
 
+func etcdClient(t *testing.T, l *Lab) *clientv3.Client {
+	t.Helper()
+	dial, err := l.EtcdDialer("etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: l.EtcdEndpoints(), DialTimeout: 5 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli
+}
+
 func TestPrivilegedLabUpDown(t *testing.T) {
 	netnstest.Require(t)
 	baseline := runtime.NumGoroutine()
@@ -201,6 +219,32 @@ func TestPrivilegedLabUpDown(t *testing.T) {
 		if _, err := l.RestoreEtcd(l.Node("node-a")); err != nil {
 			t.Fatal(err)
 		}
+		// Lease-bound keys show up on the timeline, and so does their end.
+		if err := l.WatchEtcd("/vipkit-lab/"); err != nil {
+			t.Fatal(err)
+		}
+		cli := etcdClient(t, l)
+		g, err := cli.Grant(ctx, 5)
+		if err != nil {
+			cli.Close()
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(ctx, "/vipkit-lab/holder", "node-a", clientv3.WithLease(g.ID)); err != nil {
+			t.Fatal(err)
+		}
+		for _, what := range []string{"put", "delete"} {
+			if what == "delete" {
+				if _, err := cli.Revoke(ctx, g.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := l.WaitFor(ctx, func(e observe.Event) bool {
+				return e.Kind == observe.KindLease && e.Text == what && e.Key == "/vipkit-lab/holder" && (what == "delete" || e.Lease == int64(g.ID))
+			}, 5*time.Second); err != nil {
+				t.Fatalf("lease key %s not observed: %v", what, err)
+			}
+		}
+		cli.Close()
 		if c, err := dialA(ctx, "192.0.2.20:2379"); err != nil {
 			t.Errorf("node-a does not reach etcd after restore: %v", err)
 		} else {
