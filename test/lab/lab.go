@@ -30,6 +30,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/topo"
+	"github.com/vipkit/vipkit/test/lab/watch"
 )
 
 // The lab's floating addresses (the placeholders of the shipped configs).
@@ -103,7 +104,7 @@ type Lab struct {
 	Dir    string
 	Topo   *topo.Topology
 	TL     *observe.Timeline
-	Obs    *observe.Observer
+	Obs    *watch.Observer
 	Nodes  []*Node
 
 	log       *slog.Logger
@@ -177,7 +178,7 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 		l.Nodes = append(l.Nodes, n)
 	}
 
-	l.Obs = observe.NewObserver(l.TL, log)
+	l.Obs = watch.NewObserver(l.TL, log)
 	vips := []netip.Addr{VIP4, VIP6}
 	for _, n := range l.Nodes {
 		if err := l.Obs.WatchAddrs(n.Name, n.Host.NS); err != nil {
@@ -205,7 +206,7 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 				return nil, err
 			}
 		}
-		if err := l.Obs.Probe("client", l.Topo.Client.NS, vips, observe.ProbeConfig{Interval: opts.ProbeInterval, Timeout: opts.ProbeTimeout}); err != nil {
+		if err := l.Obs.Probe("client", l.Topo.Client.NS, vips, watch.ProbeConfig{Interval: opts.ProbeInterval, Timeout: opts.ProbeTimeout}); err != nil {
 			return nil, err
 		}
 	}

@@ -1,13 +1,14 @@
-// Package observe records what happens in the lab on one clock and
-// derives failover metrics from it.
+// Package observe is the lab's timeline: typed events on one clock, the
+// queries over them (who held the VIP when, which state, which MAC) and
+// the failover metrics derived from them. It has no side effects; package
+// watch feeds it from the running lab.
 //
-// Every event is stamped when this process receives it, with Go's
-// monotonic clock (CLOCK_MONOTONIC) relative to the timeline's start, so
-// keepalived FIFO lines, netlink notifications from every namespace,
-// frames captured on the switch and client probes are comparable with
-// each other without any wall-clock or cross-process skew. Stamping at
-// receipt adds the delivery latency of each source (microseconds for
-// netlink, FIFOs and packet sockets on an idle machine); see docs/lab.md.
+// Every event is stamped with Go's monotonic clock (CLOCK_MONOTONIC)
+// relative to the timeline's start, so keepalived FIFO lines, netlink
+// notifications from every namespace, frames captured on the switch and
+// client probes are comparable without wall-clock or cross-process skew.
+// Stamping at receipt adds each source's delivery latency (microseconds
+// on an idle machine); see docs/lab.md.
 package observe
 
 import (

@@ -1,4 +1,4 @@
-package observe
+package watch
 
 import (
 	"context"
@@ -9,10 +9,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/vipkit/vipkit/test/lab/observe"
 )
 
 // WatchEtcd records every change under a key prefix of the lab's etcd as
-// KindLease events: "put" with the key's lease (a holder took or renewed
+// observe.KindLease events: "put" with the key's lease (a holder took or renewed
 // its claim) and "delete" (the key went: its lease expired or was
 // revoked, or it was deleted). dial opens connections from a namespace
 // that is not being cut (the etcd host's own), so the observer keeps
@@ -36,7 +38,7 @@ func (o *Observer) WatchEtcd(host string, endpoints []string, prefix string, dia
 		return fmt.Errorf("watch etcd prefix %q: read existing keys: %w", prefix, err)
 	}
 	for _, kv := range resp.Kvs {
-		o.TL.Add(Event{Kind: KindLease, Host: host, Source: "etcd", Text: "exists", Key: string(kv.Key), Lease: kv.Lease})
+		o.TL.Add(observe.Event{Kind: observe.KindLease, Host: host, Source: "etcd", Text: "exists", Key: string(kv.Key), Lease: kv.Lease})
 	}
 	o.onClose(func() { cli.Close() })
 	wch := cli.Watch(clientv3.WithRequireLeader(o.ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
@@ -50,7 +52,7 @@ func (o *Observer) WatchEtcd(host string, endpoints []string, prefix string, dia
 				continue
 			}
 			for _, ev := range wr.Events {
-				e := Event{At: at, Kind: KindLease, Host: host, Source: "etcd", Key: string(ev.Kv.Key), Lease: ev.Kv.Lease}
+				e := observe.Event{At: at, Kind: observe.KindLease, Host: host, Source: "etcd", Key: string(ev.Kv.Key), Lease: ev.Kv.Lease}
 				switch ev.Type {
 				case clientv3.EventTypePut:
 					e.Text = "put"

@@ -1,4 +1,4 @@
-package observe
+package watch
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipkit/vipkit/test/lab/observe"
 )
 
 // ProbePort is the UDP port of the lab's probe responders.
@@ -85,7 +87,7 @@ type ProbeConfig struct {
 }
 
 // Probe sends a UDP probe from host (the client) to each address every
-// interval and records one KindProbe event per probe, stamped with its
+// interval and records one observe.KindProbe event per probe, stamped with its
 // send time: answered (by whom, after how long) or lost (no answer
 // within the timeout). Late answers to lost probes are ignored.
 func (o *Observer) Probe(host string, ns Namespace, addrs []netip.Addr, cfg ProbeConfig) error {
@@ -162,12 +164,12 @@ func (p *prober) send() {
 // receive stamp when they are read, so a reader that runs late under CPU
 // pressure does not turn a timely answer into a loss.
 func (p *prober) expire(now time.Duration) {
-	var lost []Event
+	var lost []observe.Event
 	p.mu.Lock()
 	for seq, at := range p.pending {
 		if now-at > p.cfg.Timeout+expiryGrace {
 			delete(p.pending, seq)
-			lost = append(lost, Event{At: at, Kind: KindProbe, Host: p.host, Source: "probe", IP: p.dst, Seqno: seq})
+			lost = append(lost, observe.Event{At: at, Kind: observe.KindProbe, Host: p.host, Source: "probe", IP: p.dst, Seqno: seq})
 		}
 	}
 	p.mu.Unlock()
@@ -203,7 +205,7 @@ func (p *prober) receive() {
 		if !ok {
 			continue // answer to a probe already recorded as lost
 		}
-		e := Event{At: at, Kind: KindProbe, Host: p.host, Source: "probe", IP: p.dst, Seqno: seq, OK: true, Owner: who, RTT: now - at}
+		e := observe.Event{At: at, Kind: observe.KindProbe, Host: p.host, Source: "probe", IP: p.dst, Seqno: seq, OK: true, Owner: who, RTT: now - at}
 		if e.RTT > p.cfg.Timeout {
 			// Too late to count: lost, but say who answered eventually.
 			e.OK, e.Text = false, "late answer from "+who
@@ -243,9 +245,9 @@ func (o *Observer) ProbesResolved(ctx context.Context, upTo, within time.Duratio
 		return nil
 	}
 	// Every resolution records an event: re-check on each.
-	_, err := o.TL.WaitFor(ctx, func(Event) bool { return done() }, within)
+	_, err := o.TL.WaitFor(ctx, func(observe.Event) bool { return done() }, within)
 	if err != nil {
-		return fmt.Errorf("wait for probes up to %s to resolve: %w", FormatAt(upTo), err)
+		return fmt.Errorf("wait for probes up to %s to resolve: %w", observe.FormatAt(upTo), err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package observe
+package watch
 
 import (
 	"encoding/binary"
@@ -13,6 +13,8 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipkit/vipkit/test/lab/observe"
 )
 
 // Capture records the ARP, neighbour discovery and VRRP frames that cross
@@ -69,28 +71,28 @@ func (o *Observer) Capture(host string, ns Namespace, dev string) error {
 	return nil
 }
 
-// ParseFrame turns an Ethernet frame into a KindFrame event if it is ARP,
+// ParseFrame turns an Ethernet frame into a observe.KindFrame event if it is ARP,
 // an IPv6 neighbour solicitation/advertisement, or a VRRP advertisement.
-func ParseFrame(b []byte) (Event, bool) {
+func ParseFrame(b []byte) (observe.Event, bool) {
 	var f ethernet.Frame
 	if err := f.UnmarshalBinary(b); err != nil {
-		return Event{}, false
+		return observe.Event{}, false
 	}
 	switch f.EtherType {
 	case ethernet.EtherTypeARP:
 		var p arp.Packet
 		if err := p.UnmarshalBinary(f.Payload); err != nil {
-			return Event{}, false
+			return observe.Event{}, false
 		}
-		e := Event{Kind: KindFrame, MAC: p.SenderHardwareAddr.String(), IP: p.SenderIP, Target: p.TargetIP,
+		e := observe.Event{Kind: observe.KindFrame, MAC: p.SenderHardwareAddr.String(), IP: p.SenderIP, Target: p.TargetIP,
 			Gratuitous: p.SenderIP == p.TargetIP}
 		switch p.Operation {
 		case arp.OperationRequest:
-			e.Op = OpARPRequest
+			e.Op = observe.OpARPRequest
 		case arp.OperationReply:
-			e.Op = OpARPReply
+			e.Op = observe.OpARPReply
 		default:
-			return Event{}, false
+			return observe.Event{}, false
 		}
 		return e, true
 	case ethernet.EtherTypeIPv6:
@@ -98,23 +100,23 @@ func ParseFrame(b []byte) (Event, bool) {
 	case ethernet.EtherTypeIPv4:
 		return parseVRRP4(f)
 	}
-	return Event{}, false
+	return observe.Event{}, false
 }
 
-func parseIPv6(f ethernet.Frame) (Event, bool) {
+func parseIPv6(f ethernet.Frame) (observe.Event, bool) {
 	p := f.Payload
 	if len(p) < 40 || p[0]>>4 != 6 || p[6] != unix.IPPROTO_ICMPV6 {
-		return Event{}, false
+		return observe.Event{}, false
 	}
 	src, _ := netip.AddrFromSlice(p[8:24])
 	m, err := ndp.ParseMessage(p[40:])
 	if err != nil {
-		return Event{}, false
+		return observe.Event{}, false
 	}
-	e := Event{Kind: KindFrame, MAC: f.Source.String(), IP: src}
+	e := observe.Event{Kind: observe.KindFrame, MAC: f.Source.String(), IP: src}
 	switch m := m.(type) {
 	case *ndp.NeighborAdvertisement:
-		e.Op, e.Target, e.Override, e.Solicited = OpNA, m.TargetAddress, m.Override, m.Solicited
+		e.Op, e.Target, e.Override, e.Solicited = observe.OpNA, m.TargetAddress, m.Override, m.Solicited
 		// An unsolicited NA announces the target itself, like a GARP.
 		e.Gratuitous = !m.Solicited
 		for _, o := range m.Options {
@@ -123,25 +125,25 @@ func parseIPv6(f ethernet.Frame) (Event, bool) {
 			}
 		}
 	case *ndp.NeighborSolicitation:
-		e.Op, e.Target = OpNS, m.TargetAddress
+		e.Op, e.Target = observe.OpNS, m.TargetAddress
 	default:
-		return Event{}, false
+		return observe.Event{}, false
 	}
 	return e, true
 }
 
-func parseVRRP4(f ethernet.Frame) (Event, bool) {
+func parseVRRP4(f ethernet.Frame) (observe.Event, bool) {
 	p := f.Payload
 	if len(p) < 20 || p[0]>>4 != 4 || p[9] != 112 {
-		return Event{}, false
+		return observe.Event{}, false
 	}
 	ihl := int(p[0]&0x0f) * 4
 	if len(p) < ihl+8 {
-		return Event{}, false
+		return observe.Event{}, false
 	}
 	v := p[ihl:]
 	src, _ := netip.AddrFromSlice(p[12:16])
-	e := Event{Kind: KindFrame, Op: OpVRRP, MAC: f.Source.String(), IP: src, Priority: int(v[2]),
+	e := observe.Event{Kind: observe.KindFrame, Op: observe.OpVRRP, MAC: f.Source.String(), IP: src, Priority: int(v[2]),
 		Text: fmt.Sprintf("vrid %d version %d", v[1], v[0]>>4)}
 	if v[0]>>4 == 3 {
 		// VRRPv3: max advert interval in centiseconds, 12 bits.

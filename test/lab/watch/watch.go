@@ -1,4 +1,12 @@
-package observe
+// Package watch feeds an observe.Timeline from a running lab: keepalived's
+// notify FIFO and log, netlink address, local-route and neighbour
+// notifications in each namespace, ARP/NDP/VRRP frames on the switch,
+// client probes answered by per-node responders, and etcd keys.
+//
+// Each source stamps what it receives on the timeline's clock the moment
+// it receives it; frames and probe answers carry the kernel's receive
+// stamp instead, so a reader delayed by CPU pressure does not move them.
+package watch
 
 import (
 	"bufio"
@@ -16,6 +24,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipkit/vipkit/test/lab/observe"
 )
 
 // Namespace is what the observer needs of a lab namespace (topo.NS has
@@ -27,9 +37,9 @@ type Namespace interface {
 	Do(fn func() error) error
 }
 
-// Observer runs the event sources of a lab and feeds one Timeline.
+// Observer runs the event sources of a lab and feeds one observe.Timeline.
 type Observer struct {
-	TL  *Timeline
+	TL  *observe.Timeline
 	log *slog.Logger
 
 	ctx     context.Context
@@ -41,7 +51,7 @@ type Observer struct {
 }
 
 // NewObserver creates an observer writing to tl.
-func NewObserver(tl *Timeline, log *slog.Logger) *Observer {
+func NewObserver(tl *observe.Timeline, log *slog.Logger) *Observer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -80,7 +90,7 @@ func (o *Observer) goRun(f func()) {
 func (o *Observer) note(host, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	o.log.Warn("observer", "host", host, "msg", msg)
-	o.TL.Add(Event{Kind: KindNote, Host: host, Source: "observer", Text: msg})
+	o.TL.Add(observe.Event{Kind: observe.KindNote, Host: host, Source: "observer", Text: msg})
 }
 
 // resubscribe runs sub until the observer closes, starting it again (with
@@ -169,7 +179,7 @@ func (o *Observer) WatchAddrs(host string, ns Namespace) error {
 				known[key] = u.NewAddr
 				mu.Unlock()
 				if changed {
-					o.TL.Add(Event{At: at, Kind: KindAddr, Host: host, Source: "netlink", IP: ip, Prefix: p, Dev: names(u.LinkIndex), Present: u.NewAddr})
+					o.TL.Add(observe.Event{At: at, Kind: observe.KindAddr, Host: host, Source: "netlink", IP: ip, Prefix: p, Dev: names(u.LinkIndex), Present: u.NewAddr})
 				}
 			}
 		}()
@@ -242,18 +252,18 @@ func (o *Observer) WatchLocalRoutes(host string, ns Namespace, ips []netip.Addr)
 				k := routeKey{dst: dst, src: src.Unmap(), proto: int(u.Protocol), link: u.LinkIndex, prio: u.Priority, tos: u.Tos}
 				add := u.Type == unix.RTM_NEWROUTE
 				mu.Lock()
-				var events []Event
+				var events []observe.Event
 				if add && u.NlFlags&unix.NLM_F_REPLACE != 0 {
 					for old := range known {
 						if known[old] && old.dst == k.dst && old.prio == k.prio && old.tos == k.tos && old != k {
 							known[old] = false
-							events = append(events, Event{At: at, Kind: KindRoute, Host: host, Source: "netlink", IP: old.dst, Src: old.src, Proto: old.proto, Dev: names(old.link), Present: false, Text: "replaced"})
+							events = append(events, observe.Event{At: at, Kind: observe.KindRoute, Host: host, Source: "netlink", IP: old.dst, Src: old.src, Proto: old.proto, Dev: names(old.link), Present: false, Text: "replaced"})
 						}
 					}
 				}
 				if known[k] != add {
 					known[k] = add
-					events = append(events, Event{At: at, Kind: KindRoute, Host: host, Source: "netlink", IP: dst, Src: k.src, Proto: k.proto, Dev: names(k.link), Present: add})
+					events = append(events, observe.Event{At: at, Kind: observe.KindRoute, Host: host, Source: "netlink", IP: dst, Src: k.src, Proto: k.proto, Dev: names(k.link), Present: add})
 				}
 				mu.Unlock()
 				for _, e := range events {
@@ -303,7 +313,7 @@ func (o *Observer) WatchNeighbours(host string, ns Namespace, ips []netip.Addr, 
 		if old == e {
 			return
 		}
-		o.TL.Add(Event{At: at, Kind: KindNeigh, Host: host, Source: source, IP: ip, MAC: e.mac, NeighState: e.state, Present: present, Dev: names(n.LinkIndex)})
+		o.TL.Add(observe.Event{At: at, Kind: observe.KindNeigh, Host: host, Source: source, IP: ip, MAC: e.mac, NeighState: e.state, Present: present, Dev: names(n.LinkIndex)})
 	}
 	err := o.resubscribe(host, "neighbours", func(done <-chan struct{}) (<-chan struct{}, error) {
 		ch := make(chan netlink.NeighUpdate, 256)
@@ -389,17 +399,17 @@ var fifoLineRE = regexp.MustCompile(`^(INSTANCE|GROUP) "([^"]*)" (\S+) (-?\d+)$`
 
 // ParseFIFOLine parses one notify FIFO line into a state event (without
 // time and host).
-func ParseFIFOLine(line string) (Event, bool) {
+func ParseFIFOLine(line string) (observe.Event, bool) {
 	m := fifoLineRE.FindStringSubmatch(line)
 	if m == nil {
-		return Event{}, false
+		return observe.Event{}, false
 	}
 	prio, _ := strconv.Atoi(m[4])
 	inst := m[2]
 	if m[1] == "GROUP" {
 		inst = "group:" + inst
 	}
-	return Event{Kind: KindState, Source: "fifo", Instance: inst, State: m[3], Priority: prio}, true
+	return observe.Event{Kind: observe.KindState, Source: "fifo", Instance: inst, State: m[3], Priority: prio}, true
 }
 
 // ReadFIFO creates (if needed) and reads a keepalived notify FIFO for
@@ -436,12 +446,12 @@ var logStateRE = regexp.MustCompile(`\(([^)]+)\) Entering (\w+) STATE`)
 
 // ParseLogLine parses a keepalived -l -D log line into a state event
 // (without time and host).
-func ParseLogLine(line string) (Event, bool) {
+func ParseLogLine(line string) (observe.Event, bool) {
 	m := logStateRE.FindStringSubmatch(line)
 	if m == nil {
-		return Event{}, false
+		return observe.Event{}, false
 	}
-	return Event{Kind: KindState, Source: "log", Instance: m[1], State: m[2], Priority: -1}, true
+	return observe.Event{Kind: observe.KindState, Source: "log", Instance: m[1], State: m[2], Priority: -1}, true
 }
 
 // KeepalivedLog returns a line callback for a keepalived process (see
