@@ -26,10 +26,20 @@ import (
 	"github.com/vipkit/vipkit/test/netnstest"
 )
 
+// requirePrivileged skips in -short mode (make test-unit) and otherwise
+// requires root and namespaces (netnstest.Require).
+func requirePrivileged(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("privileged lab test: skipped with -short")
+	}
+	netnstest.Require(t)
+}
+
 // newLab builds a lab for one test and tears it down in t.Cleanup.
 func newLab(t *testing.T, opts Options) *Lab {
 	t.Helper()
-	netnstest.Require(t)
+	requirePrivileged(t)
 	if _, err := os.Stat(proc.KeepalivedBinary); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("keepalived is required under CI=true: %v", err)
@@ -180,7 +190,7 @@ func etcdClient(t *testing.T, l *Lab) *clientv3.Client {
 }
 
 func TestPrivilegedLabUpDown(t *testing.T) {
-	netnstest.Require(t)
+	requirePrivileged(t)
 	baseline := runtime.NumGoroutine()
 	l := newLab(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -292,7 +302,7 @@ func TestPrivilegedLabInterrupt(t *testing.T) {
 		holdLab(t)
 		return
 	}
-	netnstest.Require(t)
+	requirePrivileged(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPrivilegedLabInterrupt$", "-test.v")
 	cmd.Env = append(os.Environ(), "VIPKIT_LAB_HOLD=1")
 	out, err := cmd.StdoutPipe()

@@ -10,8 +10,16 @@ import (
 	"github.com/vipkit/vipkit/test/netnstest"
 )
 
-func TestPrivilegedTopoBuildAndClose(t *testing.T) {
+func requirePrivileged(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("privileged lab test: skipped with -short")
+	}
 	netnstest.Require(t)
+}
+
+func TestPrivilegedTopoBuildAndClose(t *testing.T) {
+	requirePrivileged(t)
 	topo, err := Build(Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +97,7 @@ func TestPrivilegedTopoBuildAndClose(t *testing.T) {
 }
 
 func TestPrivilegedCleanupStale(t *testing.T) {
-	netnstest.Require(t)
+	requirePrivileged(t)
 	// A prefix whose owner PID cannot exist stands for a crashed run.
 	prefix := PrefixBase + "999999999x0bad"
 	ns, err := newNS(prefix+"-node-a", "node-a")
