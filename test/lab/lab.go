@@ -110,6 +110,7 @@ type Lab struct {
 	log       *slog.Logger
 	advertInt string
 	mu        sync.Mutex
+	inUse     map[netip.Addr]bool // VIPs the running configs mention
 	procs     []*proc.Proc
 	etcd      *proc.Proc
 	closeOnce sync.Once
@@ -352,6 +353,16 @@ func (l *Lab) StartKeepalived(n *Node, conf string) error {
 	n.mu.Lock()
 	n.keepalived = p
 	n.mu.Unlock()
+	l.mu.Lock()
+	if l.inUse == nil {
+		l.inUse = map[netip.Addr]bool{}
+	}
+	for _, vip := range []netip.Addr{VIP4, VIP6} {
+		if strings.Contains(rendered, vip.String()) {
+			l.inUse[vip] = true
+		}
+	}
+	l.mu.Unlock()
 	l.track(n.Name, p)
 	// A dead keepalived reports nothing: end its instances' state spans
 	// with a lab-made DEAD state, so a killed MASTER does not look like
@@ -367,6 +378,20 @@ func (l *Lab) StartKeepalived(n *Node, conf string) error {
 }
 
 var instanceRE = regexp.MustCompile(`(?m)^\s*vrrp_instance\s+(\S+)`)
+
+// VIPs are the floating addresses the scenario uses: those that appear in
+// the keepalived configs started so far (both before any).
+func (l *Lab) VIPs() []netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []netip.Addr
+	for _, vip := range []netip.Addr{VIP4, VIP6} {
+		if l.inUse == nil || l.inUse[vip] {
+			out = append(out, vip)
+		}
+	}
+	return out
+}
 
 // StartKeepalivedAll starts keepalived with conf on every node.
 func (l *Lab) StartKeepalivedAll(conf string) error {

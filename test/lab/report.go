@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +22,7 @@ func (l *Lab) View(r Result) report.View {
 		From:     max(r.Start-200*time.Millisecond, 0),
 		To:       r.End,
 		Origin:   r.Fault,
-		VIPs:     []netip.Addr{VIP4, VIP6},
+		VIPs:     l.VIPs(),
 		Instance: Instance,
 	}
 	for _, n := range l.Nodes {
@@ -39,9 +38,17 @@ func (l *Lab) View(r Result) report.View {
 
 // Summary prints the metrics table of a result.
 func (l *Lab) Summary(w io.Writer, r Result) error {
-	cols := []report.Column{{Name: "IPv4", F: r.V4}, {Name: "IPv6", F: r.V6}}
+	var cols []report.Column
+	add := func(name string, f observe.Failover) {
+		if f.VIP.IsValid() {
+			cols = append(cols, report.Column{Name: name, F: f})
+		}
+	}
+	add("IPv4", r.V4)
+	add("IPv6", r.V6)
 	if r.Heal != 0 {
-		cols = append(cols, report.Column{Name: "heal IPv4", F: r.HealV4}, report.Column{Name: "heal IPv6", F: r.HealV6})
+		add("heal IPv4", r.HealV4)
+		add("heal IPv6", r.HealV6)
 	}
 	extra := [][2]string{{"dual MASTER (state reports)", observe.FormatDur(r.DualMaster)}}
 	return report.WriteSummary(w, cols, extra)

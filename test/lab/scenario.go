@@ -18,7 +18,8 @@ type Result struct {
 	Start    time.Duration // beginning of the interesting window
 	End      time.Duration // end of the window (metrics stop here)
 	// V4 and V6 measure the move from From to To after the fault (for a
-	// split brain: until the heal).
+	// split brain: until the heal); V6 is zero when the configs have no
+	// IPv6 VIP.
 	V4, V6 observe.Failover
 	// HealV4 and HealV6 measure the move back after a split brain heals.
 	HealV4, HealV6 observe.Failover
@@ -33,7 +34,7 @@ type Result struct {
 // starts from.
 func (l *Lab) Steady(ctx context.Context, m *Node, since, within time.Duration) error {
 	deadline := time.Now().Add(within)
-	for _, vip := range []netip.Addr{VIP4, VIP6} {
+	for _, vip := range l.VIPs() {
 		if _, err := l.AnsweredBy(ctx, vip, m, since, 20, time.Until(deadline)); err != nil {
 			return err
 		}
@@ -139,7 +140,9 @@ func (l *Lab) RunMasterFault(ctx context.Context, conf string, fault MasterFault
 	}
 	r.From, r.To = m.Name, peer.Name
 	r.V4 = l.Failover(VIP4, r.Fault, r.End, m, peer)
-	r.V6 = l.Failover(VIP6, r.Fault, r.End, m, peer)
+	if l.uses(VIP6) {
+		r.V6 = l.Failover(VIP6, r.Fault, r.End, m, peer)
+	}
 	return r, nil
 }
 
@@ -178,9 +181,11 @@ func (l *Lab) RunSplitBrain(ctx context.Context, conf string, hold time.Duration
 	}
 	r.From, r.To = m.Name, peer.Name
 	r.V4 = l.Failover(VIP4, r.Fault, r.Heal, m, peer)
-	r.V6 = l.Failover(VIP6, r.Fault, r.Heal, m, peer)
 	r.HealV4 = l.Failover(VIP4, r.Heal, r.End, peer, m)
-	r.HealV6 = l.Failover(VIP6, r.Heal, r.End, peer, m)
+	if l.uses(VIP6) {
+		r.V6 = l.Failover(VIP6, r.Fault, r.Heal, m, peer)
+		r.HealV6 = l.Failover(VIP6, r.Heal, r.End, peer, m)
+	}
 	return r, nil
 }
 
@@ -189,7 +194,7 @@ func (l *Lab) RunSplitBrain(ctx context.Context, conf string, hold time.Duration
 // router points at it, then closes the window (r.End) and measures
 // DualMaster over [r.Fault, r.End].
 func (l *Lab) settle(ctx context.Context, r *Result, to *Node, origin time.Duration) error {
-	for _, vip := range []netip.Addr{VIP4, VIP6} {
+	for _, vip := range l.VIPs() {
 		if _, err := l.AnsweredBy(ctx, vip, to, origin, 20, 15*time.Second); err != nil {
 			return err
 		}
@@ -218,4 +223,13 @@ func (l *Lab) settle(ctx context.Context, r *Result, to *Node, origin time.Durat
 	}
 	r.DualMaster = observe.Total(observe.AtLeast(2, sets...))
 	return nil
+}
+
+func (l *Lab) uses(vip netip.Addr) bool {
+	for _, v := range l.VIPs() {
+		if v == vip {
+			return true
+		}
+	}
+	return false
 }
