@@ -129,7 +129,7 @@ func newHolder(e *env) (*holder.Holder, func(), error) {
 			senders[dev] = s
 			return s, nil
 		},
-		Refreshers: &refreshers{stateDir: e.stateDir, logLevel: e.cfg.LogLevel.String()},
+		Refreshers: &refreshers{Procs: runstate.Procs{Grace: stopGrace}, stateDir: e.stateDir, logLevel: e.cfg.LogLevel.String()},
 		Track:      trackfile.Write,
 		Log:        e.log,
 	}

@@ -26,6 +26,7 @@ const stopGrace = 500 * time.Millisecond
 // refreshers starts refreshers as detached copies of this binary running
 // the hidden "refresh" command.
 type refreshers struct {
+	runstate.Procs
 	stateDir string
 	logLevel string
 }

@@ -210,7 +210,10 @@ func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcom
 	todo, out := admit(tx.State, req)
 	var held []vip.VIP
 	for _, v := range todo {
-		log := h.log().With("vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance)
+		log := h.log().With("vip", v.String(), "dev", req.Dev, "action", action)
+		if req.Instance != "" {
+			log = log.With("instance", req.Instance)
+		}
 		prev := tx.State.Entry(v)
 		e := h.entry(req, v, action, prev)
 		if prev != nil && prev.Refresher != nil {

@@ -268,3 +268,16 @@ func exited(pidfd int, timeout time.Duration) bool {
 		}
 	}
 }
+
+// Procs stops and checks recorded processes (refreshers); vipctl and fenced
+// both use it.
+type Procs struct {
+	// Grace is how long a process gets between SIGTERM and SIGKILL.
+	Grace time.Duration
+}
+
+// Stop ends p and waits for it (see Stop).
+func (ps Procs) Stop(p Proc) error { return Stop(p, ps.Grace) }
+
+// Alive reports whether p still runs.
+func (ps Procs) Alive(p Proc) bool { return Alive(p) }

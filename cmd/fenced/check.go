@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/keepalived"
+	"github.com/vipkit/vipkit/pkg/trackfile"
+)
+
+// finding is one result of fenced check.
+type finding struct {
+	Severity string `json:"severity"`
+	Subject  string `json:"subject"`
+	Message  string `json:"message"`
+	Fix      string `json:"fix,omitempty"`
+}
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "check the configuration, etcd, the track file directories and keepalived.conf",
+		Description: `Checks that the configuration is valid and private, that every etcd cluster answers
+(with its TLS and credentials), that every track file directory exists, is root-only and
+writable, and that keepalived.conf tracks each track file the way fencing needs
+(weight 0, init_file 1 overwrite, referenced by the instance) and tracks fenced's liveness.
+
+Exit status: 0 no error, 1 at least one error, 2 usage or configuration error.`,
+		Flags: append([]cli.Flag{configFlag, stateFlag,
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.StringFlag{Name: "keepalived-conf", Value: "/etc/keepalived/keepalived.conf", Usage: "keepalived configuration `FILE` (\"\" to skip)"},
+			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Second, Usage: "per-endpoint timeout"},
+		}, runFlags()...),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadRunConfig(c)
+			if err != nil {
+				return err
+			}
+			var out []finding
+			add := func(sev, subject, fix, format string, args ...any) {
+				out = append(out, finding{sev, subject, fmt.Sprintf(format, args...), fix})
+			}
+			for _, cl := range cfg.Clusters {
+				checkCluster(c.Context, cl, c.Duration("timeout"), add)
+			}
+			dirs := map[string]bool{}
+			for _, in := range cfg.Instances {
+				if in.TrackFile != "" {
+					dirs[filepath.Dir(in.TrackFile)] = true
+				}
+			}
+			for d := range dirs {
+				checkDir(d, add)
+			}
+			if kc := c.String("keepalived-conf"); kc != "" {
+				checkKeepalived(c.Context, cfg, kc, add)
+			}
+			errs := 0
+			for _, f := range out {
+				if f.Severity == "error" {
+					errs++
+				}
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				_ = enc.Encode(map[string]any{"ok": errs == 0, "errors": errs, "findings": append([]finding{}, out...)})
+			} else {
+				for _, f := range out {
+					fmt.Fprintf(c.App.Writer, "%-7s %s: %s\n", strings.ToUpper(f.Severity), f.Subject, f.Message)
+					if f.Fix != "" {
+						fmt.Fprintf(c.App.Writer, "        fix: %s\n", f.Fix)
+					}
+				}
+				fmt.Fprintf(c.App.Writer, "%d error(s)\n", errs)
+			}
+			if errs > 0 {
+				return silentError{exitFail}
+			}
+			return nil
+		},
+	}
+}
+
+type addFinding func(sev, subject, fix, format string, args ...any)
+
+func checkCluster(ctx context.Context, cl config.Cluster, timeout time.Duration, add addFinding) {
+	subject := "cluster " + cl.Name
+	cc, err := clientConfig(cl)
+	if err != nil {
+		add("error", subject, "fix the TLS or password file settings", "%v", err)
+		return
+	}
+	cc.DialTimeout = timeout
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		add("error", subject, "", "create etcd client: %v", err)
+		return
+	}
+	defer cli.Close()
+	for _, ep := range cl.Endpoints {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		st, err := cli.Status(rctx, ep)
+		cancel()
+		if err != nil {
+			add("error", subject, "check that the endpoint is reachable from this host and its TLS settings", "endpoint %s does not answer: %v", ep, err)
+			continue
+		}
+		add("info", subject, "", "endpoint %s: etcd %s, leader %x", ep, st.Version, st.Leader)
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := cli.Get(rctx, cl.Prefix+"/members/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		add("error", subject, "check user, password_file and the user's permissions on "+cl.Prefix, "read %s/members/: %v", cl.Prefix, err)
+	}
+}
+
+func checkDir(d string, add addFinding) {
+	if err := trackfile.CheckDir(d); err != nil {
+		add("error", d, "create it root-owned 0700 at boot (contrib/systemd/vipkit.tmpfiles.conf)", "%v", err)
+		return
+	}
+	f, err := os.CreateTemp(d, ".fenced-check-*")
+	if err != nil {
+		add("error", d, "make the directory writable by root (read-only file system? ReadWritePaths in the unit)", "cannot write: %v", err)
+		return
+	}
+	f.Close()
+	os.Remove(f.Name())
+}
+
+var kaVersion = regexp.MustCompile(`Keepalived v(\d+\.\d+\.\d+)`)
+
+func checkKeepalived(ctx context.Context, cfg *config.Config, path string, add addFinding) {
+	kc, err := keepalived.LoadConf(path)
+	if err != nil {
+		add("error", path, "fix the path (--keepalived-conf) or the file", "%v", err)
+		return
+	}
+	self, _ := os.Executable()
+	want := keepalived.Expect{FencedPath: self, VipctlPath: filepath.Join(filepath.Dir(self), "vipctl")}
+	vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(vctx, "keepalived", "--version").CombinedOutput(); err == nil || len(out) > 0 {
+		if m := kaVersion.FindSubmatch(out); m != nil {
+			want.KeepalivedVersion = string(m[1])
+		}
+	}
+	for _, in := range cfg.Instances {
+		ei := keepalived.ExpectedInstance{Name: in.Name, Group: in.Group, Own: in.Own, TrackFile: in.TrackFile, MaintenanceFile: in.MaintenanceFile}
+		for _, v := range in.VIPs {
+			ei.VIPs = append(ei.VIPs, v.String())
+		}
+		want.Instances = append(want.Instances, ei)
+	}
+	for _, is := range keepalived.Inspect(kc, want) {
+		subject := is.Subject
+		if is.Line != "" {
+			subject += " (" + is.Line + ")"
+		}
+		add(string(is.Severity), subject, is.Fix, "%s", is.Message)
+	}
+}

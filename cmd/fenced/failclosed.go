@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vipkit/vipkit/pkg/fence"
+	"github.com/vipkit/vipkit/pkg/holder"
+	"github.com/vipkit/vipkit/pkg/hostnet"
+	"github.com/vipkit/vipkit/pkg/runstate"
+	"github.com/vipkit/vipkit/pkg/trackfile"
+)
+
+func failClosedCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "fail-closed",
+		Usage: "release every guarded VIP, then write 1 to every track file (systemd ExecStopPost)",
+		Description: `Runs after fenced has stopped for any reason, including a crash or a watchdog kill,
+when fenced itself could not fence. It needs no etcd: it removes the VIPs and hints of every
+instance that names a cluster, then writes 1 to their track files, in that order (I3).
+
+With on_stop = "keep" and a clean stop (systemd sets SERVICE_RESULT=success), it does
+nothing: the operator asked to keep the VIPs.`,
+		Flags: append([]cli.Flag{configFlag, stateFlag, levelFlag, logFile}, runFlags()...),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadRunConfig(c)
+			if err != nil {
+				return err
+			}
+			log, closeLog, err := newLogger(c, cfg)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			if cfg.Fenced.OnStop == "keep" && os.Getenv("SERVICE_RESULT") == "success" {
+				log.Info("fail-closed skipped: on_stop is keep and fenced stopped cleanly")
+				return nil
+			}
+			n, err := hostnet.Open()
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
+			act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Write, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
+			var ins []fence.Instance
+			for _, in := range cfg.Instances {
+				if in.Cluster != "" {
+					ins = append(ins, fence.Instance{Name: in.Name, Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, TrackFile: in.TrackFile})
+				}
+			}
+			ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+			defer cancel()
+			return act.Fence(ctx, ins, "fenced stopped (service result "+os.Getenv("SERVICE_RESULT")+")")
+		},
+	}
+}

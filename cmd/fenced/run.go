@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/fence"
+	"github.com/vipkit/vipkit/pkg/guard"
+	"github.com/vipkit/vipkit/pkg/holder"
+	"github.com/vipkit/vipkit/pkg/hostnet"
+	"github.com/vipkit/vipkit/pkg/logging"
+	"github.com/vipkit/vipkit/pkg/runstate"
+	"github.com/vipkit/vipkit/pkg/supervisor"
+	"github.com/vipkit/vipkit/pkg/trackfile"
+)
+
+// lockWait bounds how long a fence waits for vipctl's lock before it
+// removes the VIPs without it.
+const lockWait = 200 * time.Millisecond
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the sidecar (systemd Type=notify)",
+		Description: `Holds a lease in every configured etcd cluster and fences the instances of a cluster
+(VIPs and hints removed, then 1 in each track file) before that lease can expire on the
+server. SIGHUP reloads the configuration, changing only clusters and instances that
+changed; a configuration that does not validate is refused and the running one is kept.
+SIGTERM or SIGINT fence (unless on_stop = "keep") and revoke the leases.
+
+From flags alone, for one instance:
+  fenced run --endpoints http://192.0.2.20:2379 --node node-a --dev eth0 --vip 192.0.2.100 \
+    --track-file /run/vipkit/VI_1.fence`,
+		Flags:  append([]cli.Flag{configFlag, stateFlag, levelFlag, logFile}, runFlags()...),
+		Action: runAction,
+	}
+}
+
+func boottime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return time.Duration(time.Now().UnixNano())
+	}
+	return time.Duration(ts.Nano())
+}
+
+// noSpawn lets the holder stop vipctl's refreshers when fencing; fenced
+// itself never starts one.
+type noSpawn struct{ runstate.Procs }
+
+func (noSpawn) Spawn(context.Context, holder.SpawnRequest) (runstate.Proc, error) {
+	return runstate.Proc{}, errors.New("fenced does not start refreshers")
+}
+
+func newLogger(c *cli.Context, cfg *config.Config) (*slog.Logger, func(), error) {
+	level := cfg.LogLevel
+	if s := c.String("log-level"); s != "" {
+		if err := level.UnmarshalText([]byte(s)); err != nil {
+			return nil, nil, usagef("--log-level %q is not debug, info, warn or error", s)
+		}
+	}
+	return logging.New(logging.Options{Tag: "fenced", Level: level, File: c.String("log-file")})
+}
+
+func runAction(c *cli.Context) error {
+	cfg, err := loadRunConfig(c)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Clusters) == 0 {
+		return usagef("no etcd cluster is configured: give --endpoints or a [[cluster]] in %s", cfg.Path)
+	}
+	log, closeLog, err := newLogger(c, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if cfg.Node == "" {
+		cfg.Node, _ = os.Hostname()
+	}
+	// Signals first: a SIGTERM during start-up must still stop cleanly.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	if err := prepareDirs(cfg, log); err != nil {
+		return err
+	}
+	n, err := hostnet.Open()
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
+	act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Write, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
+	progressEvery := time.Second
+	watchdog, _ := daemon.SdWatchdogEnabled(false)
+	if watchdog > 0 && watchdog/2 < progressEvery {
+		progressEvery = watchdog / 2
+	}
+	sup := &supervisor.Supervisor{
+		Node: cfg.Node, Version: version, Actuator: act, Dial: dialEtcd, Log: log,
+		ProgressEvery: progressEvery, Changed: make(chan struct{}, 1), Clock: boottime,
+	}
+	st := &stateWriter{dir: cfg.StateDir, pid: os.Getpid(), started: time.Now(), log: log}
+
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	if err := sup.Apply(ctx, cfg); err != nil {
+		log.Error("start: some clusters did not start", "error", err)
+	}
+	st.write(sup.Snapshot(), time.Time{})
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+statusLine(sup.Snapshot()))
+	log.Info("fenced started", "node", cfg.Node, "clusters", len(cfg.Clusters), "instances", len(cfg.Instances), "state_dir", cfg.StateDir)
+
+	var metrics *supervisor.Metrics
+	if cfg.Fenced.Metrics != "" {
+		reg := prometheus.NewRegistry()
+		metrics = supervisor.NewMetrics(sup, reg)
+		stopMetrics, err := serveMetrics(cfg.Fenced.Metrics, reg, log)
+		if err != nil {
+			log.Error("metrics endpoint", "error", err)
+		} else {
+			defer stopMetrics()
+		}
+	}
+	gctx, stopGuards := context.WithCancel(ctx)
+	guards := startGuards(gctx, cfg, h, sup, metrics, log)
+
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	stalled := false
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(ctx, c, sup, log)
+				continue
+			}
+			log.Info("stopping", "signal", sig.String(), "on_stop", sup.Config().Fenced.OnStop)
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			stopGuards()
+			<-guards
+			sup.Stop()
+			snap := sup.Snapshot()
+			snap.State = "stopped"
+			st.write(snap, time.Time{})
+			return nil
+		case <-sup.Changed:
+			snap := sup.Snapshot()
+			st.write(snap, time.Time{})
+			_, _ = daemon.SdNotify(false, "STATUS="+statusLine(snap))
+		case <-tick.C:
+			// The heartbeat and the watchdog go on only while every lease
+			// loop makes progress: a hung holder gets fenced's restart.
+			if !sup.Alive(3 * progressEvery) {
+				if !stalled {
+					log.Error("a lease holder is not making progress; heartbeat and watchdog stopped")
+				}
+				stalled = true
+				continue
+			}
+			stalled = false
+			st.write(sup.Snapshot(), time.Now())
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+// prepareDirs creates the state directory and the track files'
+// directories root-only if missing.
+func prepareDirs(cfg *config.Config, log *slog.Logger) error {
+	dirs := map[string]bool{cfg.StateDir: true}
+	for _, in := range cfg.Instances {
+		if in.TrackFile != "" {
+			dirs[filepath.Dir(in.TrackFile)] = true
+		}
+	}
+	for d := range dirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create directory %s: %w", d, err)
+		}
+		if err := trackfile.CheckDir(d); err != nil {
+			log.Warn("track file directory is not root-only", "error", err)
+		}
+	}
+	return nil
+}
+
+// startGuards runs the route guard and the keepalived reaper; the channel
+// is closed when both have stopped.
+func startGuards(ctx context.Context, cfg *config.Config, h *holder.Holder, sup *supervisor.Supervisor, m *supervisor.Metrics, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	events, err := guard.SubscribeAddrs(ctx, nil, func(err error) { log.Warn("address events", "error", err) })
+	if err != nil {
+		log.Error("route guard: no address events; periodic checks only", "error", err)
+	}
+	routes := &guard.Routes{Events: events, Remover: h, Every: cfg.Fenced.ReconcileEvery, Log: log}
+	if m != nil {
+		routes.OnRemoved = func(_ hostnet.LocalRoute, w time.Duration) {
+			if w > 0 {
+				m.ObserveGuard(w)
+			}
+		}
+	}
+	reaper := &guard.Keepalived{
+		PIDFile: cfg.Fenced.VRRPPIDFile, Every: cfg.Fenced.ReconcileEvery, Procs: guard.ProcFS{}, Log: log,
+		Release: sup.ReleaseAll,
+		OnStart: func(int) { sup.RewriteTracks(ctx) },
+	}
+	go func() {
+		defer close(done)
+		rdone := make(chan struct{})
+		go func() { defer close(rdone); _ = reaper.Run(ctx) }()
+		_ = routes.Run(ctx)
+		<-rdone
+	}()
+	return done
+}
+
+func reload(ctx context.Context, c *cli.Context, sup *supervisor.Supervisor, log *slog.Logger) {
+	if c.IsSet("endpoints") {
+		log.Warn("SIGHUP ignored: running from flags, there is no file to reload")
+		return
+	}
+	cfg, err := loadRunConfig(c)
+	if err != nil {
+		log.Error("reload refused; the running configuration stays", "error", err)
+		_, _ = daemon.SdNotify(false, "STATUS=reload refused: "+err.Error())
+		return
+	}
+	if cfg.Node == "" {
+		cfg.Node = sup.Node
+	}
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReloading)
+	if err := sup.Apply(ctx, cfg); err != nil {
+		log.Error("reload: some clusters did not start", "error", err)
+	}
+	log.Info("configuration reloaded", "clusters", len(cfg.Clusters), "instances", len(cfg.Instances))
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+statusLine(sup.Snapshot()))
+}
+
+func statusLine(s supervisor.Snapshot) string {
+	line := s.State
+	for _, c := range s.Clusters {
+		line += fmt.Sprintf("; %s: %s", c.Name, c.Lease.State)
+		if c.Lease.LeaseID != 0 {
+			line += fmt.Sprintf(" lease %x", int64(c.Lease.LeaseID))
+		}
+	}
+	return line
+}
+
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	if err := config.CheckMetricsAddr(addr); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("metrics served", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}

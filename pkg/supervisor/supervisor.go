@@ -1,0 +1,384 @@
+// Package supervisor is fenced's runtime: one lease holder per configured
+// etcd cluster, each fencing the instances that name its cluster, plus the
+// route guard and the keepalived reaper for every configured VIP.
+//
+// A reload (SIGHUP) changes only what changed (F5, I8): a cluster whose
+// settings are unchanged keeps its client, its lease and its state, and an
+// instance that is unchanged keeps its track file untouched. A removed or
+// changed cluster is detached from its instances before it is stopped, so
+// nothing ever acts through a client of a cluster that is gone.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/fence"
+	"github.com/vipkit/vipkit/pkg/lease"
+)
+
+// Actuator fences and unfences instances (fence.Actuator).
+type Actuator interface {
+	Fence(ctx context.Context, ins []fence.Instance, reason string) error
+	Unfence(ins []fence.Instance) error
+	Release(ctx context.Context, ins []fence.Instance) error
+}
+
+// Dialer makes the etcd client of a cluster; close releases it.
+type Dialer func(ctx context.Context, cl config.Cluster) (cli lease.Client, close func() error, err error)
+
+// Supervisor runs the clusters of one configuration at a time.
+type Supervisor struct {
+	Node     string
+	Version  string
+	Actuator Actuator
+	Dial     Dialer
+	Log      *slog.Logger
+	// ProgressEvery is how often each holder must show progress; the
+	// heartbeat (and the systemd watchdog) stops when one does not.
+	ProgressEvery time.Duration
+	// Changed is signalled (without blocking) whenever a status changes.
+	Changed chan struct{}
+	// Clock is CLOCK_BOOTTIME, for progress ages.
+	Clock func() time.Duration
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	clusters map[string]*cluster
+	wg       sync.WaitGroup
+}
+
+// cluster is one running holder and the instances it fences.
+type cluster struct {
+	cfg    config.Cluster
+	holder *lease.Holder
+	close  func() error
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// mu orders fence actions: the holder's Fence and Unfence, and the
+	// catch-up writes for instances added by a reload.
+	mu      sync.Mutex
+	fenced  bool
+	members []fence.Instance
+	act     Actuator
+	log     *slog.Logger
+
+	status       atomic.Pointer[lease.Status]
+	lastProgress atomic.Int64
+}
+
+// Fence implements lease.Fencer for the cluster's instances.
+func (c *cluster) Fence(ctx context.Context, reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fenced = true
+	return c.act.Fence(ctx, c.members, reason)
+}
+
+// Unfence implements lease.Fencer.
+func (c *cluster) Unfence(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fenced = false
+	return c.act.Unfence(c.members)
+}
+
+// setMembers replaces the instance list; the instances in fresh get the
+// cluster's current state written (a released VIP and 1, or 0).
+func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.members = ms
+	if len(fresh) == 0 {
+		return nil
+	}
+	if c.fenced {
+		return c.act.Fence(ctx, fresh, "configured while fenced")
+	}
+	return c.act.Unfence(fresh)
+}
+
+// detach empties the instance list, so that the holder's last Fence (on
+// stop) touches nothing that now belongs elsewhere.
+func (c *cluster) detach() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.members = nil
+}
+
+func (c *cluster) memberList() []fence.Instance {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members
+}
+
+func (c *cluster) isFenced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fenced
+}
+
+// ErrNoClusters means there is nothing to hold.
+var ErrNoClusters = errors.New("no etcd cluster is configured")
+
+// Apply makes the running state match cfg, touching only what differs
+// from the configuration applied before. The first Apply starts
+// everything: each instance is fenced (VIPs released, track file 1) before
+// its holder starts, so keepalived stays in FAULT until a lease is held
+// and the hold-down has passed (I5).
+func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.clusters == nil {
+		s.clusters = map[string]*cluster{}
+	}
+	want := map[string][]fence.Instance{}
+	for _, in := range cfg.Instances {
+		if in.Cluster != "" {
+			want[in.Cluster] = append(want[in.Cluster], toFence(in))
+		}
+	}
+	var errs []error
+	// Stop clusters that are gone or changed, detached first.
+	for name, c := range s.clusters {
+		ncl, ok := cfg.ClusterByName(name)
+		if ok && reflect.DeepEqual(ncl, c.cfg) {
+			continue
+		}
+		s.log().Info("stopping cluster", "cluster", name, "reason", map[bool]string{true: "changed", false: "removed"}[ok])
+		c.detach()
+		s.stop(c)
+		delete(s.clusters, name)
+	}
+	// Update the instance lists of unchanged clusters.
+	for name, c := range s.clusters {
+		old := memberMap(c.memberList())
+		var fresh []fence.Instance
+		for _, in := range want[name] {
+			if prev, ok := old[in.Name]; !ok || !reflect.DeepEqual(prev, in) {
+				fresh = append(fresh, in)
+			}
+		}
+		if err := c.setMembers(ctx, want[name], fresh); err != nil {
+			errs = append(errs, err)
+		}
+		if len(fresh) > 0 {
+			s.log().Info("instances added to a running cluster", "cluster", name, "instances", names(fresh))
+		}
+	}
+	// Start new and changed clusters.
+	for _, cl := range cfg.Clusters {
+		if _, ok := s.clusters[cl.Name]; ok {
+			continue
+		}
+		c, err := s.start(ctx, cfg, cl, want[cl.Name])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.clusters[cl.Name] = c
+	}
+	s.cfg = cfg
+	s.changed()
+	return errors.Join(errs...)
+}
+
+func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) (*cluster, error) {
+	c := &cluster{cfg: cl, act: s.Actuator, members: members, fenced: true, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
+	// Fail closed first: nothing of this cluster's may be held before its
+	// lease is.
+	if err := s.Actuator.Fence(ctx, members, "starting"); err != nil {
+		c.log.Error("fence before start", "error", err)
+	}
+	cli, closeCli, err := s.Dial(ctx, cl)
+	if err != nil {
+		close(c.done)
+		return nil, fmt.Errorf("start cluster %s: %w", cl.Name, err)
+	}
+	h, err := lease.New(cli, c, lease.Config{
+		Cluster:       cl,
+		Node:          cfg.Node,
+		Version:       s.Version,
+		Logger:        s.log(), // the holder adds the cluster itself
+		ProgressEvery: s.ProgressEvery,
+		RevokeOnStop:  true,
+		KeepOnStop:    cfg.Fenced.OnStop == "keep",
+		OnChange: func(st lease.Status) {
+			c.status.Store(&st)
+			s.changed()
+		},
+	})
+	if err != nil {
+		closeCli()
+		close(c.done)
+		return nil, fmt.Errorf("start cluster %s: %w", cl.Name, err)
+	}
+	c.holder, c.close = h, closeCli
+	st := h.Status()
+	c.status.Store(&st)
+	c.lastProgress.Store(int64(s.now()))
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		defer close(c.done)
+		if err := h.Run(hctx); err != nil && hctx.Err() == nil {
+			c.log.Error("lease holder stopped", "error", err)
+		}
+	}()
+	// Progress is drained until the holder is done.
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-c.done:
+				return
+			case <-h.Progress():
+				c.lastProgress.Store(int64(s.now()))
+			}
+		}
+	}()
+	c.log.Info("cluster started", "endpoints", cl.Endpoints, "ttl", cl.TTL.String(), "margin", cl.Margin.String(), "instances", names(members))
+	return c, nil
+}
+
+// stop cancels a cluster's holder, waits for it, and closes its client.
+func (s *Supervisor) stop(c *cluster) {
+	c.cancel()
+	select {
+	case <-c.done:
+	case <-time.After(c.cfg.TTL + c.cfg.RequestTimeout):
+		c.log.Error("lease holder did not stop in time")
+	}
+	if err := c.close(); err != nil {
+		c.log.Debug("close etcd client", "error", err)
+	}
+}
+
+// Stop stops every cluster (each holder fences on stop unless on_stop is
+// keep, and revokes its lease) and waits for them.
+func (s *Supervisor) Stop() {
+	s.mu.Lock()
+	cs := s.clusters
+	s.clusters = map[string]*cluster{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stop(c) }()
+	}
+	wg.Wait()
+	s.wg.Wait()
+}
+
+// Alive reports whether every holder showed progress within maxAge: the
+// condition for the heartbeat and the systemd watchdog.
+func (s *Supervisor) Alive(maxAge time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, c := range s.clusters {
+		if now-time.Duration(c.lastProgress.Load()) > maxAge {
+			return false
+		}
+	}
+	return true
+}
+
+// RewriteTracks writes every instance's current value again: keepalived
+// overwrites its track files when it starts (init_file 1 overwrite).
+func (s *Supervisor) RewriteTracks(ctx context.Context) {
+	s.mu.Lock()
+	cs := make([]*cluster, 0, len(s.clusters))
+	for _, c := range s.clusters {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.mu.Lock()
+		if !c.fenced {
+			if err := c.act.Unfence(c.members); err != nil {
+				c.log.Error("rewrite track files", "error", err)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// ReleaseAll removes every configured VIP (the reaper's action).
+func (s *Supervisor) ReleaseAll(ctx context.Context) error {
+	s.mu.Lock()
+	cfg := s.cfg
+	s.mu.Unlock()
+	if cfg == nil {
+		return nil
+	}
+	var ins []fence.Instance
+	for _, in := range cfg.Instances {
+		ins = append(ins, toFence(in))
+	}
+	return s.Actuator.Release(ctx, ins)
+}
+
+// Config is the configuration applied last.
+func (s *Supervisor) Config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+func (s *Supervisor) changed() {
+	if s.Changed == nil {
+		return
+	}
+	select {
+	case s.Changed <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Supervisor) now() time.Duration {
+	if s.Clock != nil {
+		return s.Clock()
+	}
+	return time.Duration(time.Now().UnixNano())
+}
+
+func (s *Supervisor) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+func toFence(in config.Instance) fence.Instance {
+	return fence.Instance{Name: in.Name, Dev: in.Dev, VIPs: slices.Clone(in.VIPs), Own: in.Own, TrackFile: in.TrackFile}
+}
+
+func memberMap(ms []fence.Instance) map[string]fence.Instance {
+	m := map[string]fence.Instance{}
+	for _, in := range ms {
+		m[in.Name] = in
+	}
+	return m
+}
+
+func names(ins []fence.Instance) []string {
+	out := make([]string, len(ins))
+	for i, in := range ins {
+		out[i] = in.Name
+	}
+	sort.Strings(out)
+	return out
+}
