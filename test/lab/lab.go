@@ -241,6 +241,12 @@ func (l *Lab) Close() error {
 		if l.Obs != nil {
 			l.Obs.Close()
 		}
+		// etcd preallocates a 64 MB WAL: a finished run does not need it.
+		if l.etcd != nil {
+			if err := os.RemoveAll(filepath.Join(l.Dir, "etcd", "data")); err != nil {
+				errs = append(errs, fmt.Errorf("remove etcd data: %w", err))
+			}
+		}
 		if err := l.Topo.Close(); err != nil {
 			errs = append(errs, err)
 		}
