@@ -1,0 +1,46 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The shipped unit must pass systemd-analyze verify (with this build's
+// binary in place of the installed path).
+func TestSystemdUnitVerifies(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-analyze is missing")
+		}
+		t.Skip("systemd-analyze not installed")
+	}
+	unit, err := os.ReadFile("../../contrib/systemd/fenced.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fenced")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	text := strings.ReplaceAll(string(unit), "/usr/local/sbin/fenced", bin)
+	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=always", "ExecStopPost=", "NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n", "ReadWritePaths=/run/vipkit"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "RuntimeDirectory=") {
+		t.Error("RuntimeDirectory= would delete the track files when fenced stops: keepalived reads a missing file as OK")
+	}
+	path := filepath.Join(dir, "fenced.service")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
