@@ -32,7 +32,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 			t.Errorf("unit lacks %q", want)
 		}
 	}
-	if strings.Contains(text, "RuntimeDirectory=") {
+	if strings.Contains(text, "\nRuntimeDirectory=") {
 		t.Error("RuntimeDirectory= would delete the track files when fenced stops: keepalived reads a missing file as OK")
 	}
 	path := filepath.Join(dir, "fenced.service")
