@@ -97,7 +97,7 @@ func WriteSVG(w io.Writer, v View) error {
 		s.col[n] = nodePalette[i%len(nodePalette)]
 	}
 	lanes := 3*len(v.Nodes) + 2 + len(v.VIPs)
-	height := topPad + lanes*(laneHeight+laneGap) + 70
+	height := topPad + lanes*(laneHeight+laneGap) + 82
 	s.printf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", svgWidth, height, svgWidth, height)
 	s.printf(`<style>.lbl{text-anchor:end} .lane{fill:#fafafa;stroke:#e0e0e0} .ax{stroke:#999} .fault{stroke:#000;stroke-dasharray:4 3} .small{font-size:9px}</style>` + "\n")
 	s.printf(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
@@ -215,7 +215,7 @@ func WriteSVG(w io.Writer, v View) error {
 		s.printf(`<text x="%.2f" y="%d" class="small">%s</text>`+"\n", x+2, topPad-16+12*(i%2), html.EscapeString(e.Host+": "+e.Text))
 	}
 	s.axis(bottom + 4)
-	s.legend(bottom + 44)
+	s.legend(bottom + 56)
 	s.printf("</svg>\n")
 	return s.w.Flush()
 }
@@ -239,7 +239,7 @@ func (s *svgWriter) axis(y int) {
 		}
 		s.printf(`<text x="%.2f" y="%d" text-anchor="middle" class="small">%s</text>`+"\n", x, y+16, label)
 	}
-	s.printf(`<text x="%d" y="%d" class="lbl small">t = 0 at %s</text>`+"\n", labelWidth-8, y+16, observe.FormatAt(s.v.Origin))
+	s.printf(`<text x="%d" y="%d" class="small">t = 0 at lab time %s</text>`+"\n", labelWidth, y+30, observe.FormatAt(s.v.Origin))
 }
 
 func niceStep(d time.Duration) time.Duration {
