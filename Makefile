@@ -10,7 +10,7 @@ APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps kmod
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO_LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build deps etcd test test-unit lint bench demo clean
+.PHONY: all build deps etcd test test-unit lint bench demo install clean
 
 all: build
 
@@ -48,6 +48,18 @@ lint:
 	$(GO) vet ./...
 	cd tools/lint && $(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	$(BIN)/staticcheck ./...
+
+PREFIX ?= /usr/local
+## install: binaries (root-owned, as keepalived's enable_script_security needs), units, example config
+install: build
+	install -d -m 0755 -o root -g root $(DESTDIR)$(PREFIX)/sbin
+	install -m 0755 -o root -g root $(BIN)/vipctl $(BIN)/fenced $(DESTDIR)$(PREFIX)/sbin/
+	install -D -m 0644 -o root -g root contrib/systemd/fenced.service $(DESTDIR)/etc/systemd/system/fenced.service
+	install -D -m 0644 -o root -g root contrib/systemd/keepalived-override.conf $(DESTDIR)/etc/systemd/system/keepalived.service.d/vipkit.conf
+	install -D -m 0644 -o root -g root contrib/systemd/vipkit.tmpfiles.conf $(DESTDIR)/etc/tmpfiles.d/vipkit.conf
+	install -d -m 0700 -o root -g root $(DESTDIR)/etc/vipkit
+	test -e $(DESTDIR)/etc/vipkit/vipkit.toml || install -m 0600 -o root -g root contrib/vipkit.toml $(DESTDIR)/etc/vipkit/vipkit.toml
+	@echo "next: edit /etc/vipkit/vipkit.toml, pick a contrib/keepalived/*.conf, systemd-tmpfiles --create, systemctl daemon-reload"
 
 clean:
 	rm -rf $(BIN)
