@@ -69,6 +69,10 @@ type Options struct {
 	NoCapture bool // no frame capture on the switch
 	// NoSignalHandler leaves SIGINT/SIGTERM alone (the caller tears down).
 	NoSignalHandler bool
+	// StatesFromLog observes keepalived states from its log ("Entering
+	// MASTER STATE") instead of the lab's notify FIFO, and adds no
+	// notify_fifo to the configs. Log lines carry no priority.
+	StatesFromLog bool
 }
 
 // Node is one keepalived host of the lab with its own files: both nodes
@@ -109,6 +113,7 @@ type Lab struct {
 
 	log       *slog.Logger
 	advertInt string
+	fromLog   bool
 	mu        sync.Mutex
 	inUse     map[netip.Addr]bool // VIPs the running configs mention
 	procs     []*proc.Proc
@@ -143,7 +148,7 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create lab results dir %s: %w", dir, err)
 	}
-	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt}
+	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt, fromLog: opts.StatesFromLog}
 	if !opts.NoSignalHandler {
 		register(l)
 	}
@@ -155,6 +160,12 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 	}()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("create lab: %w", err)
+	}
+	// Namespaces of crashed runs (owner gone) would only pile up.
+	if stale, err := topo.CleanupStale(topo.PrefixBase); err != nil {
+		log.Warn("clean up stale lab namespaces", "err", err)
+	} else if len(stale) > 0 {
+		log.Info("removed stale lab namespaces", "names", stale)
 	}
 	l.Topo, err = topo.Build(topo.Config{Prefix: opts.Prefix, Nodes: opts.Nodes, Logger: log})
 	if err != nil {
@@ -291,8 +302,10 @@ func (l *Lab) Vars(n *Node) proc.NodeVars {
 		StateDir:   n.StateDir,
 		Priority:   n.Priority,
 		RouterID:   n.Name,
-		NotifyFIFO: n.FIFO,
 		Extra:      map[string]string{},
+	}
+	if !l.fromLog {
+		v.NotifyFIFO = n.FIFO
 	}
 	if l.advertInt != "" {
 		v.AdvertInt = l.advertInt
@@ -329,13 +342,13 @@ func (l *Lab) Render(n *Node, text string) (string, error) {
 // StartKeepalived renders conf (a contrib config or proc.ControlConfig)
 // for node n and starts keepalived with it. States are observed through
 // the lab's notify FIFO when the config leaves notify_fifo to the lab,
-// otherwise from keepalived's log.
+// otherwise (or with Options.StatesFromLog) from keepalived's log.
 func (l *Lab) StartKeepalived(n *Node, conf string) error {
 	rendered, err := l.Render(n, conf)
 	if err != nil {
 		return err
 	}
-	viaFIFO := !proc.HasGenericFIFO(conf)
+	viaFIFO := !l.fromLog && !proc.HasGenericFIFO(conf)
 	n.mu.Lock()
 	readFIFO := viaFIFO && !n.fifoRead
 	n.fifoRead = n.fifoRead || viaFIFO

@@ -111,7 +111,8 @@ func TestPrivilegedLabControlKill(t *testing.T) {
 }
 
 func TestPrivilegedLabSplitBrain(t *testing.T) {
-	l := newLab(t, Options{})
+	// States from keepalived's log here, to keep that path tested.
+	l := newLab(t, Options{StatesFromLog: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	r, err := l.RunSplitBrain(ctx, proc.ControlConfig, time.Second)
@@ -131,6 +132,9 @@ func TestPrivilegedLabSplitBrain(t *testing.T) {
 	split := l.TL.Events(func(e observe.Event) bool {
 		return e.Kind == observe.KindState && e.State == "MASTER" && e.At >= r.Fault && e.At < r.Heal
 	})
+	if len(split) > 0 && split[0].Source != "log" {
+		t.Errorf("state from %s, want log", split[0].Source)
+	}
 	if len(split) == 0 || split[0].Host != "node-b" || l.TL.StateAt("node-a", Instance, split[0].At) != "MASTER" {
 		t.Errorf("no second MASTER while node-a was MASTER: %v", split)
 	}
