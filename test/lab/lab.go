@@ -253,7 +253,7 @@ func (l *Lab) Close() error {
 			l.Obs.Close()
 		}
 		// etcd preallocates a 64 MB WAL: a finished run does not need it.
-		if l.etcd != nil {
+		if l.Etcd() != nil {
 			if err := os.RemoveAll(filepath.Join(l.Dir, "etcd", "data")); err != nil {
 				errs = append(errs, fmt.Errorf("remove etcd data: %w", err))
 			}

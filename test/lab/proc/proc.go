@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -48,8 +47,6 @@ type Proc struct {
 	done    chan struct{}
 	waitErr error
 	logDone chan struct{}
-	mu      sync.Mutex
-	stopped bool // paused with SIGSTOP
 	// startTicks is the leader's start time (clock ticks since boot); group
 	// members that started earlier are not ours.
 	startTicks int64
@@ -178,14 +175,6 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	if err != nil {
 		return fmt.Errorf("signal %s to %s (pid %d): %w", sig, p.Name, p.PID, err)
 	}
-	p.mu.Lock()
-	switch sig {
-	case syscall.SIGSTOP:
-		p.stopped = true
-	case syscall.SIGCONT:
-		p.stopped = false
-	}
-	p.mu.Unlock()
 	return nil
 }
 
