@@ -94,8 +94,10 @@ func TestPrivilegedLabControlKill(t *testing.T) {
 		if f.Takeover == observe.None || f.Takeover < 200*time.Millisecond || f.Takeover > 3*time.Second {
 			t.Errorf("%s: takeover %s, want about 0.26-0.36 s", f.VIP, observe.FormatDur(f.Takeover))
 		}
-		if f.RouterConvergence == observe.None || f.RouterConvergence > 100*time.Millisecond {
-			t.Errorf("%s: router convergence %s, want under 100 ms", f.VIP, observe.FormatDur(f.RouterConvergence))
+		// Typically under 1 ms; the bound is loose because neighbour events
+		// are stamped on receipt and a starved test process reads late.
+		if f.RouterConvergence == observe.None || f.RouterConvergence > time.Second {
+			t.Errorf("%s: router convergence %s, want well under 1 s", f.VIP, observe.FormatDur(f.RouterConvergence))
 		}
 		if f.ClientSwitch == observe.None || f.Outage == observe.None {
 			t.Errorf("%s: client never reached node-b", f.VIP)
