@@ -114,6 +114,7 @@ type Lab struct {
 	log       *slog.Logger
 	advertInt string
 	fromLog   bool
+	noProbes  bool
 	mu        sync.Mutex
 	inUse     map[netip.Addr]bool // VIPs the running configs mention
 	procs     []*proc.Proc
@@ -148,7 +149,7 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create lab results dir %s: %w", dir, err)
 	}
-	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt, fromLog: opts.StatesFromLog}
+	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt, fromLog: opts.StatesFromLog, noProbes: opts.NoProbes}
 	if !opts.NoSignalHandler {
 		register(l)
 	}

@@ -31,10 +31,11 @@ type Result struct {
 // Steady waits until the client's probes on both families, sent at or
 // after since, have been answered by m 20 times in a row and the router's
 // neighbour entry for the IPv4 VIP points at m: the state every scenario
-// starts from.
+// starts from. Without probes (Options.NoProbes) only the VIP and the
+// router are waited for.
 func (l *Lab) Steady(ctx context.Context, m *Node, since, within time.Duration) error {
 	deadline := time.Now().Add(within)
-	for _, vip := range l.VIPs() {
+	for _, vip := range l.probedVIPs() {
 		if _, err := l.AnsweredBy(ctx, vip, m, since, 20, time.Until(deadline)); err != nil {
 			return err
 		}
@@ -194,7 +195,7 @@ func (l *Lab) RunSplitBrain(ctx context.Context, conf string, hold time.Duration
 // router points at it, then closes the window (r.End) and measures
 // DualMaster over [r.Fault, r.End].
 func (l *Lab) settle(ctx context.Context, r *Result, to *Node, origin time.Duration) error {
-	for _, vip := range l.VIPs() {
+	for _, vip := range l.probedVIPs() {
 		if _, err := l.AnsweredBy(ctx, vip, to, origin, 20, 15*time.Second); err != nil {
 			return err
 		}
@@ -232,4 +233,13 @@ func (l *Lab) uses(vip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// probedVIPs are the VIPs whose probes scenarios wait for: none without
+// probes.
+func (l *Lab) probedVIPs() []netip.Addr {
+	if l.noProbes {
+		return nil
+	}
+	return l.VIPs()
 }
