@@ -216,8 +216,8 @@ func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcom
 		}
 		prev := tx.State.Entry(v)
 		e := h.entry(req, v, action, prev)
-		if prev != nil && prev.Refresher != nil {
-			e.Refresher = prev.Refresher // replaced below if this request refreshes
+		if prev != nil && action != runstate.ActionUp {
+			e.Refresher = prev.Refresher // the hint alone leaves announcing as it is
 		}
 		if req.Own && action == runstate.ActionUp {
 			if err := h.Host.AddVIP(l, v); err != nil {
@@ -240,9 +240,16 @@ func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcom
 		out = append(out, Outcome{VIP: v, Result: Applied, Src: srcs[v]})
 		log.Info("holding VIP", "src", srcs[v].String(), "own", req.Own)
 	}
-	if action == runstate.ActionUp && len(held) > 0 {
-		if err := h.announce(ctx, tx, req, held); err != nil {
+	if action == runstate.ActionUp {
+		// A new up replaces any refresher of these VIPs, even with none of
+		// its own.
+		if err := h.stopUnreferenced(tx); err != nil {
 			return out, h.saveAfter(tx, err)
+		}
+		if len(held) > 0 {
+			if err := h.announce(ctx, tx, req, held, held); err != nil {
+				return out, h.saveAfter(tx, err)
+			}
 		}
 	}
 	return out, h.saveAfter(tx, nil)
@@ -257,10 +264,10 @@ func (h *Holder) saveAfter(tx *runstate.Tx, err error) error {
 	return err
 }
 
-// announce sends the immediate burst for held VIPs and hands the rest of
-// the schedule to a new refresher, which replaces any earlier one of these
-// VIPs. The caller holds the lock.
-func (h *Holder) announce(ctx context.Context, tx *runstate.Tx, req Request, held []vip.VIP) error {
+// announce sends the immediate burst for the VIPs in send and hands the
+// rest of the schedule for those in refresh to a new refresher, which
+// replaces any earlier one of these VIPs. The caller holds the lock.
+func (h *Holder) announce(ctx context.Context, tx *runstate.Tx, req Request, send, refresh []vip.VIP) error {
 	start := h.now()
 	now, later := req.Schedule.Split()
 	if now > 0 {
@@ -269,28 +276,28 @@ func (h *Holder) announce(ctx context.Context, tx *runstate.Tx, req Request, hel
 			return err
 		}
 		for i := 0; i < now; i++ {
-			if err := announce.SendAll(s, held); err != nil {
+			if err := announce.SendAll(s, send); err != nil {
 				return err
 			}
 		}
 	}
-	for _, v := range held {
+	if len(later) == 0 || len(refresh) == 0 || h.Refreshers == nil {
+		return nil
+	}
+	for _, v := range refresh {
 		tx.State.Entry(v).Refresher = nil
 	}
 	if err := h.stopUnreferenced(tx); err != nil {
 		return err
 	}
-	if len(later) == 0 || h.Refreshers == nil {
-		return nil
-	}
-	p, err := h.Refreshers.Spawn(ctx, SpawnRequest{Dev: req.Dev, VIPs: held, Schedule: req.Schedule, Start: start})
+	p, err := h.Refreshers.Spawn(ctx, SpawnRequest{Dev: req.Dev, VIPs: refresh, Schedule: req.Schedule, Start: start})
 	if err != nil {
-		return fmt.Errorf("start refresher for %d VIP(s) on %s: %w", len(held), req.Dev, err)
+		return fmt.Errorf("start refresher for %d VIP(s) on %s: %w", len(refresh), req.Dev, err)
 	}
-	for _, v := range held {
+	for _, v := range refresh {
 		tx.State.Entry(v).Refresher = &p
 	}
-	h.log().Debug("refresher started", "pid", p.PID, "dev", req.Dev, "vips", len(held))
+	h.log().Debug("refresher started", "pid", p.PID, "dev", req.Dev, "vips", len(refresh))
 	return nil
 }
 
@@ -314,8 +321,9 @@ func (h *Holder) stopUnreferenced(tx *runstate.Tx) error {
 }
 
 // Announce sends announcements now for the VIPs assigned here, and keeps a
-// refresher on the schedule. Absent VIPs are skipped: never announce what
-// you do not hold.
+// refresher on the schedule for those this host holds. Absent VIPs are
+// skipped: never announce what you do not hold. Announcing is not a
+// keepalived transition: it records no ticket and so never supersedes one.
 func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
 	l, _, err := h.prepare(req, false)
 	if err != nil {
@@ -326,9 +334,9 @@ func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
 		return nil, err
 	}
 	defer tx.Unlock()
-	todo, out := admit(tx.State, req)
-	var held []vip.VIP
-	for _, v := range todo {
+	var out []Outcome
+	var send, refresh []vip.VIP
+	for _, v := range req.VIPs {
 		ok, err := h.Host.IsAssigned(l, v)
 		if err != nil {
 			return out, h.saveAfter(tx, err)
@@ -338,20 +346,24 @@ func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
 			out = append(out, Outcome{VIP: v, Result: Absent})
 			continue
 		}
-		prev := tx.State.Entry(v)
-		e := h.entry(req, v, runstate.ActionAnnounce, prev)
-		if prev != nil {
-			e.Src, e.Own = prev.Src, prev.Own
+		e := tx.State.Entry(v)
+		if e == nil {
+			// A zero ticket orders before every process: the record exists
+			// only so that a refresher may be named in it.
+			tx.State.Record(runstate.Entry{VIP: v, Dev: req.Dev, Instance: req.Instance, Action: runstate.ActionAnnounce, At: h.now()})
+			e = tx.State.Entry(v)
 		}
-		tx.State.Record(e)
-		held = append(held, v)
+		send = append(send, v)
+		if e.Holding() {
+			refresh = append(refresh, v)
+		}
 		out = append(out, Outcome{VIP: v, Result: Applied})
 	}
-	if len(held) > 0 {
-		if err := h.announce(ctx, tx, req, held); err != nil {
+	if len(send) > 0 {
+		if err := h.announce(ctx, tx, req, send, refresh); err != nil {
 			return out, h.saveAfter(tx, err)
 		}
-		h.log().Info("announced", "dev", req.Dev, "vips", len(held))
+		h.log().Info("announced", "dev", req.Dev, "vips", len(send))
 	}
 	return out, h.saveAfter(tx, nil)
 }

@@ -433,3 +433,47 @@ func TestSpawnFailureStillHoldsAndReports(t *testing.T) {
 		t.Fatalf("state after spawn failure = %+v (assigned %v): the VIP is held and must be recorded", e, w.assigned[v4.Addr()])
 	}
 }
+
+// Announcing is not a keepalived transition: it must not supersede a hook
+// forked before it (I6), and a one-shot announce leaves a running refresher
+// alone.
+func TestAnnounceRecordsNoTicket(t *testing.T) {
+	w := newWorld()
+	h, st := newHolder(t, w)
+	if _, err := h.Up(context.Background(), req(5, true, v4)); err != nil {
+		t.Fatal(err)
+	}
+	oneShot := req(50, false, v4)
+	oneShot.Schedule = announce.Schedule{Count: 1}
+	if _, err := h.Announce(context.Background(), oneShot); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.alive) != 1 {
+		t.Fatalf("a one-shot announce changed the refreshers: %d alive", len(w.alive))
+	}
+	// A down forked at 10 (after the up, before the announce) still applies.
+	out, err := h.Down(context.Background(), req(10, true, v4))
+	if err != nil || out[0].Result != Applied {
+		t.Fatalf("down after an announce: %+v, %v", out, err)
+	}
+	s, _ := st.Read()
+	if e := s.Entry(v4); e.Action != runstate.ActionDown {
+		t.Fatalf("record = %+v", e)
+	}
+}
+
+func TestUpWithoutRefreshStopsEarlierRefresher(t *testing.T) {
+	w := newWorld()
+	h, _ := newHolder(t, w)
+	if _, err := h.Up(context.Background(), req(1, true, v4)); err != nil {
+		t.Fatal(err)
+	}
+	noRefresh := req(2, true, v4)
+	noRefresh.Schedule = announce.Schedule{Count: 1}
+	if _, err := h.Up(context.Background(), noRefresh); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.alive) != 0 {
+		t.Fatalf("%d refreshers alive after an up without refresh", len(w.alive))
+	}
+}
