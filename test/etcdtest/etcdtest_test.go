@@ -28,7 +28,7 @@ func TestServerKeepsDataOverRestartAndPause(t *testing.T) {
 	if _, err := cli.Put(ctxT(t, 5*time.Second), "k", "v"); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.GRPCReceived(t)["Put"]; n < 1 {
+	if n := s.RPCsStarted(t)["Put"]; n < 1 {
 		t.Errorf("metrics count %v puts, want at least 1", n)
 	}
 	m := s.Member(0)
