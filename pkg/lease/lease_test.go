@@ -304,6 +304,24 @@ func TestRenewCadence(t *testing.T) {
 	r.wantFence(lease.ReasonDeadline)
 }
 
+// A renewal that used up its timeout is retried at once, with the validity
+// left as its timeout, so one lost renewal need not fence.
+func TestRenewRetriedAtOnceAfterTimeout(t *testing.T) {
+	r := start(t, nil)
+	r.healthy(1)
+	r.clock.Set(t0 + renew)
+	k := r.cli.Next(t, leasetest.OpKeepAlive)
+	r.clock.Set(t0 + 2*renew) // the request timeout ran out
+	k.Fail(context.DeadlineExceeded)
+	k = r.cli.Next(t, leasetest.OpKeepAlive)
+	checkRPC(t, k, ttl-margin-2*renew)
+	k.KeepAlive(5)
+	s := r.waitFor("renewal", func(s lease.Status) bool { return s.RenewalsOK == 2 })
+	if s.State != lease.Healthy || s.ValidFor != ttl-margin {
+		t.Fatalf("after the retry: %+v, want healthy and valid for %s", s, ttl-margin)
+	}
+}
+
 func checkRPC(t *testing.T, k *leasetest.Call, maxTimeout time.Duration) {
 	t.Helper()
 	dl, ok := k.Ctx.Deadline()

@@ -196,14 +196,14 @@ func (h *Holder) acquire(now time.Duration) {
 		g, err := h.cli.Grant(ctx, h.ttlSecs)
 		cancel()
 		if err != nil {
-			h.post(event{kind: evAcquired, err: fmt.Errorf("grant lease (ttl %s) on %s: %w", c.TTL, h.endpoints(), err)})
+			h.post(event{kind: evAcquired, sent: now, err: fmt.Errorf("grant lease (ttl %s) on %s: %w", c.TTL, h.endpoints(), err)})
 			return
 		}
 		ttl := time.Duration(g.TTL) * time.Second
 		left := now + ttl - c.Margin - h.clock.Now()
 		if left <= 0 || g.TTL <= 0 {
 			h.revokeBestEffort(h.wctx, g.ID)
-			h.post(event{kind: evAcquired, err: fmt.Errorf("grant lease (ttl %s) on %s: answer came after its validity ended", c.TTL, h.endpoints())})
+			h.post(event{kind: evAcquired, sent: now, err: fmt.Errorf("grant lease (ttl %s) on %s: answer came after its validity ended", c.TTL, h.endpoints())})
 			return
 		}
 		ctx, cancel = h.rpcCtx(min(c.RequestTimeout, left))
@@ -211,7 +211,7 @@ func (h *Holder) acquire(now time.Duration) {
 		cancel()
 		if err != nil {
 			h.revokeBestEffort(h.wctx, g.ID)
-			h.post(event{kind: evAcquired, err: fmt.Errorf("put member key %s (lease %x) on %s: %w", h.key, g.ID, h.endpoints(), err)})
+			h.post(event{kind: evAcquired, sent: now, err: fmt.Errorf("put member key %s (lease %x) on %s: %w", h.key, g.ID, h.endpoints(), err)})
 			return
 		}
 		if !h.post(event{kind: evAcquired, lease: g.ID, sent: now, ttl: ttl, rev: p.Header.Revision}) {
@@ -225,7 +225,7 @@ func (h *Holder) acquired(now time.Duration, ev event) {
 	h.acquiring = false
 	if ev.err != nil {
 		h.acquireFails++
-		h.nextAcquire = now + h.retry
+		h.nextAcquire = max(now, ev.sent+h.retry)
 		if h.acquireFails == 1 {
 			h.log.Warn("cannot get a lease, retrying", "err", ev.err)
 		} else {
@@ -295,7 +295,10 @@ func (h *Holder) renewed(now time.Duration, l *held, ev event) {
 		h.lose(ReasonLeaseNotFound, fmt.Sprintf("server answered lease %x not found", l.id))
 	default:
 		h.counters.RenewalsFailed++
-		l.next = now + h.retry
+		// Space attempts from their send times: a renewal that timed out is
+		// retried at once with what validity is left, fast failures do not
+		// spin.
+		l.next = max(now, ev.sent+h.retry)
 		if h.state != Healthy {
 			l.holdFrom = -1 // the hold-down restarts after the next success
 		}
