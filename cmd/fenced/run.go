@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/vipkit/vipkit/pkg/announce"
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/fence"
 	"github.com/vipkit/vipkit/pkg/guard"
@@ -28,6 +31,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/runstate"
 	"github.com/vipkit/vipkit/pkg/supervisor"
 	"github.com/vipkit/vipkit/pkg/trackfile"
+	"github.com/vipkit/vipkit/pkg/vip"
 )
 
 // lockWait bounds how long a fence waits for vipctl's lock before it
@@ -107,7 +111,10 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	defer n.Close()
-	h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
+	senders := &linkSenders{}
+	defer senders.close()
+	h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Senders: senders.get,
+		Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
 	act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Write, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
 	progressEvery := time.Second
 	watchdog, _ := daemon.SdWatchdogEnabled(false)
@@ -142,6 +149,7 @@ func runAction(c *cli.Context) error {
 	}
 	gctx, stopGuards := context.WithCancel(ctx)
 	guards := startGuards(gctx, cfg, h, sup, metrics, log)
+	defer func() { stopGuards(); <-guards }()
 
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
@@ -150,7 +158,13 @@ func runAction(c *cli.Context) error {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(ctx, c, sup, log)
+				if reload(ctx, c, sup, log) {
+					// The guards watch the interfaces of the configuration.
+					stopGuards()
+					<-guards
+					gctx, stopGuards = context.WithCancel(ctx)
+					guards = startGuards(gctx, sup.Config(), h, sup, metrics, log)
+				}
 				continue
 			}
 			log.Info("stopping", "signal", sig.String(), "on_stop", sup.Config().Fenced.OnStop)
@@ -224,26 +238,118 @@ func startGuards(ctx context.Context, cfg *config.Config, h *holder.Holder, sup 
 		Release: sup.ReleaseAll,
 		OnStart: func(int) { sup.RewriteTracks(ctx) },
 	}
+	var defender *guard.Defender
+	if cfg.Fenced.Defend {
+		defender = newDefender(ctx, cfg, h, sup, log)
+	}
 	go func() {
 		defer close(done)
-		rdone := make(chan struct{})
+		rdone, ddone := make(chan struct{}), make(chan struct{})
 		go func() { defer close(rdone); _ = reaper.Run(ctx) }()
+		go func() {
+			defer close(ddone)
+			if defender != nil {
+				_ = defender.Run(ctx)
+			}
+		}()
 		_ = routes.Run(ctx)
 		<-rdone
+		<-ddone
 	}()
 	return done
 }
 
-func reload(ctx context.Context, c *cli.Context, sup *supervisor.Supervisor, log *slog.Logger) {
+// newDefender listens for claims on every configured interface and answers
+// those for VIPs held here with one announcement.
+func newDefender(ctx context.Context, cfg *config.Config, h *holder.Holder, sup *supervisor.Supervisor, log *slog.Logger) *guard.Defender {
+	claims := make(chan guard.Claim, 64)
+	devs := map[string]bool{}
+	var wg sync.WaitGroup
+	for _, in := range cfg.Instances {
+		if devs[in.Dev] {
+			continue
+		}
+		devs[in.Dev] = true
+		ch, err := guard.ListenClaims(ctx, in.Dev)
+		if err != nil {
+			log.Error("defender: cannot listen", "dev", in.Dev, "error", err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range ch {
+				select {
+				case claims <- c:
+				default:
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(claims) }()
+	return &guard.Defender{
+		Claims: claims, Delay: cfg.Fenced.DefendDelay, Log: log,
+		Guarded: func(a netip.Addr) (string, vip.VIP, bool) {
+			for _, in := range sup.Config().Instances {
+				for _, v := range in.VIPs {
+					if v.Addr() == a {
+						return in.Dev, v, true
+					}
+				}
+			}
+			return "", vip.VIP{}, false
+		},
+		Announce: func(ctx context.Context, dev string, v vip.VIP) error {
+			actx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := h.Announce(actx, holder.Request{Dev: dev, VIPs: []vip.VIP{v}, Schedule: announce.Schedule{Count: 1}})
+			return err
+		},
+	}
+}
+
+// linkSenders keeps one announcement sender per interface.
+type linkSenders struct {
+	mu sync.Mutex
+	m  map[string]*announce.LinkSender
+}
+
+func (l *linkSenders) get(dev string) (announce.Sender, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.m[dev]; ok {
+		return s, nil
+	}
+	s, err := announce.NewLinkSender(dev)
+	if err != nil {
+		return nil, err
+	}
+	if l.m == nil {
+		l.m = map[string]*announce.LinkSender{}
+	}
+	l.m[dev] = s
+	return s, nil
+}
+
+func (l *linkSenders) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.m {
+		s.Close()
+	}
+}
+
+// reload applies the configuration file again; false when it was refused.
+func reload(ctx context.Context, c *cli.Context, sup *supervisor.Supervisor, log *slog.Logger) bool {
 	if c.IsSet("endpoints") {
 		log.Warn("SIGHUP ignored: running from flags, there is no file to reload")
-		return
+		return false
 	}
 	cfg, err := loadRunConfig(c)
 	if err != nil {
 		log.Error("reload refused; the running configuration stays", "error", err)
 		_, _ = daemon.SdNotify(false, "STATUS=reload refused: "+err.Error())
-		return
+		return false
 	}
 	if cfg.Node == "" {
 		cfg.Node = sup.Node
@@ -254,6 +360,7 @@ func reload(ctx context.Context, c *cli.Context, sup *supervisor.Supervisor, log
 	}
 	log.Info("configuration reloaded", "clusters", len(cfg.Clusters), "instances", len(cfg.Instances))
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+statusLine(sup.Snapshot()))
+	return true
 }
 
 func statusLine(s supervisor.Snapshot) string {

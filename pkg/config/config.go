@@ -50,7 +50,10 @@ const (
 	DefaultHoldDown       = 3 * time.Second
 	DefaultDialTimeout    = 2 * time.Second
 	DefaultReconcileEvery = 5 * time.Second
-	DefaultPrefix         = "/vipkit"
+	// DefaultDefendDelay lets a host that is releasing a VIP finish before
+	// it could answer the new owner's announcements.
+	DefaultDefendDelay = 100 * time.Millisecond
+	DefaultPrefix      = "/vipkit"
 	// MinTTL is etcd's smallest lease TTL with default election settings.
 	MinTTL = 2 * time.Second
 )
@@ -150,6 +153,11 @@ type Fenced struct {
 	Metrics string
 	// ReconcileEvery is how often the route guard re-checks the host.
 	ReconcileEvery time.Duration
+	// Defend re-announces a VIP held here when another host claims it
+	// (DESIGN F3: the survivor of a split brain gets the last word), after
+	// DefendDelay.
+	Defend      bool
+	DefendDelay time.Duration
 	// VRRPPIDFile names keepalived's VRRP process (keepalived -r, default
 	// /run/vrrp.pid): the process that holds the VIPs. When it dies without
 	// cleaning up (SIGKILL of all of keepalived), fenced removes them.
@@ -218,6 +226,8 @@ type rawFenced struct {
 	Metrics        string `toml:"metrics"`
 	ReconcileEvery string `toml:"reconcile_every"`
 	VRRPPIDFile    string `toml:"vrrp_pid_file"`
+	Defend         *bool  `toml:"defend"`
+	DefendDelay    string `toml:"defend_delay"`
 }
 
 type rawCluster struct {
@@ -416,6 +426,11 @@ func (v *validator) fenced(r *rawFenced) Fenced {
 		Metrics:        r.Metrics,
 		ReconcileEvery: v.duration("fenced.reconcile_every", r.ReconcileEvery, DefaultReconcileEvery),
 		VRRPPIDFile:    r.VRRPPIDFile,
+		Defend:         r.Defend == nil || *r.Defend,
+		DefendDelay:    v.duration("fenced.defend_delay", r.DefendDelay, DefaultDefendDelay),
+	}
+	if f.DefendDelay > 5*time.Second {
+		v.failf("fenced.defend_delay", "%s must be at most 5s", f.DefendDelay)
 	}
 	switch f.OnStop {
 	case "":

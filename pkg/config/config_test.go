@@ -91,7 +91,7 @@ func TestParseFull(t *testing.T) {
 
 func TestParseDefaults(t *testing.T) {
 	c := Default()
-	if c.StateDir != DefaultStateDir || c.Announce != DefaultAnnounce() || c.Fenced.OnStop != "fault" || c.Fenced.VRRPPIDFile != "/run/vrrp.pid" {
+	if c.StateDir != DefaultStateDir || c.Announce != DefaultAnnounce() || c.Fenced.OnStop != "fault" || c.Fenced.VRRPPIDFile != "/run/vrrp.pid" || !c.Fenced.Defend || c.Fenced.DefendDelay != DefaultDefendDelay {
 		t.Errorf("Default() = %+v", c)
 	}
 }
@@ -116,6 +116,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad endpoint", "[[cluster]]\nname = \"c\"\nendpoints = [\"192.0.2.20:2379\"]\n", `cluster[0].endpoints: endpoint "192.0.2.20:2379" is not http(s)://host:port`},
 		{"metrics not loopback", "[fenced]\nmetrics = \"0.0.0.0:9470\"\n", `f.toml:2: fenced.metrics: "0.0.0.0:9470" must listen on a loopback address`},
 		{"on_stop", "[fenced]\non_stop = \"maybe\"\n", `fenced.on_stop: "maybe" is not`},
+		{"defend type", "[fenced]\ndefend = \"yes\"\n", "f.toml:2:"},
+		{"defend delay", "[fenced]\ndefend_delay = \"1m\"\n", `f.toml:2: fenced.defend_delay: 1m0s must be at most 5s`},
 		{"bad dev", "[[instance]]\nname = \"A\"\ndev = \"a-very-long-interface-name\"\nvips = [\"192.0.2.100\"]\n", `f.toml:3: instance[0].dev:`},
 		{"no vips", "[[instance]]\nname = \"A\"\ndev = \"eth0\"\n", `instance[0].vips: at least one VIP`},
 		{"relative state dir", "state_dir = \"run\"\n", `f.toml:1: state_dir: "run" must be an absolute path`},
