@@ -205,9 +205,13 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 		close(c.done)
 		return nil, fmt.Errorf("start cluster %s: %w", cl.Name, err)
 	}
+	node := cfg.Node
+	if node == "" {
+		node = s.Node
+	}
 	h, err := lease.New(cli, c, lease.Config{
 		Cluster:       cl,
-		Node:          cfg.Node,
+		Node:          node,
 		Version:       s.Version,
 		Logger:        s.log(), // the holder adds the cluster itself
 		ProgressEvery: s.ProgressEvery,
