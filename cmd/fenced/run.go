@@ -132,7 +132,7 @@ func runAction(c *cli.Context) error {
 	if err := sup.Apply(ctx, cfg); err != nil {
 		log.Error("start: some clusters did not start", "error", err)
 	}
-	st.write(sup.Snapshot(), time.Time{})
+	st.write(sup.Snapshot(), time.Now()) // the first heartbeat: the loops just started
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+statusLine(sup.Snapshot()))
 	log.Info("fenced started", "node", cfg.Node, "clusters", len(cfg.Clusters), "instances", len(cfg.Instances), "state_dir", cfg.StateDir)
 

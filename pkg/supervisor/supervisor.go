@@ -12,7 +12,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -60,10 +59,8 @@ type Supervisor struct {
 // cluster is one running holder and the instances it fences.
 type cluster struct {
 	cfg    config.Cluster
-	holder *lease.Holder
-	close  func() error
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when the holder has stopped and the client is closed
 
 	// mu orders fence actions: the holder's Fence and Unfence, and the
 	// catch-up writes for instances added by a reload.
@@ -181,35 +178,25 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 		if _, ok := s.clusters[cl.Name]; ok {
 			continue
 		}
-		c, err := s.start(ctx, cfg, cl, want[cl.Name])
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s.clusters[cl.Name] = c
+		s.clusters[cl.Name] = s.start(ctx, cfg, cl, want[cl.Name])
 	}
 	s.cfg = cfg
 	s.changed()
 	return errors.Join(errs...)
 }
 
-func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) (*cluster, error) {
+func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
 	c := &cluster{cfg: cl, act: s.Actuator, members: members, fenced: true, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
 	// Fail closed first: nothing of this cluster's may be held before its
 	// lease is.
 	if err := s.Actuator.Fence(ctx, members, "starting"); err != nil {
 		c.log.Error("fence before start", "error", err)
 	}
-	cli, closeCli, err := s.Dial(ctx, cl)
-	if err != nil {
-		close(c.done)
-		return nil, fmt.Errorf("start cluster %s: %w", cl.Name, err)
-	}
 	node := cfg.Node
 	if node == "" {
 		node = s.Node
 	}
-	h, err := lease.New(cli, c, lease.Config{
+	lcfg := lease.Config{
 		Cluster:       cl,
 		Node:          node,
 		Version:       s.Version,
@@ -221,52 +208,93 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 			c.status.Store(&st)
 			s.changed()
 		},
-	})
-	if err != nil {
-		closeCli()
-		close(c.done)
-		return nil, fmt.Errorf("start cluster %s: %w", cl.Name, err)
 	}
-	c.holder, c.close = h, closeCli
-	st := h.Status()
+	st := lease.Status{State: lease.Starting}
 	c.status.Store(&st)
 	c.lastProgress.Store(int64(s.now()))
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(c.done)
-		if err := h.Run(hctx); err != nil && hctx.Err() == nil {
-			c.log.Error("lease holder stopped", "error", err)
+		s.runCluster(hctx, c, lcfg)
+	}()
+	c.log.Info("cluster started", "endpoints", cl.Endpoints, "ttl", cl.TTL.String(), "margin", cl.Margin.String(), "instances", names(members))
+	return c
+}
+
+// runCluster makes the cluster's client and runs its holder until ctx
+// ends. A client that cannot be made (with user and password, clientv3
+// needs etcd up to log in) is retried: the instances stay fenced meanwhile,
+// and the loop keeps showing progress, because an etcd outage must not get
+// fenced restarted by its watchdog.
+func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Config) {
+	var cli lease.Client
+	var closeCli func() error
+	backoff := time.Second
+	for {
+		var err error
+		cli, closeCli, err = s.Dial(ctx, c.cfg)
+		if err == nil {
+			break
+		}
+		c.log.Warn("cannot create the etcd client; retrying", "error", err, "in", backoff.String())
+		deadline := time.Now().Add(backoff)
+		for time.Now().Before(deadline) {
+			c.lastProgress.Store(int64(s.now()))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(s.progressEvery(), time.Until(deadline))):
+			}
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+	// Closed before done is: no code acts through it once stop returned.
+	defer func() {
+		if err := closeCli(); err != nil {
+			c.log.Debug("close etcd client", "error", err)
 		}
 	}()
-	// Progress is drained until the holder is done.
+	h, err := lease.New(cli, c, lcfg)
+	if err != nil {
+		c.log.Error("cannot start the lease holder; the cluster's instances stay fenced", "error", err)
+		return
+	}
+	hdone := make(chan struct{})
+	defer func() { <-hdone }()
 	go func() {
-		defer s.wg.Done()
+		defer close(hdone)
 		for {
 			select {
-			case <-c.done:
+			case <-ctx.Done():
 				return
 			case <-h.Progress():
 				c.lastProgress.Store(int64(s.now()))
 			}
 		}
 	}()
-	c.log.Info("cluster started", "endpoints", cl.Endpoints, "ttl", cl.TTL.String(), "margin", cl.Margin.String(), "instances", names(members))
-	return c, nil
+	if err := h.Run(ctx); err != nil && ctx.Err() == nil {
+		c.log.Error("lease holder stopped", "error", err)
+	}
 }
 
-// stop cancels a cluster's holder, waits for it, and closes its client.
+func (s *Supervisor) progressEvery() time.Duration {
+	if s.ProgressEvery > 0 {
+		return s.ProgressEvery
+	}
+	return time.Second
+}
+
+// stop cancels a cluster's holder and waits until it has stopped and its
+// client is closed.
 func (s *Supervisor) stop(c *cluster) {
 	c.cancel()
 	select {
 	case <-c.done:
 	case <-time.After(c.cfg.TTL + c.cfg.RequestTimeout):
 		c.log.Error("lease holder did not stop in time")
-	}
-	if err := c.close(); err != nil {
-		c.log.Debug("close etcd client", "error", err)
 	}
 }
 

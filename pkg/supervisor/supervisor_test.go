@@ -40,7 +40,7 @@ func (r *recorder) Fence(_ context.Context, ins []fence.Instance, _ string) erro
 	r.set(ins, 1)
 	return nil
 }
-func (r *recorder) Unfence(ins []fence.Instance) error                  { r.set(ins, 0); return nil }
+func (r *recorder) Unfence(ins []fence.Instance) error              { r.set(ins, 0); return nil }
 func (r *recorder) Release(context.Context, []fence.Instance) error { return nil }
 
 func (r *recorder) get(name string) (value, writes int, ok bool) {

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/vipkit/vipkit/pkg/trackfile"
+	"github.com/vipkit/vipkit/test/etcdtest"
+	"github.com/vipkit/vipkit/test/netnstest"
+)
+
+var fencedBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "fenced-test")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		fencedBin = filepath.Join(dir, "fenced")
+		if out, err := exec.Command("go", "build", "-o", fencedBin, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build fenced: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// rig is a node namespace (eth0 192.0.2.11/24, VIP 192.0.2.100 assigned as
+// keepalived would) wired to an etcd namespace (192.0.2.12) running etcd.
+type rig struct {
+	node, etcd *netnstest.NS
+	dir        string
+	etcdCmd    *exec.Cmd
+}
+
+const endpoint = "http://192.0.2.12:2379"
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	bin := etcdtest.Binary(t)
+	node, etcd := netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, node, "eth0", etcd, "eth0")
+	node.AddAddr(t, "eth0", "192.0.2.11/24")
+	node.AddAddr(t, "eth0", "192.0.2.100/32")
+	etcd.AddAddr(t, "eth0", "192.0.2.12/24")
+	r := &rig{node: node, etcd: etcd, dir: t.TempDir()}
+	r.etcdCmd = etcd.Command(context.Background(), bin, "--name", "e", "--data-dir", filepath.Join(r.dir, "etcd"),
+		"--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
+		"--listen-peer-urls", "http://192.0.2.12:2380", "--initial-advertise-peer-urls", "http://192.0.2.12:2380",
+		"--initial-cluster", "e=http://192.0.2.12:2380", "--log-level", "warn")
+	logf, _ := os.Create(filepath.Join(r.dir, "etcd.log"))
+	r.etcdCmd.Stdout, r.etcdCmd.Stderr = logf, logf
+	if err := r.etcdCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.etcdCmd.Process.Kill(); r.etcdCmd.Wait() })
+	cli := r.client(t, etcd)
+	netnstest.WaitFor(t, 20*time.Second, "etcd to serve", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, err := cli.Get(ctx, "health")
+		return err == nil
+	})
+	return r
+}
+
+// client reaches etcd from inside ns: its connections are opened there.
+func (r *rig) client(t *testing.T, ns *netnstest.NS) *clientv3.Client {
+	t.Helper()
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() (err error) {
+			var d net.Dialer
+			c, err = d.DialContext(ctx, "tcp", addr)
+			return err
+		})
+		return c, err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func (r *rig) track() string { return filepath.Join(r.dir, "state", "VI_1.fence") }
+
+func (r *rig) flags(extra ...string) []string {
+	return append([]string{"--endpoints", endpoint, "--node", "node-a", "--ttl", "2s", "--margin", "600ms", "--hold-down", "500ms",
+		"--dev", "eth0", "--vip", "192.0.2.100", "--state-dir", filepath.Join(r.dir, "state"),
+		"--vrrp-pid-file", filepath.Join(r.dir, "none.pid"), "--log-file", filepath.Join(r.dir, "fenced.log")}, extra...)
+}
+
+func (r *rig) start(t *testing.T) *exec.Cmd {
+	t.Helper()
+	c := r.node.Command(context.Background(), fencedBin, append([]string{"run"}, r.flags()...)...)
+	c.Env = append(os.Environ(), "VIPKIT_CONFIG=")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	return c
+}
+
+func (r *rig) value(t *testing.T) (int, bool) {
+	v, ok, err := trackfile.Read(r.track())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, ok
+}
+
+func (r *rig) vipAssigned(t *testing.T) bool {
+	return strings.Contains(r.node.Exec(t, "ip", "-o", "addr", "show", "dev", "eth0"), "192.0.2.100/")
+}
+
+func (r *rig) alive(t *testing.T, maxAge string) (bool, string) {
+	var stderr bytes.Buffer
+	c := r.node.Command(context.Background(), fencedBin, "status", "--alive", "--max-age", maxAge, "--state-dir", filepath.Join(r.dir, "state"))
+	c.Stderr = &stderr
+	err := c.Run()
+	return err == nil, stderr.String()
+}
+
+func (r *rig) logs() string {
+	b, _ := os.ReadFile(filepath.Join(r.dir, "fenced.log"))
+	return string(b)
+}
+
+func (r *rig) waitHealthy(t *testing.T) {
+	t.Helper()
+	netnstest.WaitFor(t, 15*time.Second, "fenced to hold a lease and unfence", func() bool {
+		v, ok := r.value(t)
+		return ok && v == 0
+	})
+}
+
+// I5 start and stop: fenced fails closed before it holds a lease, unfences
+// after the hold-down, and on SIGTERM releases the VIP, writes 1 and revokes
+// its lease (the member key goes at once, not after the TTL).
+func TestPrivilegedFencedStartAndStop(t *testing.T) {
+	r := newRig(t)
+	cli := r.client(t, r.etcd)
+	fenced := r.start(t)
+	netnstest.WaitFor(t, 5*time.Second, "the fail-closed start", func() bool { v, ok := r.value(t); return ok && v == 1 })
+	if r.vipAssigned(t) {
+		t.Fatal("the VIP stayed assigned while fenced did not hold a lease")
+	}
+	r.waitHealthy(t)
+	if ok, why := r.alive(t, "5s"); !ok {
+		t.Fatalf("status --alive while healthy: %s", why)
+	}
+	key := "/vipkit/members/node-a"
+	if resp, err := cli.Get(context.Background(), key); err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
+		t.Fatalf("member key: %v %v", resp, err)
+	}
+	r.node.Exec(t, "ip", "addr", "add", "192.0.2.100/32", "dev", "eth0") // keepalived takes MASTER
+	fenced.Process.Signal(syscall.SIGTERM)
+	if err := fenced.Wait(); err != nil {
+		t.Fatalf("fenced exited with %v\n%s", err, r.logs())
+	}
+	stopped := time.Now()
+	if v, _ := r.value(t); v != 1 || r.vipAssigned(t) {
+		t.Fatalf("after SIGTERM: track %d, VIP assigned %v; want 1 and released", v, r.vipAssigned(t))
+	}
+	resp, err := cli.Get(context.Background(), key)
+	if err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("member key still there right after stop (lease not revoked): %v %v", resp, err)
+	}
+	if time.Since(stopped) > time.Second {
+		t.Fatal("slow check")
+	}
+	if ok, _ := r.alive(t, "5s"); ok {
+		t.Fatal("status --alive after a clean stop")
+	}
+}
+
+// I5 crash: a SIGKILLed fenced is not alive at once (keepalived's
+// track_script puts it in FAULT), and fail-closed (systemd's ExecStopPost)
+// releases the VIP, then writes 1.
+func TestPrivilegedFencedKilled(t *testing.T) {
+	r := newRig(t)
+	fenced := r.start(t)
+	r.waitHealthy(t)
+	r.node.Exec(t, "ip", "addr", "add", "192.0.2.100/32", "dev", "eth0")
+	fenced.Process.Kill()
+	fenced.Wait()
+	if ok, _ := r.alive(t, "5s"); ok {
+		t.Fatal("status --alive succeeds for a killed fenced")
+	}
+	if v, _ := r.value(t); v != 0 {
+		t.Fatalf("track %d after SIGKILL: nothing should have written it", v)
+	}
+	c := r.node.Command(context.Background(), fencedBin, append([]string{"fail-closed"}, r.flags()...)...)
+	c.Env = append(os.Environ(), "VIPKIT_CONFIG=", "SERVICE_RESULT=signal")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("fail-closed: %v\n%s", err, out)
+	}
+	if v, _ := r.value(t); v != 1 || r.vipAssigned(t) {
+		t.Fatalf("after fail-closed: track %d, VIP assigned %v", v, r.vipAssigned(t))
+	}
+}
+
+// A hung fenced (SIGSTOP) stops beating: --alive fails once the heartbeat
+// is older than --max-age, and succeeds again when it resumes.
+func TestPrivilegedFencedHung(t *testing.T) {
+	r := newRig(t)
+	fenced := r.start(t)
+	r.waitHealthy(t)
+	fenced.Process.Signal(syscall.SIGSTOP)
+	netnstest.WaitFor(t, 5*time.Second, "a stopped fenced to count as hung", func() bool { ok, _ := r.alive(t, "1s"); return !ok })
+	fenced.Process.Signal(syscall.SIGCONT)
+	netnstest.WaitFor(t, 5*time.Second, "fenced to beat again", func() bool { ok, _ := r.alive(t, "1s"); return ok })
+}
+
+// I4 at the binary: cut from etcd (packets dropped silently), fenced
+// releases the VIP and writes 1 before the server deletes its member key.
+func TestPrivilegedFencedBeforeServerExpiry(t *testing.T) {
+	r := newRig(t)
+	cli := r.client(t, r.etcd)
+	r.start(t)
+	r.waitHealthy(t)
+	r.node.Exec(t, "ip", "addr", "add", "192.0.2.100/32", "dev", "eth0")
+	watch := cli.Watch(context.Background(), "/vipkit/members/node-a")
+	deleted := make(chan time.Time, 1)
+	go func() {
+		for w := range watch {
+			for _, ev := range w.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					deleted <- time.Now()
+					return
+				}
+			}
+		}
+	}()
+	fencedAt := make(chan time.Time, 1)
+	go func() {
+		for i := 0; i < 10000; i++ {
+			if v, _, _ := trackfile.Read(r.track()); v == 1 {
+				fencedAt <- time.Now()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	// A static neighbour entry to a MAC nobody has: etcd's packets vanish.
+	r.node.Exec(t, "ip", "neigh", "replace", "192.0.2.12", "dev", "eth0", "lladdr", "02:00:00:00:00:99", "nud", "permanent")
+	var f, d time.Time
+	select {
+	case f = <-fencedAt:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no fence within 10 s of the cut\n%s", r.logs())
+	}
+	if r.vipAssigned(t) {
+		t.Fatal("track file says FAULT but the VIP is still assigned (I3)")
+	}
+	select {
+	case d = <-deleted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server never expired the lease")
+	}
+	if !f.Before(d) {
+		t.Fatalf("fence at %s is not before the server's expiry at %s", f.Format(time.StampMicro), d.Format(time.StampMicro))
+	}
+	t.Logf("fence %s before the server deleted the member key", d.Sub(f).Round(time.Millisecond))
+}
+
+// The configuration file must not be readable by others, and SIGHUP with a
+// broken file keeps the running configuration.
+func TestPrivilegedFencedConfigFile(t *testing.T) {
+	r := newRig(t)
+	cfg := filepath.Join(r.dir, "vipkit.toml")
+	doc := fmt.Sprintf("node = \"node-a\"\nstate_dir = %q\n[fenced]\nvrrp_pid_file = %q\n[[cluster]]\nname = \"main\"\nendpoints = [%q]\nttl = \"2s\"\nmargin = \"600ms\"\nhold_down = \"500ms\"\n[[instance]]\nname = \"VI_1\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\ncluster = \"main\"\n",
+		filepath.Join(r.dir, "state"), filepath.Join(r.dir, "none.pid"), endpoint)
+	os.WriteFile(cfg, []byte(doc), 0o644)
+	out, err := r.node.Command(context.Background(), fencedBin, "run", "--config", cfg).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(string(out), cfg) {
+		t.Fatalf("group-readable config: %v %s", err, out)
+	}
+	os.Chmod(cfg, 0o600)
+	c := r.node.Command(context.Background(), fencedBin, "run", "--config", cfg, "--log-file", filepath.Join(r.dir, "fenced.log"))
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	r.waitHealthy(t)
+	os.WriteFile(cfg, []byte(doc+"bogus = 1\n"), 0o600)
+	c.Process.Signal(syscall.SIGHUP)
+	netnstest.WaitFor(t, 5*time.Second, "the refusal to be logged", func() bool { return strings.Contains(r.logs(), "reload refused") })
+	if v, _ := r.value(t); v != 0 {
+		t.Fatal("a refused reload disturbed the running instance")
+	}
+	if !strings.Contains(r.logs(), `unknown key \"instance.bogus\"`) {
+		t.Fatalf("the refusal does not name the key:\n%s", r.logs())
+	}
+}
