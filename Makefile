@@ -25,8 +25,9 @@ deps:
 ## build: bin/vipctl and bin/fenced
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(GO_LDFLAGS)' -o $(BIN)/vipctl ./cmd/vipctl
-	$(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/fenced ./cmd/fenced
+	@# Static (no cgo): a dynamically linked vipctl costs every hook ~0.8 ms of loader work.
+	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(GO_LDFLAGS)' -o $(BIN)/vipctl ./cmd/vipctl
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/fenced ./cmd/fenced
 
 ## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod
 etcd: $(BIN)/etcd

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -101,14 +102,16 @@ func stat(p string) PathFacts {
 	return pf
 }
 
-var versionRE = regexp.MustCompile(`Keepalived v(\d+\.\d+\.\d+)`)
+// versionRE is compiled on first use: every vipctl hook would pay for it
+// at start-up otherwise.
+var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`Keepalived v(\d+\.\d+\.\d+)`) })
 
 // keepalivedVersion asks the installed keepalived; "" when unknown.
 func keepalivedVersion(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	out, _ := exec.CommandContext(ctx, "keepalived", "--version").CombinedOutput()
-	if m := versionRE.FindSubmatch(out); m != nil {
+	if m := versionRE().FindSubmatch(out); m != nil {
 		return string(m[1])
 	}
 	return ""

@@ -21,7 +21,7 @@ import (
 // File names inside the state directory.
 const (
 	LockFile  = "vipctl.lock"
-	StateFile = "vipctl.json"
+	StateFile = "vipctl.state"
 )
 
 // Actions recorded per VIP.

@@ -3,7 +3,6 @@ package runstate
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -118,25 +117,19 @@ func (s *Store) Read() (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read state %s: %w", path, err)
 	}
-	st := newState()
-	if err := json.Unmarshal(b, st); err != nil {
+	st, err := ParseState(b)
+	if err != nil {
 		return nil, fmt.Errorf("read state %s: %w", path, err)
-	}
-	if st.Entries == nil {
-		st.Entries = map[string]*Entry{}
 	}
 	return st, nil
 }
 
 // Save writes the state atomically (temp file and rename).
 func (tx *Tx) Save() error {
-	b, err := json.MarshalIndent(tx.State, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
-	}
+	b := tx.State.Format()
 	path := filepath.Join(tx.store.Dir, StateFile)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return fmt.Errorf("write state %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -187,3 +187,53 @@ func TestStopEndsProcessAndSparesOthers(t *testing.T) {
 		t.Fatal("Alive after Stop")
 	}
 }
+
+func TestFormatParseRoundTrip(t *testing.T) {
+	st := newState()
+	st.Record(Entry{VIP: vip.MustParse("192.0.2.100"), Dev: "eth0", Action: ActionUp, Ticket: Ticket{296849, 1557}, Own: true, Instance: "VI_1",
+		Src: netip.MustParseAddr("192.0.2.11"), Refresher: &Proc{40218, 296850}, At: time.Unix(1795594797, 408215427).UTC()})
+	st.Record(Entry{VIP: vip.MustParse("2001:db8::100/64"), Dev: "eth1", Action: ActionDown, Ticket: Ticket{10, nowPID}, At: time.Unix(1, 0).UTC()})
+	got, err := ParseState(st.Format())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Entries) != 2 {
+		t.Fatalf("entries = %d", len(got.Entries))
+	}
+	for k, want := range st.Entries {
+		g := got.Entries[k]
+		if g == nil || g.VIP != want.VIP || g.Dev != want.Dev || g.Action != want.Action || g.Ticket != want.Ticket || g.Own != want.Own ||
+			g.Instance != want.Instance || g.Src != want.Src || !g.At.Equal(want.At) || (g.Refresher == nil) != (want.Refresher == nil) ||
+			(g.Refresher != nil && *g.Refresher != *want.Refresher) {
+			t.Errorf("%s: got %+v, want %+v", k, g, want)
+		}
+	}
+}
+
+func TestParseStateRejects(t *testing.T) {
+	for _, bad := range []string{"vip=192.0.2.1", "action=up", "vip=x action=up", "vip=192.0.2.1 action=up ticks=z", "vip=192.0.2.1 action=up refresher=1", "garbage"} {
+		if _, err := ParseState([]byte(bad)); err == nil {
+			t.Errorf("ParseState(%q) accepted", bad)
+		}
+	}
+	if st, err := ParseState([]byte("# comment\n\nvip=192.0.2.1 action=up future=1\n")); err != nil || len(st.Entries) != 1 {
+		t.Errorf("unknown keys and comments: %v %v", st, err)
+	}
+}
+
+func FuzzParseState(f *testing.F) {
+	st := newState()
+	st.Record(Entry{VIP: vip.MustParse("192.0.2.100"), Dev: "eth0", Action: ActionUp, Refresher: &Proc{1, 2}})
+	f.Add(string(st.Format()))
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseState([]byte(s))
+		if err != nil {
+			return
+		}
+		// What parses must survive a round trip.
+		again, err := ParseState(got.Format())
+		if err != nil || len(again.Entries) != len(got.Entries) {
+			t.Fatalf("round trip of %q: %v, %d vs %d entries", s, err, len(again.Entries), len(got.Entries))
+		}
+	})
+}
