@@ -108,13 +108,27 @@ func toSchedule(a config.Announce) announce.Schedule {
 	return announce.Schedule{Count: a.Count, Interval: a.Interval, RefreshEvery: a.RefreshEvery, RefreshFor: a.RefreshFor}
 }
 
-// newHolder wires the holder to this host.
+// newHolder wires the holder to this host. The returned func releases what
+// it opened; a packet socket is handed to a detached child rather than
+// closed here (see announce.LinkSender.DupSockets).
 func newHolder(e *env) (*holder.Holder, func(), error) {
 	n, err := hostnet.Open()
 	if err != nil {
 		return nil, nil, err
 	}
 	senders := map[string]*announce.LinkSender{}
+	sockets := func() []*os.File {
+		var files []*os.File
+		for _, s := range senders {
+			fs, err := s.DupSockets()
+			if err != nil {
+				e.log.Debug("hand off packet socket", "error", err)
+			}
+			files = append(files, fs...)
+		}
+		return files
+	}
+	ref := &refreshers{Procs: runstate.Procs{Grace: stopGrace}, stateDir: e.stateDir, logLevel: e.cfg.LogLevel.String(), sockets: sockets}
 	h := &holder.Holder{
 		Host:  n,
 		Store: runstate.New(e.stateDir),
@@ -129,11 +143,12 @@ func newHolder(e *env) (*holder.Holder, func(), error) {
 			senders[dev] = s
 			return s, nil
 		},
-		Refreshers: &refreshers{Procs: runstate.Procs{Grace: stopGrace}, stateDir: e.stateDir, logLevel: e.cfg.LogLevel.String()},
+		Refreshers: ref,
 		Track:      trackfile.Write,
 		Log:        e.log,
 	}
 	return h, func() {
+		ref.linger()
 		for _, s := range senders {
 			s.Close()
 		}

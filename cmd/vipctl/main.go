@@ -12,9 +12,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/holder"
@@ -41,6 +43,13 @@ func usagef(format string, args ...any) error {
 }
 
 func main() {
+	// keepalived before 2.3.4 leaks descriptors into its scripts: keep them
+	// from reaching the refreshers this process may start.
+	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	// One P: vipctl never computes in parallel, and with one P a goroutine
+	// waiting on netlink is woken on the same thread instead of being
+	// handed between threads (half the context switches of a hook).
+	runtime.GOMAXPROCS(1)
 	os.Exit(run(context.Background(), os.Args, os.Stderr))
 }
 
@@ -114,7 +123,7 @@ Exit status: 0 ok, 1 operational failure, 2 usage or configuration error.`,
 		Commands: []*cli.Command{
 			upCommand(), downCommand(), routeSrcCommand(), announceCommand(),
 			notifyCommand(), fifoCommand(), handoverCommand(),
-			statusCommand(), checkCommand(), cleanupCommand(), refreshCommand(),
+			statusCommand(), checkCommand(), cleanupCommand(), refreshCommand(), lingerCommand(),
 		},
 	}
 	setUsageError(app.Commands, app.OnUsageError)

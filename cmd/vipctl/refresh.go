@@ -29,13 +29,65 @@ type refreshers struct {
 	runstate.Procs
 	stateDir string
 	logLevel string
+	// sockets duplicates the packet sockets this process opened, for a
+	// child to inherit; handedOff says a child already has them.
+	sockets   func() []*os.File
+	handedOff bool
+}
+
+// start runs this binary detached, with stdio on /dev/null and this
+// process's packet sockets inherited.
+func (r *refreshers) start(args []string) (*os.Process, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable: %w", err)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
+	files := []*os.File{null, null, null}
+	var inherit []*os.File
+	if r.sockets != nil {
+		inherit = r.sockets()
+	}
+	if len(inherit) > 0 && len(args) > 1 && args[1] == "refresh" {
+		args = append(args[:2:2], append([]string{"--inherited", strconv.Itoa(len(inherit))}, args[2:]...)...)
+	}
+	defer func() {
+		for _, f := range inherit {
+			f.Close()
+		}
+	}()
+	p, err := os.StartProcess(exe, args, &os.ProcAttr{
+		Files: append(files, inherit...),
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(inherit) > 0 {
+		r.handedOff = true
+	}
+	// Reap it if this process outlives it (the FIFO reader does).
+	go func() { _, _ = p.Wait() }()
+	return p, nil
+}
+
+// linger hands the packet sockets to a child that exits at once, when no
+// refresher took them: the kernel's slow release of the socket then delays
+// that child, not the hook.
+func (r *refreshers) linger() {
+	if r.handedOff || r.sockets == nil {
+		return
+	}
+	if _, err := r.start([]string{"vipctl", "linger"}); err != nil {
+		return // the hook then pays for the close itself; nothing is lost
+	}
 }
 
 func (r *refreshers) Spawn(_ context.Context, s holder.SpawnRequest) (runstate.Proc, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return runstate.Proc{}, fmt.Errorf("find own executable: %w", err)
-	}
 	args := []string{"vipctl", "refresh",
 		"--state-dir", r.stateDir,
 		"--log-level", r.logLevel,
@@ -52,20 +104,10 @@ func (r *refreshers) Spawn(_ context.Context, s holder.SpawnRequest) (runstate.P
 	for _, v := range s.VIPs {
 		args = append(args, v.Prefix().String())
 	}
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return runstate.Proc{}, err
-	}
-	defer null.Close()
-	p, err := os.StartProcess(exe, args, &os.ProcAttr{
-		Files: []*os.File{null, null, null},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
-	})
+	p, err := r.start(args)
 	if err != nil {
 		return runstate.Proc{}, fmt.Errorf("start refresher: %w", err)
 	}
-	// Reap it if this process outlives it (the FIFO reader does).
-	go func() { _, _ = p.Wait() }()
 	start, err := runstate.ProcStart(p.Pid)
 	if err != nil {
 		_ = p.Kill()
@@ -77,6 +119,12 @@ func (r *refreshers) Spawn(_ context.Context, s holder.SpawnRequest) (runstate.P
 func (r *refreshers) Stop(p runstate.Proc) error { return runstate.Stop(p, stopGrace) }
 func (r *refreshers) Alive(p runstate.Proc) bool { return runstate.Alive(p) }
 
+// lingerCommand only exits: its process holds the packet sockets a hook
+// inherited it, so the kernel's release of them happens off the hook's time.
+func lingerCommand() *cli.Command {
+	return &cli.Command{Name: "linger", Hidden: true, Usage: "(internal) exit, releasing inherited sockets", Action: func(*cli.Context) error { return nil }}
+}
+
 func refreshCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "refresh",
@@ -85,10 +133,16 @@ func refreshCommand() *cli.Command {
 		Flags: []cli.Flag{
 			stateFlag, levelFlag, logFile, devFlag,
 			&cli.Int64Flag{Name: "start", Usage: "schedule start, Unix nanoseconds"},
+			&cli.IntFlag{Name: "inherited", Usage: "descriptors from 3 on to close at once (the starter's packet sockets)"},
 			&cli.IntFlag{Name: "count"}, &cli.DurationFlag{Name: "interval"},
 			&cli.DurationFlag{Name: "refresh-every"}, &cli.DurationFlag{Name: "refresh-for"},
 		},
 		Action: func(c *cli.Context) error {
+			// Release the starter's sockets now, while nobody waits on this
+			// process, rather than at its exit, which down waits for.
+			for fd := 3; fd < 3+c.Int("inherited"); fd++ {
+				syscall.Close(fd)
+			}
 			e, err := setupRefresher(c)
 			if err != nil {
 				return err

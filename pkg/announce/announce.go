@@ -95,12 +95,18 @@ func Run(ctx context.Context, s Sender, g Gate, start time.Time, offsets []time.
 		}
 		err = SendAll(s, vips)
 		release()
+		if i, ok := s.(idler); ok {
+			i.Idle()
+		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// idler is a Sender that can let go of costly resources between rounds.
+type idler interface{ Idle() }
 
 // SendAll announces each VIP once; it tries every VIP and reports the first
 // error.

@@ -11,6 +11,7 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"github.com/vipkit/vipkit/pkg/vip"
 )
@@ -100,6 +101,40 @@ func (s *LinkSender) sendNA(addr netip.Addr) error {
 func forwarding(dev string) bool {
 	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + dev + "/forwarding")
 	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// DupSockets returns duplicates of the raw packet sockets opened so far,
+// for a child process to inherit. Closing an AF_PACKET socket waits for an
+// RCU grace period in the kernel (synchronize_net, 5-10 ms here); a hook
+// that hands its socket to a detached child exits without paying for it.
+func (s *LinkSender) DupSockets() ([]*os.File, error) {
+	if s.raw == nil {
+		return nil, nil
+	}
+	rc, err := s.raw.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var dup int
+	var derr error
+	// Close-on-exec: only the child it is passed to explicitly may keep it.
+	if err := rc.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("duplicate packet socket on %s: %w", s.ifi.Name, derr)
+	}
+	return []*os.File{os.NewFile(uintptr(dup), "packet:"+s.ifi.Name)}, nil
+}
+
+// Idle closes the packet socket until the next send. A long-lived sender
+// between rounds holds nothing whose release (an RCU grace period) would
+// delay its exit when it is told to stop.
+func (s *LinkSender) Idle() {
+	if s.raw != nil {
+		s.raw.Close()
+		s.raw = nil
+	}
 }
 
 // Close releases the sockets.

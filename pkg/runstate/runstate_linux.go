@@ -178,11 +178,25 @@ func Self() (Proc, error) {
 // ProcStart reads a process's start time in clock ticks since boot
 // (/proc/PID/stat field 22).
 func ProcStart(pid int) (int64, error) {
+	start, _, err := procStat(pid)
+	return start, err
+}
+
+// procStat reads a process's start time and state letter.
+func procStat(pid int) (int64, byte, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("read start time of pid %d: %w", pid, err)
+		return 0, 0, fmt.Errorf("read start time of pid %d: %w", pid, err)
 	}
-	return parseStatStart(b)
+	start, err := parseStatStart(b)
+	if err != nil {
+		return 0, 0, err
+	}
+	state := byte('?')
+	if i := bytes.LastIndexByte(b, ')'); i+2 < len(b) {
+		state = b[i+2]
+	}
+	return start, state, nil
 }
 
 // parseStatStart extracts field 22 of /proc/PID/stat. The command name
@@ -206,9 +220,10 @@ func parseStatStart(b []byte) (int64, error) {
 }
 
 // Alive reports whether p is still the running process it was recorded as.
+// A zombie is not alive: its parent exited before reaping it.
 func Alive(p Proc) bool {
-	start, err := ProcStart(p.PID)
-	return err == nil && start == p.Start
+	start, state, err := procStat(p.PID)
+	return err == nil && start == p.Start && state != 'Z' && state != 'X'
 }
 
 // Stop ends process p (a refresher) and waits until it is gone: SIGTERM, and

@@ -20,19 +20,26 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// shellHook is what a hand-written hook does for the route source hint:
-// find the interface and its primary address with ip(8), then replace or
-// delete the local route.
-const shellHook = `#!/bin/sh
-set -e
+// shellHook is the classic hand-written route-hint hook (seed 001), step
+// for step: bash, the VIP's interface and the interface's primary address
+// found with ip(8) and cut/sed, checks, a syslog line, then the route. Its
+// del puts the kernel's route back (as vipctl does) instead of deleting it,
+// so that rounds can repeat on an assigned VIP.
+const shellHook = `#!/usr/bin/env bash
+log() { logger -t route-hint "$1" 2>/dev/null; }
+fail() { logger -s -t route-hint "$1" 2>/dev/null; exit 1; }
 action=$1 vip=$2
-dev=$(ip -o route show table local "$vip" | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -n1)
-[ -n "$dev" ] || { logger -t route-hint "$vip is not local"; exit 1; }
-src=$(ip -o -4 addr show dev "$dev" primary | sed -n '1s/.* inet \([^/]*\).*/\1/p')
-[ "$src" != "$vip" ] || exit 1
+[[ $# -eq 2 && -n $action && -n $vip ]] || fail "usage: route-hint add|del VIP"
+dev=$(ip route show table local "$vip" 2>/dev/null | cut -d' ' -f4)
+[[ -n $dev ]] || fail "$vip is not local: it must be assigned to an interface"
+src=$(ip -o -4 addr show dev "$dev" primary | sed -nr '1s/^.*inet ([^/]*).*$/\1/p')
+[[ -n $src ]] || fail "no address on $dev"
+[[ $src != "$vip" ]] || fail "primary address $src of $dev is the VIP"
 case $action in
-add) ip route replace table local local "$vip" dev "$dev" src "$src" ;;
-del) ip route replace table local local "$vip" dev "$dev" src "$vip" proto kernel scope host ;;
+add) log "setting source $src on the local route of $vip"
+     ip route replace table local local "$vip" dev "$dev" src "$src" ;;
+del) log "restoring the kernel's local route of $vip"
+     ip route replace table local local "$vip" dev "$dev" src "$vip" proto kernel scope host ;;
 esac
 `
 
@@ -107,7 +114,14 @@ func run(vipctl string, rounds int) error {
 	if err := netns.Set(h); err != nil {
 		return err
 	}
-	env := append(os.Environ(), "VIPKIT_CONFIG=", "VIPKIT_STATE_DIR="+filepath.Join(dir, "state"))
+	// The state directory is /run/vipkit in production: tmpfs on every
+	// systemd host. Use tmpfs here too, not the temporary directory's disk.
+	stateDir, err := os.MkdirTemp("/dev/shm", "vipkit-bench-state")
+	if err != nil {
+		return fmt.Errorf("state directory on tmpfs: %w", err)
+	}
+	defer os.RemoveAll(stateDir)
+	env := append(os.Environ(), "VIPKIT_CONFIG=", "VIPKIT_STATE_DIR="+stateDir)
 	exe := func(args ...string) func() error {
 		return func() error {
 			c := exec.Command(args[0], args[1:]...)
@@ -127,22 +141,37 @@ func run(vipctl string, rounds int) error {
 			return b()
 		}
 	}
+	// A refresher is stopped when keepalived leaves MASTER, at least one
+	// advertisement interval after it started: let it settle, untimed.
+	settle := func(f func() error) func() error {
+		return func() error {
+			time.Sleep(50 * time.Millisecond)
+			return f()
+		}
+	}
 	variants := []struct {
 		name string
 		fn   func() error
+		// untimed runs before the timed call
+		before func() error
 	}{
-		{"empty Go binary (exec floor)", exe(empty)},
-		{"shell hook: route hint add+del", pair(exe(hook, "add", "192.0.2.100"), exe(hook, "del", "192.0.2.100"))},
-		{"vipctl route-src add+del", pair(exe(vipctl, "route-src", "add", "--dev", "eth0", "192.0.2.100"), exe(vipctl, "route-src", "del", "--dev", "eth0", "192.0.2.100"))},
-		{"vipctl up --own (no refresher)", exe(vipctl, "up", "--own", "--refresh-for", "0s", "--dev", "eth0", "192.0.2.101")},
-		{"vipctl down --own", exe(vipctl, "down", "--own", "--dev", "eth0", "192.0.2.101")},
-		{"vipctl up --own (starts refresher)", exe(vipctl, "up", "--own", "--dev", "eth0", "192.0.2.102")},
-		{"vipctl down --own (stops refresher)", exe(vipctl, "down", "--own", "--dev", "eth0", "192.0.2.102")},
+		{"empty Go binary (exec floor)", exe(empty), nil},
+		{"shell hook: route hint add+del", pair(exe(hook, "add", "192.0.2.100"), exe(hook, "del", "192.0.2.100")), nil},
+		{"vipctl route-src add+del", pair(exe(vipctl, "route-src", "add", "--dev", "eth0", "192.0.2.100"), exe(vipctl, "route-src", "del", "--dev", "eth0", "192.0.2.100")), nil},
+		{"vipctl up --own (no refresher)", exe(vipctl, "up", "--own", "--refresh-for", "0s", "--dev", "eth0", "192.0.2.101"), nil},
+		{"vipctl down --own", exe(vipctl, "down", "--own", "--dev", "eth0", "192.0.2.101"), nil},
+		{"vipctl up --own (starts refresher)", exe(vipctl, "up", "--own", "--dev", "eth0", "192.0.2.102"), nil},
+		{"vipctl down --own (stops refresher)", exe(vipctl, "down", "--own", "--dev", "eth0", "192.0.2.102"), settle(func() error { return nil })},
 	}
 	samples := make([][]time.Duration, len(variants))
 	for r := 0; r < rounds; r++ {
 		// Interleaved, so that machine noise hits every variant alike.
 		for i, v := range variants {
+			if v.before != nil {
+				if err := v.before(); err != nil {
+					return err
+				}
+			}
 			start := time.Now()
 			if err := v.fn(); err != nil {
 				return err
@@ -151,7 +180,7 @@ func run(vipctl string, rounds int) error {
 		}
 	}
 	med := make([]time.Duration, len(variants))
-	fmt.Printf("%d rounds, interleaved, in one network namespace (%s, %d CPUs)\n\n", rounds, runtime.Version(), runtime.NumCPU())
+	fmt.Printf("%d rounds, interleaved, in one network namespace (%s, %d CPUs); state on tmpfs\n\n", rounds, runtime.Version(), runtime.NumCPU())
 	fmt.Printf("%-38s %10s %10s %10s\n", "variant", "median", "p90", "x floor")
 	for i, v := range variants {
 		s := samples[i]
