@@ -36,12 +36,14 @@ const (
 	KindProcess                 // a lab process started, signalled or exited: Text
 	KindLease                   // an etcd key/lease event: Text, Key, Lease
 	KindNote                    // anything else worth a line: Text
+	KindTrack                   // a keepalived track file written on a host: Key (file name), Text (content)
+	KindConn                    // a TCP client's connection changed: IP (dst), Src (local), Owner, OK, Text
 )
 
 var kindNames = map[Kind]string{
 	KindState: "state", KindAddr: "addr", KindRoute: "route", KindNeigh: "neigh",
 	KindFrame: "frame", KindProbe: "probe", KindFault: "fault", KindProcess: "process",
-	KindLease: "lease", KindNote: "note",
+	KindLease: "lease", KindNote: "note", KindTrack: "track", KindConn: "conn",
 }
 
 func (k Kind) String() string {
@@ -93,7 +95,7 @@ type Event struct {
 	OK    bool          // KindProbe: answered in time
 	RTT   time.Duration // KindProbe
 
-	Key   string // KindLease
+	Key   string // KindLease: the etcd key; KindTrack: the file name
 	Lease int64  // KindLease
 
 	Text string
@@ -140,6 +142,13 @@ func (e Event) String() string {
 		}
 	case KindLease:
 		fmt.Fprintf(&b, " %s key %s lease %x", e.Text, e.Key, e.Lease)
+	case KindTrack:
+		fmt.Fprintf(&b, " %s = %q", e.Key, e.Text)
+	case KindConn:
+		fmt.Fprintf(&b, " %s -> %s %s", e.Src, e.IP, e.Text)
+		if e.Owner != "" {
+			fmt.Fprintf(&b, " (served by %s)", e.Owner)
+		}
 	default:
 		b.WriteString(" " + e.Text)
 	}
