@@ -96,7 +96,22 @@ func WriteSVG(w io.Writer, v View) error {
 	for i, n := range v.Nodes {
 		s.col[n] = nodePalette[i%len(nodePalette)]
 	}
-	lanes := 3*len(v.Nodes) + 2 + len(v.VIPs)
+	trackHosts := map[string]bool{}
+	type connKey struct {
+		host string
+		dst  string
+	}
+	var conns []connKey
+	for _, e := range v.TL.Events(func(e observe.Event) bool {
+		return (e.Kind == observe.KindTrack || e.Kind == observe.KindConn) && e.At <= v.To
+	}) {
+		if e.Kind == observe.KindTrack {
+			trackHosts[e.Host] = true
+		} else if k := (connKey{e.Host, e.IP.String()}); !slices.Contains(conns, k) && e.At >= v.From {
+			conns = append(conns, k)
+		}
+	}
+	lanes := 3*len(v.Nodes) + 2 + len(v.VIPs) + len(trackHosts) + len(conns)
 	height := topPad + lanes*(laneHeight+laneGap) + 82
 	s.printf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", svgWidth, height, svgWidth, height)
 	s.printf(`<style>.lbl{text-anchor:end} .lane{fill:#fafafa;stroke:#e0e0e0} .ax{stroke:#999} .fault{stroke:#000;stroke-dasharray:4 3} .small{font-size:9px}</style>` + "\n")
@@ -133,6 +148,11 @@ func WriteSVG(w io.Writer, v View) error {
 			for _, sp := range v.TL.OrphanSpans(n, ip, end, observe.DefaultTolerance) {
 				s.bar(sp.From, sp.To, orphanColor, part, fmt.Sprintf("%s ORPHAN local route %s %s..%s", n, ip, v.rel(sp.From), v.rel(sp.To)))
 			}
+		}
+		if trackHosts[n] {
+			s.lane(n + " fence / maint = 1")
+			s.trackBars(n, v.Instance+".fence", "top", end)
+			s.trackBars(n, v.Instance+".maint", "bottom", end)
 		}
 	}
 
@@ -195,14 +215,40 @@ func WriteSVG(w io.Writer, v View) error {
 			s.bar(e.At, to, fill, "", title)
 		}
 	}
+	for _, k := range conns {
+		s.lane(fmt.Sprintf("%s tcp -> %s", k.host, k.dst))
+		ev := v.TL.Events(func(e observe.Event) bool {
+			return e.Kind == observe.KindConn && e.Host == k.host && e.IP.String() == k.dst
+		})
+		for i, e := range ev {
+			to := end
+			if i+1 < len(ev) {
+				to = ev[i+1].At
+			}
+			fill := lostColor
+			switch {
+			case e.Text == "answered":
+				fill = s.color(e.Owner)
+			case e.Text == "connected":
+				fill = stateColors["BACKUP"]
+			case e.Text == "stalled":
+				fill = lostColor
+			default: // error or closed: the connection is over
+				fill = stateColors["DEAD"]
+			}
+			s.bar(e.At, to, fill, "", fmt.Sprintf("%s tcp %s -> %s: %s %s %s", k.host, e.Src, k.dst, e.Text, e.Owner, v.rel(e.At)))
+		}
+	}
 	bottom := s.y + laneHeight
+	// Outage shading covers the client probe lanes, above the tcp lanes.
+	probeBottom := bottom - len(conns)*(laneHeight+laneGap)
 	for _, o := range v.Outages {
 		if o.To <= o.From {
 			continue
 		}
 		x0, x1 := s.x(o.From), s.x(o.To)
 		s.printf(`<rect x="%.2f" y="%d" width="%.2f" height="%d" fill="%s" fill-opacity="0.18"><title>client outage %s</title></rect>`+"\n",
-			x0, bottom-len(v.VIPs)*(laneHeight+laneGap)+laneGap, math.Max(x1-x0, 1), len(v.VIPs)*(laneHeight+laneGap)-laneGap, lostColor, observe.FormatDur(o.Len()))
+			x0, probeBottom-len(v.VIPs)*(laneHeight+laneGap)+laneGap, math.Max(x1-x0, 1), len(v.VIPs)*(laneHeight+laneGap)-laneGap, lostColor, observe.FormatDur(o.Len()))
 	}
 
 	// Faults: dashed lines through every lane, labels staggered on top.
@@ -218,6 +264,23 @@ func WriteSVG(w io.Writer, v View) error {
 	s.legend(bottom + 56)
 	s.printf("</svg>\n")
 	return s.w.Flush()
+}
+
+// trackBars draws when host's track file name said 1 (FAULT requested).
+func (s *svgWriter) trackBars(host, name, part string, end time.Duration) {
+	ev := s.v.TL.Events(func(e observe.Event) bool {
+		return e.Kind == observe.KindTrack && e.Host == host && e.Key == name
+	})
+	for i, e := range ev {
+		if e.Text != "1" {
+			continue
+		}
+		to := end
+		if i+1 < len(ev) {
+			to = ev[i+1].At
+		}
+		s.bar(e.At, to, lostColor, part, fmt.Sprintf("%s %s = 1 %s..%s", host, name, s.v.rel(e.At), s.v.rel(to)))
+	}
 }
 
 // axis draws time ticks relative to the origin.

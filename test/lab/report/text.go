@@ -103,6 +103,18 @@ func WriteText(w io.Writer, v View) error {
 				}
 				add(e.At, e.Host, "%s %s", tag, text)
 			}
+		case observe.KindTrack:
+			if !before {
+				add(e.At, e.Host, "track file %s = %s", e.Key, e.Text)
+			}
+		case observe.KindConn:
+			if !before {
+				served := ""
+				if e.Owner != "" {
+					served = " by " + e.Owner
+				}
+				add(e.At, e.Host, "tcp client %s -> %s: %s%s", e.Src, e.IP, e.Text, served)
+			}
 		case observe.KindState:
 			if !before && e.Instance == v.Instance {
 				prio := ""
