@@ -86,6 +86,10 @@ type Node struct {
 	StateDir   string // Dir/run: replaces /run/vipkit
 	ConfigPath string // Dir/vipkit.toml: replaces /etc/vipkit/vipkit.toml
 	FIFO       string // Dir/notify.fifo: the lab's generic notify_fifo
+	// Env is extra environment (KEY=value) for the processes the lab
+	// starts on the node: keepalived (and so its hooks and scripts) and
+	// Start. Set it before starting them.
+	Env []string
 
 	mu         sync.Mutex
 	keepalived *proc.Proc
@@ -119,6 +123,7 @@ type Lab struct {
 	inUse     map[netip.Addr]bool // VIPs the running configs mention
 	procs     []*proc.Proc
 	etcd      *proc.Proc
+	etcdDirs  []string // data dirs of the etcd servers, removed by Close
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -200,6 +205,9 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 		if err := l.Obs.WatchLocalRoutes(n.Name, n.Host.NS, vips); err != nil {
 			return nil, err
 		}
+		if err := l.Obs.WatchTrackFiles(n.Name, n.StateDir, ".fence", ".maint"); err != nil {
+			return nil, err
+		}
 	}
 	poll := opts.NeighPoll
 	if poll == 0 {
@@ -216,6 +224,9 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 	if !opts.NoProbes {
 		for _, n := range l.Nodes {
 			if err := l.Obs.Respond(n.Name, n.Host.NS, vips); err != nil {
+				return nil, err
+			}
+			if err := l.Obs.EchoTCP(n.Name, n.Host.NS, vips, watch.EchoPort); err != nil {
 				return nil, err
 			}
 		}
@@ -254,8 +265,11 @@ func (l *Lab) Close() error {
 			l.Obs.Close()
 		}
 		// etcd preallocates a 64 MB WAL: a finished run does not need it.
-		if l.Etcd() != nil {
-			if err := os.RemoveAll(filepath.Join(l.Dir, "etcd", "data")); err != nil {
+		l.mu.Lock()
+		dirs := append([]string{}, l.etcdDirs...)
+		l.mu.Unlock()
+		for _, d := range dirs {
+			if err := os.RemoveAll(d); err != nil {
 				errs = append(errs, fmt.Errorf("remove etcd data: %w", err))
 			}
 		}
@@ -364,6 +378,7 @@ func (l *Lab) StartKeepalived(n *Node, conf string) error {
 		NS:     n.Host.NS.Name,
 		Dir:    n.Dir,
 		Config: rendered,
+		Env:    n.Env,
 		OnLine: l.Obs.KeepalivedLog(n.Name, !viaFIFO),
 		Clock:  l.TL.Now,
 	})
@@ -432,11 +447,16 @@ func (l *Lab) Start(host, name, path string, args ...string) (*proc.Proc, error)
 		return nil, err
 	}
 	dir := filepath.Join(l.Dir, host)
+	var env []string
+	if n := l.Node(host); n != nil {
+		env = n.Env
+	}
 	p, err := proc.Start(proc.Spec{
 		Name:    name + "@" + host,
 		NS:      h.NS.Name,
 		Path:    path,
 		Args:    args,
+		Env:     env,
 		Dir:     dir,
 		LogPath: filepath.Join(dir, name+".log"),
 		Clock:   l.TL.Now,
@@ -469,12 +489,42 @@ func (l *Lab) track(host string, p *proc.Proc) {
 // it reports healthy.
 func (l *Lab) StartEtcd(ctx context.Context) error {
 	e := proc.Etcd{NS: l.Topo.Etcd.NS.Name, Dir: filepath.Join(l.Dir, "etcd"), Addr4: l.Topo.Etcd.Addr4, Addr6: l.Topo.Etcd.Addr6, Clock: l.TL.Now}
-	p, err := proc.StartEtcd(e)
+	p, err := l.startEtcd(ctx, e)
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
 	l.etcd = p
+	l.mu.Unlock()
+	return nil
+}
+
+// StartEtcdServer starts another, independent single-member etcd cluster
+// (e.g. the second cluster of a fleet) on the etcd host: addr4 is added
+// to the host's interface and the server listens there on the standard
+// ports, with its files in <results>/<name>. It returns the client URLs.
+func (l *Lab) StartEtcdServer(ctx context.Context, name string, addr4 netip.Addr) ([]string, error) {
+	if !topo.ServerNet4.Contains(addr4) || addr4 == l.Topo.Etcd.Addr4 {
+		return nil, fmt.Errorf("start etcd server %s: address %s is not a free address of %s", name, addr4, topo.ServerNet4)
+	}
+	if err := l.Topo.AddAddr("etcd", netip.PrefixFrom(addr4, topo.ServerNet4.Bits())); err != nil {
+		return nil, fmt.Errorf("start etcd server %s: %w", name, err)
+	}
+	e := proc.Etcd{Name: name, NS: l.Topo.Etcd.NS.Name, Dir: filepath.Join(l.Dir, name), Addr4: addr4, Clock: l.TL.Now}
+	if _, err := l.startEtcd(ctx, e); err != nil {
+		return nil, err
+	}
+	return e.ClientURLs(), nil
+}
+
+// startEtcd starts an etcd server and waits until it reports healthy.
+func (l *Lab) startEtcd(ctx context.Context, e proc.Etcd) (*proc.Proc, error) {
+	p, err := proc.StartEtcd(e)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.etcdDirs = append(l.etcdDirs, filepath.Join(e.Dir, "data"))
 	l.mu.Unlock()
 	l.track("etcd", p)
 	client := &http.Client{Transport: &http.Transport{DialContext: l.Topo.Etcd.NS.DialContext}, Timeout: time.Second}
@@ -487,16 +537,16 @@ func (l *Lab) StartEtcd(ctx context.Context) error {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"health":"true"`) {
-				l.TL.Mark(observe.KindProcess, "etcd", "etcd healthy")
-				return nil
+				l.TL.Mark(observe.KindProcess, "etcd", p.Name+" healthy")
+				return p, nil
 			}
 			err = fmt.Errorf("status %s: %s", resp.Status, body)
 		}
 		if !p.Running() {
-			return fmt.Errorf("start etcd: exited before healthy: %v (see %s)", p.Err(), filepath.Join(e.Dir, "etcd.log"))
+			return nil, fmt.Errorf("start %s: exited before healthy: %v (see %s)", p.Name, p.Err(), filepath.Join(e.Dir, "etcd.log"))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("start etcd: not healthy at %s: %w", url, err)
+			return nil, fmt.Errorf("start %s: not healthy at %s: %w", p.Name, url, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -514,6 +564,16 @@ func (l *Lab) WatchEtcd(prefix string) error {
 		return err
 	}
 	return l.Obs.WatchEtcd("etcd", l.EtcdEndpoints(), prefix, dial)
+}
+
+// WatchEtcdAt records changes under prefix of another etcd cluster (see
+// StartEtcdServer); its events carry label as their host.
+func (l *Lab) WatchEtcdAt(label string, endpoints []string, prefix string) error {
+	dial, err := l.EtcdDialer("etcd")
+	if err != nil {
+		return err
+	}
+	return l.Obs.WatchEtcd(label, endpoints, prefix, dial)
 }
 
 // Etcd is the etcd process, nil before StartEtcd.
@@ -664,4 +724,19 @@ func unregister(l *Lab) {
 	regMu.Lock()
 	delete(openLab, l)
 	regMu.Unlock()
+}
+
+// DialTCP connects a long-lived TCP client from host (e.g. the master
+// itself: DESIGN F1's local client) to the echo server on vip, exercised
+// every 10 ms; its changes are KindConn events on the timeline (see
+// watch.Observer.DialTCP). Close stops it, and so does the lab's Close.
+func (l *Lab) DialTCP(ctx context.Context, host string, vip netip.Addr) (*watch.TCPClient, error) {
+	if l.noProbes {
+		return nil, errors.New("dial tcp: the lab runs no echo servers (Options.NoProbes)")
+	}
+	h, err := l.Topo.Host(host)
+	if err != nil {
+		return nil, err
+	}
+	return l.Obs.DialTCP(ctx, host, h.NS, netip.AddrPortFrom(vip, watch.EchoPort), watch.ProbeConfig{Interval: 10 * time.Millisecond, Timeout: 200 * time.Millisecond})
 }

@@ -47,10 +47,14 @@ func (l *Lab) Summary(w io.Writer, r Result) error {
 	add("IPv4", r.V4)
 	add("IPv6", r.V6)
 	if r.Heal != 0 {
-		add("heal IPv4", r.HealV4)
-		add("heal IPv6", r.HealV6)
+		label := r.HealLabel
+		if label == "" {
+			label = "heal"
+		}
+		add(label+" IPv4", r.HealV4)
+		add(label+" IPv6", r.HealV6)
 	}
-	extra := [][2]string{{"dual MASTER (state reports)", observe.FormatDur(r.DualMaster)}}
+	extra := append([][2]string{{"dual MASTER (state reports)", observe.FormatDur(r.DualMaster)}}, r.Extra...)
 	return report.WriteSummary(w, cols, extra)
 }
 

@@ -26,6 +26,11 @@ type Result struct {
 	// DualMaster is how long two nodes were MASTER at the same time
 	// within the window (from their state reports).
 	DualMaster time.Duration
+	// HealLabel names the second phase in the summary ("heal" when
+	// empty), e.g. "back" for a handover undone.
+	HealLabel string
+	// Extra are more summary rows (name, value), e.g. a fence's lead time.
+	Extra [][2]string
 }
 
 // Steady waits until the client's probes on both families, sent at or
@@ -136,12 +141,12 @@ func (l *Lab) RunMasterFault(ctx context.Context, conf string, fault MasterFault
 	if _, err := l.TL.WaitState(ctx, peer.Name, Instance, "MASTER", r.Fault, 10*time.Second); err != nil {
 		return r, err
 	}
-	if err := l.settle(ctx, &r, peer, r.Fault); err != nil {
+	if err := l.Settle(ctx, &r, peer, r.Fault); err != nil {
 		return r, err
 	}
 	r.From, r.To = m.Name, peer.Name
 	r.V4 = l.Failover(VIP4, r.Fault, r.End, m, peer)
-	if l.uses(VIP6) {
+	if l.Uses(VIP6) {
 		r.V6 = l.Failover(VIP6, r.Fault, r.End, m, peer)
 	}
 	return r, nil
@@ -177,24 +182,24 @@ func (l *Lab) RunSplitBrain(ctx context.Context, conf string, hold time.Duration
 	if _, err := l.TL.WaitState(ctx, peer.Name, Instance, "BACKUP", r.Heal, 10*time.Second); err != nil {
 		return r, err
 	}
-	if err := l.settle(ctx, &r, m, r.Heal); err != nil {
+	if err := l.Settle(ctx, &r, m, r.Heal); err != nil {
 		return r, err
 	}
 	r.From, r.To = m.Name, peer.Name
 	r.V4 = l.Failover(VIP4, r.Fault, r.Heal, m, peer)
 	r.HealV4 = l.Failover(VIP4, r.Heal, r.End, peer, m)
-	if l.uses(VIP6) {
+	if l.Uses(VIP6) {
 		r.V6 = l.Failover(VIP6, r.Fault, r.Heal, m, peer)
 		r.HealV6 = l.Failover(VIP6, r.Heal, r.End, peer, m)
 	}
 	return r, nil
 }
 
-// settle waits until the client's probes on both families are answered by
+// Settle waits until the client's probes on both families are answered by
 // to (20 in a row, 200 ms at the default interval) since origin and the
 // router points at it, then closes the window (r.End) and measures
 // DualMaster over [r.Fault, r.End].
-func (l *Lab) settle(ctx context.Context, r *Result, to *Node, origin time.Duration) error {
+func (l *Lab) Settle(ctx context.Context, r *Result, to *Node, origin time.Duration) error {
 	for _, vip := range l.probedVIPs() {
 		if _, err := l.AnsweredBy(ctx, vip, to, origin, 20, 15*time.Second); err != nil {
 			return err
@@ -226,7 +231,8 @@ func (l *Lab) settle(ctx context.Context, r *Result, to *Node, origin time.Durat
 	return nil
 }
 
-func (l *Lab) uses(vip netip.Addr) bool {
+// Uses reports whether the running configs mention vip.
+func (l *Lab) Uses(vip netip.Addr) bool {
 	for _, v := range l.VIPs() {
 		if v == vip {
 			return true

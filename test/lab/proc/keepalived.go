@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -271,6 +272,9 @@ type Keepalived struct {
 	Dir    string // the node's directory: config, pid files, log
 	Config string // rendered config text, written to Dir/keepalived.conf
 	Binary string // /usr/sbin/keepalived when empty
+	// Env is extra environment for the daemon, which passes it on to the
+	// hooks and scripts it runs (e.g. VIPKIT_CONFIG).
+	Env []string
 	// SkipConfigTest starts without `keepalived -t` first.
 	SkipConfigTest bool
 	OnLine         func(at time.Duration, line string)
@@ -302,6 +306,9 @@ func StartKeepalived(k Keepalived) (*Proc, error) {
 		}
 	}
 	pid := func(n string) string { return filepath.Join(k.Dir, n) }
+	for _, n := range []string{"keepalived.pid", "keepalived-vrrp.pid", "keepalived-checkers.pid", "keepalived-bfd.pid"} {
+		removeStalePIDFile(pid(n))
+	}
 	return Start(Spec{
 		Name: k.Name,
 		NS:   k.NS,
@@ -310,10 +317,31 @@ func StartKeepalived(k Keepalived) (*Proc, error) {
 			"-p", pid("keepalived.pid"), "-r", pid("keepalived-vrrp.pid"),
 			"-c", pid("keepalived-checkers.pid"), "-b", pid("keepalived-bfd.pid")},
 		Dir:     k.Dir,
+		Env:     k.Env,
 		LogPath: filepath.Join(k.Dir, "keepalived.log"),
 		OnLine:  k.OnLine,
 		Clock:   k.Clock,
 	})
+}
+
+// removeStalePIDFile removes a pid file whose process is gone or a
+// zombie. keepalived refuses to start ("daemon is already running") while
+// its VRRP child's pid file names a live PID, and a zombie counts: a
+// SIGKILLed keepalived's VRRP child stays one where PID 1 does not reap
+// orphans (some containers), so a restarted keepalived would never run.
+func removeStalePIDFile(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		_ = os.Remove(path)
+		return
+	}
+	if start, _ := statFields(pid); start == 0 {
+		_ = os.Remove(path)
+	}
 }
 
 // ConfigTest runs `keepalived -t` on a config file and writes its output

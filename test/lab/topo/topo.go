@@ -318,6 +318,16 @@ func addAddrs(ns *NS, dev string, prefixes ...netip.Prefix) error {
 	return nil
 }
 
+// AddAddr adds an address to a host's interface (e.g. a second service
+// address on the etcd host).
+func (t *Topology) AddAddr(host string, p netip.Prefix) error {
+	h, err := t.Host(host)
+	if err != nil {
+		return err
+	}
+	return addAddrs(h.NS, h.Dev, p)
+}
+
 // defaultRoutes points both families of a host at the router.
 func defaultRoutes(h *Host, gw4, gw6 netip.Addr) error {
 	l, err := h.NS.Link(h.Dev)
