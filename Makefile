@@ -62,5 +62,12 @@ install: build
 	test -e $(DESTDIR)/etc/vipkit/vipkit.toml || install -m 0600 -o root -g root contrib/vipkit.toml $(DESTDIR)/etc/vipkit/vipkit.toml
 	@echo "next: edit /etc/vipkit/vipkit.toml, pick a contrib/keepalived/*.conf, systemd-tmpfiles --create, systemctl daemon-reload"
 
+## bench: hook cost against a shell hook and an empty Go binary; fenced at rest (root)
+bench: deps build etcd
+	$(GO) run ./test/bench/hooks -vipctl $(BIN)/vipctl -rounds 300
+	$(GO) run ./test/bench/fenced -bin $(BIN) -window 30s
+	$(GO) test -count=1 -run 'TestIntegrationFenceBeforeServerExpiry|TestIntegrationAtRest' -v ./pkg/lease/ | grep -E 'fence-lead-ms|req-per-sec|^(ok|FAIL)'
+	$(GO) test -count=1 -run 'TestPrivilegedRouteGuardRemovesOrphanAtOnce' -v ./pkg/guard/ | grep -E 'route-guard|^(ok|FAIL)'
+
 clean:
 	rm -rf $(BIN)
