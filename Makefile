@@ -66,7 +66,7 @@ install: build
 bench: deps build etcd
 	$(GO) run ./test/bench/hooks -vipctl $(BIN)/vipctl -rounds 300
 	$(GO) run ./test/bench/fenced -bin $(BIN) -window 30s
-	$(GO) test -count=1 -run 'TestIntegrationFenceBeforeServerExpiry|TestIntegrationAtRest' -v ./pkg/lease/ | grep -E 'fence-lead-ms|req-per-sec|^(ok|FAIL)'
+	$(GO) test -count=1 -run 'TestIntegrationFenceBeforeServerExpiry|TestIntegrationAtRest' -v ./pkg/lease/ | grep -E 'fence-lead-ms|req-per-sec|renew-latency|^(ok|FAIL)'
 	$(GO) test -count=1 -run 'TestPrivilegedRouteGuardRemovesOrphanAtOnce' -v ./pkg/guard/ | grep -E 'route-guard|^(ok|FAIL)'
 
 clean:
