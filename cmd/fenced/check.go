@@ -37,7 +37,8 @@ writable, and that keepalived.conf tracks each track file the way fencing needs
 (weight 0, init_file 1 overwrite, referenced by the instance) and tracks fenced's liveness.
 
 Exit status: 0 no error, 1 at least one error, 2 usage or configuration error.`,
-		Flags: append([]cli.Flag{configFlag, stateFlag,
+		// The same flags as run, so that a unit's arguments can be checked.
+		Flags: append([]cli.Flag{configFlag, stateFlag, levelFlag, logFile,
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			&cli.StringFlag{Name: "keepalived-conf", Value: "/etc/keepalived/keepalived.conf", Usage: "keepalived configuration `FILE` (\"\" to skip)"},
 			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Second, Usage: "per-endpoint timeout"},

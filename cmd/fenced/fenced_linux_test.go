@@ -315,3 +315,116 @@ func TestPrivilegedFencedConfigFile(t *testing.T) {
 		t.Fatalf("the refusal does not name the key:\n%s", r.logs())
 	}
 }
+
+// Metrics on a loopback port expose the state per instance and cluster.
+func TestPrivilegedFencedMetrics(t *testing.T) {
+	r := newRig(t)
+	c := r.node.Command(context.Background(), fencedBin, append([]string{"run"}, r.flags("--metrics", "127.0.0.1:9470")...)...)
+	c.Env = append(os.Environ(), "VIPKIT_CONFIG=")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	r.waitHealthy(t)
+	var body string
+	netnstest.WaitFor(t, 5*time.Second, "metrics to be served", func() bool {
+		out, err := r.node.Command(context.Background(), fencedBin, "status", "--json", "--state-dir", filepath.Join(r.dir, "state")).Output()
+		if err != nil || !strings.Contains(string(out), `"healthy"`) {
+			return false
+		}
+		err = r.node.Do(func() error {
+			conn, err := net.DialTimeout("tcp", "127.0.0.1:9470", time.Second)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+			var b bytes.Buffer
+			_, err = b.ReadFrom(conn)
+			body = b.String()
+			return err
+		})
+		return err == nil
+	})
+	for _, want := range []string{
+		`vipkit_fenced_instance_fenced{cluster="default",instance="VI_1"} 0`,
+		`vipkit_fenced_cluster_state{cluster="default",state="healthy"} 1`,
+		`vipkit_fenced_renewals_total{cluster="default",result="ok"}`,
+		`vipkit_fenced_lease_validity_remaining_seconds{cluster="default"}`,
+		`vipkit_fenced_route_guard_window_seconds_bucket`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Metrics must never be reachable from the network by default.
+	out, err := r.node.Command(context.Background(), fencedBin, append([]string{"run"}, r.flags("--metrics", "0.0.0.0:9471")...)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "loopback") {
+		t.Fatalf("non-loopback metrics address accepted: %v %s", err, out)
+	}
+}
+
+// fenced check: exit 0 with a reachable etcd, 1 naming the endpoint when
+// it does not answer.
+func TestPrivilegedFencedCheck(t *testing.T) {
+	r := newRig(t)
+	run := func(extra ...string) (int, string) {
+		c := r.node.Command(context.Background(), fencedBin, append([]string{"check", "--keepalived-conf", "", "--timeout", "1s"}, r.flags(extra...)...)...)
+		c.Env = append(os.Environ(), "VIPKIT_CONFIG=")
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	os.MkdirAll(filepath.Join(r.dir, "state"), 0o700)
+	if code, out := run(); code != 0 || !strings.Contains(out, "endpoint "+endpoint+": etcd 3.6") {
+		t.Fatalf("check against a healthy etcd: exit %d\n%s", code, out)
+	}
+	r.etcdCmd.Process.Kill()
+	r.etcdCmd.Wait()
+	if code, out := run(); code != 1 || !strings.Contains(out, "does not answer") {
+		t.Fatalf("check against a dead etcd: exit %d\n%s", code, out)
+	}
+}
+
+// fenced's own client configuration: TLS with a client certificate and
+// user/password from a private file, against a real etcd that requires
+// both; a password file others can read is refused.
+func TestFencedCheckTLSAndAuth(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.WithTLS(), etcdtest.WithAuth())
+	files := srv.TLS()
+	user, password := srv.User()
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "etcd.password")
+	os.WriteFile(pw, []byte(password+"\n"), 0o600)
+	os.Chmod(files.ClientKey, 0o600)
+	check := func(extra ...string) (int, string) {
+		args := append([]string{"check", "--keepalived-conf", "", "--endpoints", srv.Endpoints()[0], "--dev", "lo", "--vip", "192.0.2.100",
+			"--state-dir", dir, "--cacert", files.CA, "--cert", files.ClientCert, "--key", files.ClientKey, "--user", user}, extra...)
+		c := exec.Command(fencedBin, args...)
+		c.Env = append(os.Environ(), "VIPKIT_CONFIG=")
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	if code, out := check("--password-file", pw); code != 0 {
+		t.Fatalf("TLS + auth: exit %d\n%s", code, out)
+	}
+	bad := filepath.Join(dir, "wrong.password")
+	os.WriteFile(bad, []byte("wrong\n"), 0o600)
+	if code, out := check("--password-file", bad); code != 1 || !strings.Contains(out, "authentication failed") {
+		t.Fatalf("wrong password: exit %d\n%s", code, out)
+	}
+	os.Chmod(pw, 0o644)
+	if code, out := check("--password-file", pw); code == 0 || !strings.Contains(out, pw) {
+		t.Fatalf("password file readable by others accepted: exit %d\n%s", code, out)
+	}
+	if strings.Contains(fmt.Sprint(check("--password-file", bad)), password) {
+		t.Fatal("the password appears in fenced's output")
+	}
+}
