@@ -33,7 +33,8 @@ func (w *stateWriter) write(s supervisor.Snapshot, heartbeat time.Time) {
 	}
 	path := filepath.Join(w.dir, supervisor.StateFile)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err == nil {
+	err = os.WriteFile(tmp, append(b, '\n'), 0o644)
+	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {

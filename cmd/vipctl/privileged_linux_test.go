@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -165,13 +164,6 @@ func (h *host) killRefreshers(t *testing.T) {
 		if p, err := os.FindProcess(pid); err == nil {
 			_ = p.Kill()
 		}
-	}
-}
-
-func jsonOf(t *testing.T, s string, v any) {
-	t.Helper()
-	if err := json.Unmarshal([]byte(s), v); err != nil {
-		t.Fatalf("parse JSON %q: %v", s, err)
 	}
 }
 

@@ -115,16 +115,6 @@ func (w *world) Stop(p runstate.Proc) error {
 }
 func (w *world) Alive(p runstate.Proc) bool { return w.alive[p] }
 
-func (w *world) mutations() []string {
-	var out []string
-	for _, l := range w.log {
-		if !strings.HasPrefix(l, "send") {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 func newHolder(t *testing.T, w *world) (*Holder, *runstate.Store) {
 	t.Helper()
 	st := runstate.New(t.TempDir())

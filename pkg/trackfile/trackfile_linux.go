@@ -19,22 +19,21 @@ func Write(path string, value int) error {
 		return fmt.Errorf("write track file %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // no-op once renamed
-	if err := tmp.Chmod(0o644); err == nil {
+	err = tmp.Chmod(0o644)
+	if err == nil {
 		_, err = tmp.WriteString(strconv.Itoa(value) + "\n")
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), path)
-		}
-		if err == nil {
-			err = syncDir(dir)
-		}
-	} else {
-		tmp.Close()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err == nil {
+		err = syncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("write %d to track file %s: %w", value, path, err)

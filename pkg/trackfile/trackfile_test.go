@@ -77,3 +77,20 @@ func FuzzParse(f *testing.F) {
 		_ = parse([]byte(s))
 	})
 }
+
+// A failure after the temp file was created must be reported, not lost:
+// fencing depends on knowing the file says 1.
+func TestWriteReportsRenameFailure(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "VI_1.fence")
+	if err := os.Mkdir(target, 0o700); err != nil { // rename onto a directory fails
+		t.Fatal(err)
+	}
+	if err := Write(target, Fault); err == nil {
+		t.Fatal("Write reported success although the rename failed")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temp file left behind: %v", entries)
+	}
+}
