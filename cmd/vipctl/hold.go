@@ -168,6 +168,22 @@ func holdSignals() func() {
 	return func() { signal.Reset(sigs...) }
 }
 
+// change prepares a state-changing command: this process's ticket, signals
+// held off until it is done, and a holder. done releases what it opened.
+func change(e *env) (h *holder.Holder, ticket runstate.Ticket, done func(), err error) {
+	ticket, err = runstate.ForkTicket()
+	if err != nil {
+		return nil, ticket, nil, err
+	}
+	release := holdSignals()
+	h, closeH, err := newHolder(e)
+	if err != nil {
+		release()
+		return nil, ticket, nil, err
+	}
+	return h, ticket, func() { closeH(); release() }, nil
+}
+
 type holdFunc func(*holder.Holder, context.Context, holder.Request) ([]holder.Outcome, error)
 
 // holdAction is the shared body of up, down, route-src and announce.
@@ -182,24 +198,18 @@ func holdAction(name string, fn holdFunc, needSrc bool) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		ticket, err := runstate.ForkTicket()
-		if err != nil {
-			return err
-		}
-		req := holder.Request{Dev: t.dev, VIPs: t.vips, Own: t.own, Instance: t.instance, Schedule: toSchedule(t.schedule), Ticket: ticket}
+		var src netip.Addr
 		if s := c.String("src"); s != "" && needSrc {
-			a, err := netip.ParseAddr(s)
-			if err != nil {
+			if src, err = netip.ParseAddr(s); err != nil {
 				return usagef("--src %q is not an IP address", s)
 			}
-			req.Src = a
 		}
-		defer holdSignals()()
-		h, closeH, err := newHolder(e)
+		h, ticket, done, err := change(e)
 		if err != nil {
 			return err
 		}
-		defer closeH()
+		defer done()
+		req := holder.Request{Dev: t.dev, VIPs: t.vips, Own: t.own, Src: src, Instance: t.instance, Schedule: toSchedule(t.schedule), Ticket: ticket}
 		ctx, cancel := context.WithTimeout(c.Context, lockWait)
 		defer cancel()
 		out, err := fn(h, ctx, req)
@@ -325,16 +335,11 @@ Examples:
 				e.log.Info("handover undone: instance may be elected again", "instance", in.Name, "track_file", in.MaintenanceFile)
 				return nil
 			}
-			ticket, err := runstate.ForkTicket()
+			h, ticket, done, err := change(e)
 			if err != nil {
 				return err
 			}
-			defer holdSignals()()
-			h, closeH, err := newHolder(e)
-			if err != nil {
-				return err
-			}
-			defer closeH()
+			defer done()
 			ctx, cancel := context.WithTimeout(c.Context, lockWait)
 			defer cancel()
 			req := holder.Request{Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, Instance: in.Name, Ticket: ticket}

@@ -67,16 +67,11 @@ keepalived.conf:
 				return err
 			}
 			defer e.close()
-			ticket, err := runstate.ForkTicket()
+			h, ticket, done, err := change(e)
 			if err != nil {
 				return err
 			}
-			defer holdSignals()()
-			h, closeH, err := newHolder(e)
-			if err != nil {
-				return err
-			}
-			defer closeH()
+			defer done()
 			return apply(c.Context, e, h, ev, ticket)
 		},
 	}

@@ -162,6 +162,22 @@ func (h *Holder) prepare(req Request, needSource bool) (hostnet.Link, map[vip.VI
 	return l, srcs, nil
 }
 
+// begin validates the request, takes the lock and splits the VIPs into
+// those this process acts on and those already superseded. The caller
+// unlocks tx.
+func (h *Holder) begin(ctx context.Context, req Request, needSource bool) (hostnet.Link, map[vip.VIP]netip.Addr, *runstate.Tx, []vip.VIP, []Outcome, error) {
+	l, srcs, err := h.prepare(req, needSource)
+	if err != nil {
+		return l, nil, nil, nil, nil, err
+	}
+	tx, err := h.Store.Lock(ctx)
+	if err != nil {
+		return l, nil, nil, nil, nil, err
+	}
+	todo, out := admit(tx.State, req)
+	return l, srcs, tx, todo, out, nil
+}
+
 // admit splits the request's VIPs into those this process may act on and
 // the outcomes of those a later-forked process already handled.
 func admit(st *runstate.State, req Request) (todo []vip.VIP, done []Outcome) {
@@ -198,16 +214,11 @@ func (h *Holder) RouteSrcAdd(ctx context.Context, req Request) ([]Outcome, error
 }
 
 func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcome, error) {
-	l, srcs, err := h.prepare(req, true)
-	if err != nil {
-		return nil, err
-	}
-	tx, err := h.Store.Lock(ctx)
+	l, srcs, tx, todo, out, err := h.begin(ctx, req, true)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Unlock()
-	todo, out := admit(tx.State, req)
 	var held []vip.VIP
 	for _, v := range todo {
 		log := h.log().With("vip", v.String(), "dev", req.Dev, "action", action)
@@ -389,16 +400,11 @@ func (h *Holder) Fence(ctx context.Context, req Request, action string) ([]Outco
 }
 
 func (h *Holder) release(ctx context.Context, req Request, action string, removeAddr bool) ([]Outcome, error) {
-	l, _, err := h.prepare(req, false)
-	if err != nil {
-		return nil, err
-	}
-	tx, err := h.Store.Lock(ctx)
+	l, _, tx, todo, out, err := h.begin(ctx, req, false)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Unlock()
-	todo, out := admit(tx.State, req)
 	for _, v := range todo {
 		prev := tx.State.Entry(v)
 		e := h.entry(req, v, action, prev)
