@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 export PATH := $(dir $(GO)):$(PATH)
 export VIPKIT_BIN_DIR := $(BIN)
 # Debian packages the tests, the lab and the demo use.
-APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps kmod
+APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps systemd
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO_LDFLAGS := -s -w -X main.version=$(VERSION)
 
