@@ -113,6 +113,15 @@ func (l *Lab) SetLink(n *Node, up bool) (time.Duration, error) {
 	return at, l.Topo.SetLink(n.Name, up)
 }
 
+// ForgetNeighbours makes the router forget its entries for the VIPs: the
+// next probe makes it ask the segment again (ARP request, Neighbor
+// Solicitation), so every host that still answers for a VIP shows on the
+// switch. It is a stimulus, not a fault, but is marked the same way.
+func (l *Lab) ForgetNeighbours() (time.Duration, error) {
+	at := l.TL.Mark(observe.KindFault, "router", "router forgets its neighbour entries for the VIPs")
+	return at, l.Topo.ForgetNeighbours(l.VIPs()...)
+}
+
 // PauseEtcd freezes the etcd server (SIGSTOP): connections stay open but
 // nothing is answered.
 func (l *Lab) PauseEtcd() (time.Duration, error) {

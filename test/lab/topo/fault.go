@@ -168,3 +168,22 @@ func family(a netip.Addr) int {
 	}
 	return netlink.FAMILY_V6
 }
+
+// ForgetNeighbours deletes the router's neighbour entries (server side) for
+// the given addresses, as its garbage collector eventually does: the next
+// packet for one makes the router ask again (ARP request, Neighbor
+// Solicitation), and whoever answers becomes the entry. Absent entries are
+// fine.
+func (t *Topology) ForgetNeighbours(ips ...netip.Addr) error {
+	l, err := t.Router.NS.Link(t.Router.Dev)
+	if err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		n := &netlink.Neigh{LinkIndex: l.Attrs().Index, IP: ip.AsSlice(), Family: family(ip)}
+		if err := t.Router.NS.nl.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("delete router neighbour %s: %w", ip, err)
+		}
+	}
+	return nil
+}
