@@ -200,8 +200,15 @@ func (l *Lab) RunSplitBrain(ctx context.Context, conf string, hold time.Duration
 // router points at it, then closes the window (r.End) and measures
 // DualMaster over [r.Fault, r.End].
 func (l *Lab) Settle(ctx context.Context, r *Result, to *Node, origin time.Duration) error {
+	return l.SettleWithin(ctx, r, to, origin, 15*time.Second)
+}
+
+// SettleWithin is Settle waiting up to within for the client (the router
+// then gets 10 s more), for moves that can take long: a router that keeps
+// a stale entry re-resolves it only after its reachable time (~30 s).
+func (l *Lab) SettleWithin(ctx context.Context, r *Result, to *Node, origin, within time.Duration) error {
 	for _, vip := range l.probedVIPs() {
-		if _, err := l.AnsweredBy(ctx, vip, to, origin, 20, 15*time.Second); err != nil {
+		if _, err := l.AnsweredBy(ctx, vip, to, origin, 20, within); err != nil {
 			return err
 		}
 	}
