@@ -61,7 +61,7 @@ func TestWriteText(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"   +0.0ms  node-a  FAULT SIGKILL keepalived@node-a",
+		"   +0.0ms  node-a  EVENT SIGKILL keepalived@node-a",
 		"+360.0ms  node-b  VI_1 MASTER (prio 100)",
 		"gratuitous ARP for 192.0.2.100 from node-b ×2",
 		"neighbour 192.0.2.100 -> 02:00:c0:00:02:0c (node-b)",

@@ -30,6 +30,10 @@ type View struct {
 	// Outages shade the client lane (e.g. Failover.FirstLost to
 	// FirstNewAnswer).
 	Outages []observe.Span
+	// Brief keeps the text timeline to what a reader needs to follow the
+	// story: no local-route changes, ARP replies, solicited NAs, lease
+	// renewals or process starts, VRRP adverts only at priority 0.
+	Brief bool
 }
 
 func (v *View) defaults() {
@@ -95,8 +99,17 @@ func WriteText(w io.Writer, v View) error {
 		}
 		switch e.Kind {
 		case observe.KindFault, observe.KindProcess, observe.KindNote, observe.KindLease:
+			if v.Brief && (e.Kind == observe.KindProcess && strings.Contains(e.Text, " started") ||
+				e.Kind == observe.KindLease && e.Text != "delete" || e.Kind == observe.KindNote) {
+				continue
+			}
 			if !before {
 				tag := strings.ToUpper(e.Kind.String())
+				if e.Kind == observe.KindFault {
+					// Marks are what the lab did: faults, but also a planned
+					// handover or a reload.
+					tag = "EVENT"
+				}
 				text := e.Text
 				if e.Kind == observe.KindLease {
 					text = fmt.Sprintf("%s %s lease %x", e.Text, e.Key, e.Lease)
@@ -105,7 +118,11 @@ func WriteText(w io.Writer, v View) error {
 			}
 		case observe.KindTrack:
 			if !before {
-				add(e.At, e.Host, "track file %s = %s", e.Key, e.Text)
+				text := e.Text
+				if text == "" {
+					text = "(empty)"
+				}
+				add(e.At, e.Host, "track file %s = %s", e.Key, text)
 			}
 		case observe.KindConn:
 			if !before {
@@ -128,7 +145,7 @@ func WriteText(w io.Writer, v View) error {
 				add(e.At, e.Host, "address %s %s", sign(e.Present), e.Prefix)
 			}
 		case observe.KindRoute:
-			if !before && isVIP(e.IP) {
+			if !before && isVIP(e.IP) && !v.Brief {
 				src := ""
 				if e.Src.IsValid() {
 					src = " src " + e.Src.String()
@@ -152,7 +169,7 @@ func WriteText(w io.Writer, v View) error {
 			if e.Op == observe.OpVRRP {
 				old, seen := lastPrio[e.MAC]
 				lastPrio[e.MAC] = e.Priority
-				if !before && (!seen || old != e.Priority) {
+				if !before && (!seen || old != e.Priority) && (!v.Brief || e.Priority == 0) {
 					add(e.At, e.Host, "VRRP advert from %s prio %d", owner(e.Owner), e.Priority)
 				}
 				continue
@@ -162,6 +179,9 @@ func WriteText(w io.Writer, v View) error {
 				ip = e.Target
 			}
 			if before || !isVIP(ip) || !announcement(e) {
+				continue
+			}
+			if v.Brief && (e.Op == observe.OpARPReply || e.Op == observe.OpNA && e.Solicited) {
 				continue
 			}
 			key := e.Op + "|" + e.MAC + "|" + ip.String()
