@@ -1,7 +1,10 @@
-// Command labctl runs the DESIGN §7 lab by hand: control scenarios with
-// their timelines (what `make demo` prints), an interactive lab to poke
-// at, and the clean-up of a crashed run's namespaces. It needs root.
+// Command labctl runs the DESIGN §7 lab by hand: the demo story with
+// vipkit (what `make demo` prints), the measurements with and without
+// vipkit, control scenarios with their timelines, an interactive lab to
+// poke at, and the clean-up of a crashed run's namespaces. It needs root.
 //
+//	labctl demo [-mode hooks|notify|fifo|owned]
+//	labctl bench [-runs 10] [-modes hooks,owned] [SCENARIO...]
 //	labctl run [flags] [kill|term|pause|port-down|split ...]
 //	labctl up [flags]
 //	labctl cleanup [-prefix vkl]
@@ -28,6 +31,13 @@ import (
 const usage = `usage: labctl COMMAND [flags]
 
 Commands:
+  demo [-mode M]             tell the story with vipkit: election, planned handover,
+                             master crash, etcd loss, split brain, local client;
+                             timelines, metrics and SVGs (results/demo), with
+                             keepalived alone for contrast (what make demo runs)
+  bench [-runs N] [-modes M,...] [SCENARIO...]
+                             run each scenario N times with vipkit and with
+                             keepalived alone and print the medians (Markdown)
   run [flags] [SCENARIO...]  run scenarios, each in a fresh lab, and print
                              their timelines and metrics (default: kill split)
                              SCENARIO: kill, term, pause, port-down, split
@@ -49,6 +59,10 @@ func main() {
 		err = run(os.Args[2:], os.Stdout)
 	case "up":
 		err = up(os.Args[2:], os.Stdout)
+	case "demo":
+		err = demo(os.Args[2:], os.Stdout)
+	case "bench":
+		err = bench(os.Args[2:], os.Stdout)
 	case "cleanup":
 		err = cleanup(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
