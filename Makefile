@@ -50,6 +50,10 @@ lint:
 	cd tools/lint && $(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	$(BIN)/staticcheck ./...
 
+## demo: the lab's story with vipkit: election, handover, crash, etcd loss, split brain, local client (root; ~1 min)
+demo: deps build etcd
+	$(GO) run ./test/lab/cmd/labctl demo
+
 PREFIX ?= /usr/local
 ## install: binaries (root-owned, as keepalived's enable_script_security needs), units, example config
 install: build
