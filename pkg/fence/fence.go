@@ -45,8 +45,10 @@ type Actuator struct {
 	Releaser Releaser
 	Host     Host
 	Track    func(path string, value int) error
-	Ticket   func() (runstate.Ticket, error)
-	Log      *slog.Logger
+	// Read reads a track file as keepalived does (trackfile.Read).
+	Read   func(path string) (value int, exists bool, err error)
+	Ticket func() (runstate.Ticket, error)
+	Log    *slog.Logger
 	// LockWait bounds the wait for vipctl's lock before the lock-free path.
 	LockWait time.Duration
 }
@@ -95,6 +97,32 @@ func (a *Actuator) Unfence(ins []Instance) error {
 		}
 		if err := a.Track(in.TrackFile, trackfile.OK); err != nil {
 			errs = append(errs, fmt.Errorf("unfence %s: %w", in.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Reassert writes each instance's track file only where it does not say
+// what it should (keepalived's init_file ... overwrite rewrites it at every
+// keepalived start). A file that already says the right thing is left
+// untouched: I8.
+func (a *Actuator) Reassert(ins []Instance, fenced bool) error {
+	want := trackfile.OK
+	if fenced {
+		want = trackfile.Fault
+	}
+	var errs []error
+	for _, in := range ins {
+		if in.TrackFile == "" {
+			continue
+		}
+		v, ok, err := a.Read(in.TrackFile)
+		if err == nil && ok && (v != 0) == fenced {
+			continue
+		}
+		a.log().Warn("track file does not say what it should; rewriting", "instance", in.Name, "track_file", in.TrackFile, "found", v, "exists", ok, "want", want)
+		if err := a.Track(in.TrackFile, want); err != nil {
+			errs = append(errs, fmt.Errorf("reassert %s: %w", in.Name, err))
 		}
 	}
 	return errors.Join(errs...)

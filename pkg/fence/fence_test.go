@@ -106,3 +106,17 @@ func TestUnfenceWritesOK(t *testing.T) {
 		t.Fatalf("unfence = %q", r.log)
 	}
 }
+
+func TestReassertWritesOnlyWrongFiles(t *testing.T) {
+	r := &rec{}
+	a := actuator(r)
+	files := map[string]int{"/run/vipkit/VI_1.fence": 0, "/run/vipkit/VI_2.fence": 1}
+	a.Read = func(p string) (int, bool, error) { v, ok := files[p]; return v, ok, nil }
+	if err := a.Reassert(ins, false); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"track /run/vipkit/VI_2.fence=0"} // VI_1 already says 0
+	if !reflect.DeepEqual(r.log, want) {
+		t.Fatalf("reassert = %q, want %q", r.log, want)
+	}
+}

@@ -37,6 +37,9 @@ type Global struct {
 	GarpMasterRefreshPos Pos
 	VRRPVersion          int // vrrp_version, 0 if unset (keepalived: 2)
 	VRRPStrict           bool
+	// HigherPrioSendAdvert is vrrp_higher_prio_send_advert: a master that
+	// hears a higher priority sends one more advert before it steps down.
+	HigherPrioSendAdvert bool
 }
 
 // FIFO is a notify FIFO and the script keepalived starts to read it.
@@ -117,6 +120,9 @@ type Instance struct {
 	// GarpMasterRefresh is garp_master_refresh in seconds, 0 if unset.
 	GarpMasterRefresh    int
 	GarpMasterRefreshPos Pos
+	// HigherPrioSendAdvert is higher_prio_send_advert; nil if unset (the
+	// global setting applies).
+	HigherPrioSendAdvert *bool
 	// SyncGroup names the vrrp_sync_group listing this instance, if any.
 	SyncGroup string
 }
@@ -393,6 +399,8 @@ func (c *Conf) global(s *stmt) {
 			g.VRRPVersion = c.num(k, 1)
 		case "vrrp_strict":
 			g.VRRPStrict = true
+		case "vrrp_higher_prio_send_advert":
+			g.HigherPrioSendAdvert = boolArg(k.arg(1))
 		}
 	}
 }
@@ -454,6 +462,9 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 			in.TrackProcesses = append(in.TrackProcesses, c.refs(k)...)
 		case "garp_master_refresh":
 			in.GarpMasterRefresh, in.GarpMasterRefreshPos = c.num(k, 1), k.pos
+		case "higher_prio_send_advert":
+			on := boolArg(k.arg(1))
+			in.HigherPrioSendAdvert = &on
 		}
 	}
 }

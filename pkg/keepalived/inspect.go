@@ -391,11 +391,43 @@ func (x *inspector) hooks(ei ExpectedInstance, in *Instance, g *SyncGroup) {
 		x.add(SeverityWarning, subject, in.Pos, fmt.Sprintf("vipctl is told of each transition more than once (%s): the runs race each other", strings.Join(used, ", ")),
 			"keep one of: the generic notify, the per-state hooks, the notify FIFO")
 	}
+	x.splitBrainHeal(ei, in, pick(func(h *Hooks) *Command { return h.MasterRxLowerPri }), fifo)
 	// A sync group's hooks serve several instances, so only the instance's
 	// own hooks must name exactly its VIPs.
 	for _, c := range in.Hooks.All() {
 		x.flagsAlone(ei, c)
 	}
+}
+
+// splitBrainHeal checks that a healing split brain ends with the survivor
+// re-announcing (DESIGN F3). keepalived's heal is a race: the lower-priority
+// master often hears the survivor first and steps down without a word, so
+// the survivor never hears a lower priority and never re-announces;
+// neighbours keep the loser's MAC (seed 003). vrrp_higher_prio_send_advert
+// makes the loser send one more advert first, so the survivor does hear it,
+// and then vipctl must be told (notify_master_rx_lower_pri or the FIFO,
+// which carries MASTER_RX_LOWER_PRI; the generic notify never does).
+func (x *inspector) splitBrainHeal(ei ExpectedInstance, in *Instance, rxLowerPri *Command, fifo bool) {
+	subject := "vrrp_instance " + ei.Name
+	on := x.c.Global.HigherPrioSendAdvert
+	if in.HigherPrioSendAdvert != nil {
+		on = *in.HigherPrioSendAdvert
+	}
+	if !on {
+		x.add(SeverityWarning, subject, in.Pos, "a master that hears a higher priority steps down without a word (vrrp_higher_prio_send_advert is off): after a split brain heals the survivor may never re-announce, and neighbours keep the loser's MAC",
+			"add `vrrp_higher_prio_send_advert` to global_defs")
+	}
+	if !fifo && !x.isVipctl(rxLowerPri, "announce") {
+		x.add(SeverityWarning, subject, in.Pos, "vipctl is not told when this master hears a lower priority (a split brain healing), so it does not re-announce",
+			"add `notify_master_rx_lower_pri \"%s announce --dev %s %s\"` to vrrp_instance %s", x.want.VipctlPath, orIF(in.Interface), strings.Join(ei.VIPs, " "), ei.Name)
+	}
+}
+
+func orIF(s string) string {
+	if s == "" {
+		return "IF"
+	}
+	return s
 }
 
 // hookGaps says, hook by hook, why no style is complete.

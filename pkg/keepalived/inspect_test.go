@@ -49,6 +49,8 @@ vrrp_instance VI_1 {
     notify_backup "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100"
     notify_fault "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100"
     notify_stop "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100"
+    notify_master_rx_lower_pri "/usr/local/sbin/vipctl announce --dev eth0 192.0.2.100"
+    higher_prio_send_advert
 }
 `
 
@@ -102,6 +104,7 @@ func TestInspect(t *testing.T) {
 			expect: func(e *Expect) { e.ScriptUserExists = func(string) bool { return true } },
 			want: []want{
 				{SeverityError, "vrrp_instance VI_1", `notify_master runs vipctl as user "keepalived_script"`, "keepalived.conf:32"},
+				{SeverityError, "vrrp_instance VI_1", `notify_master_rx_lower_pri runs vipctl as user "keepalived_script"`, "keepalived.conf:36"},
 				{SeverityError, "vrrp_instance VI_1", `notify_backup runs vipctl as user "keepalived_script"`, ""},
 				{SeverityError, "vrrp_instance VI_1", `notify_fault runs vipctl as user "keepalived_script"`, ""},
 				{SeverityError, "vrrp_instance VI_1", `notify_stop runs vipctl as user "keepalived_script"`, ""},
@@ -175,14 +178,23 @@ func TestInspect(t *testing.T) {
 			want: []want{
 				{SeverityError, "vrrp_instance VI_1", "2001:db8::100 is not in virtual_ipaddress", "keepalived.conf:18"},
 				{SeverityError, "vrrp_instance VI_1", "notify_master names its VIPs itself (--dev) but not 2001:db8::100", ""},
+				{SeverityError, "vrrp_instance VI_1", "notify_master_rx_lower_pri names its VIPs itself (--dev) but not 2001:db8::100", ""},
 				{SeverityError, "vrrp_instance VI_1", "notify_backup names its VIPs itself (--dev) but not 2001:db8::100", ""},
 				{SeverityError, "vrrp_instance VI_1", "notify_fault names its VIPs itself (--dev) but not 2001:db8::100", ""},
 				{SeverityError, "vrrp_instance VI_1", "notify_stop names its VIPs itself (--dev) but not 2001:db8::100", ""},
 			}},
 		{name: "excluded counts as listed", edit: []string{"        192.0.2.100\n    }\n", "        192.0.2.100\n    }\n    virtual_ipaddress_excluded {\n        2001:db8::100\n    }\n", " 192.0.2.100\"", " 192.0.2.100 2001:db8::100\""},
 			expect: func(e *Expect) { e.Instances[0].VIPs = append(e.Instances[0].VIPs, "2001:db8::100") }},
-		{name: "announce hook names another VIP", edit: []string{"    track_process {", "    notify_master_rx_lower_pri \"/usr/local/sbin/vipctl announce --dev eth0 192.0.2.99\"\n    track_process {"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_master_rx_lower_pri names its VIPs itself (--dev) but not 192.0.2.100", "keepalived.conf:30"}}},
+		{name: "announce hook names another VIP", edit: []string{"vipctl announce --dev eth0 192.0.2.100", "vipctl announce --dev eth0 192.0.2.99"},
+			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_master_rx_lower_pri names its VIPs itself (--dev) but not 192.0.2.100", "keepalived.conf:37"}}},
+		// Split-brain heal (F3).
+		{name: "loser steps down silently", edit: []string{"    higher_prio_send_advert\n", ""},
+			want: []want{{SeverityWarning, "vrrp_instance VI_1", "vrrp_higher_prio_send_advert is off", "keepalived.conf:18"}}},
+		{name: "higher prio advert from global_defs", edit: []string{"    higher_prio_send_advert\n", "", "    enable_script_security\n", "    enable_script_security\n    vrrp_higher_prio_send_advert\n"}},
+		{name: "instance turns higher prio advert off", edit: []string{"    higher_prio_send_advert\n", "    higher_prio_send_advert off\n", "    enable_script_security\n", "    enable_script_security\n    vrrp_higher_prio_send_advert\n"},
+			want: []want{{SeverityWarning, "vrrp_instance VI_1", "vrrp_higher_prio_send_advert is off", "keepalived.conf:19"}}},
+		{name: "survivor not told", edit: []string{`    notify_master_rx_lower_pri "/usr/local/sbin/vipctl announce --dev eth0 192.0.2.100"` + "\n", ""},
+			want: []want{{SeverityWarning, "vrrp_instance VI_1", "vipctl is not told when this master hears a lower priority", "keepalived.conf:18"}}},
 		{name: "keepalived-owned hook with --own", edit: []string{"vipctl up --dev", "vipctl up --own --dev"},
 			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_master runs vipctl with --own, but keepalived owns the VIPs", "keepalived.conf:33"}}},
 		{name: "own without VIPs under VRRPv3", expect: func(e *Expect) { e.Instances[0].Own = true },
@@ -264,7 +276,7 @@ func TestInspect(t *testing.T) {
 
 		// What the reader could not model.
 		{name: "syntax problem", append: "vrrp_instance VI_9 {\n",
-			want: []want{{SeverityError, "keepalived.conf", `block "vrrp_instance VI_9" is never closed`, "keepalived.conf:38"}}},
+			want: []want{{SeverityError, "keepalived.conf", `block "vrrp_instance VI_9" is never closed`, "keepalived.conf:40"}}},
 		{name: "conditional line", edit: []string{"    priority 100\n", "    @node1 priority 100\n"},
 			want: []want{{SeverityInfo, "keepalived.conf", "conditional line (@...) read as if it applied", "keepalived.conf:22"}}},
 	}

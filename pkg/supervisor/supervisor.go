@@ -30,6 +30,7 @@ type Actuator interface {
 	Fence(ctx context.Context, ins []fence.Instance, reason string) error
 	Unfence(ins []fence.Instance) error
 	Release(ctx context.Context, ins []fence.Instance) error
+	Reassert(ins []fence.Instance, fenced bool) error
 }
 
 // Dialer makes the etcd client of a cluster; close releases it.
@@ -328,8 +329,9 @@ func (s *Supervisor) Alive(maxAge time.Duration) bool {
 	return true
 }
 
-// RewriteTracks writes every instance's current value again: keepalived
-// overwrites its track files when it starts (init_file 1 overwrite).
+// RewriteTracks puts every instance's current value back where the file
+// says otherwise: keepalived overwrites its track files when it starts
+// (init_file 1 overwrite). Files that are right are not touched (I8).
 func (s *Supervisor) RewriteTracks(ctx context.Context) {
 	s.mu.Lock()
 	cs := make([]*cluster, 0, len(s.clusters))
@@ -339,10 +341,8 @@ func (s *Supervisor) RewriteTracks(ctx context.Context) {
 	s.mu.Unlock()
 	for _, c := range cs {
 		c.mu.Lock()
-		if !c.fenced {
-			if err := c.act.Unfence(c.members); err != nil {
-				c.log.Error("rewrite track files", "error", err)
-			}
+		if err := c.act.Reassert(c.members, c.fenced); err != nil {
+			c.log.Error("rewrite track files", "error", err)
 		}
 		c.mu.Unlock()
 	}
