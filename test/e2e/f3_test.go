@@ -13,8 +13,8 @@ import (
 // F3: the nodes stop hearing each other (bridge port isolation) and both
 // become MASTER; after a second the split heals and node-b steps down.
 // The heal comes right after one of node-b's adverts, so node-b hears
-// node-a first and steps down silently while node-a never hears a lower
-// priority: the case keepalived leaves unhealed (seed 003). Within 1 s of
+// node-a first: unless node-b says something before it steps down, node-a
+// never hears a lower priority and nobody re-announces (seed 003). Within 1 s of
 // the heal the router maps the VIP to the surviving master (node-a) for
 // good, and 5 s after the heal exactly one node holds it. Control
 // (keepalived alone): the router keeps node-b's MAC for seconds.

@@ -94,20 +94,24 @@ func storyEtcdLoss(_, _ *vipkit.Lab, r, _ *vipkit.Result) string {
 
 func storySplit(_, _ *vipkit.Lab, r, c *vipkit.Result) string {
 	s := fmt.Sprintf("node-a and node-b stopped hearing each other (bridge port isolation) while both still reached "+
-		"the router: node-b became MASTER too, %s of two owners. The heal came right after one of node-b's adverts, "+
-		"so node-b heard node-a first and stepped down silently, and node-a never heard a lower priority: the "+
-		"race keepalived loses (seed 003). ", d(r.V4.DualOwner))
+		"the router: node-b became MASTER too, %s of two owners, and the router learnt node-b's MAC. The heal came "+
+		"right after one of node-b's adverts, so node-a's next advert reached node-b first: the race keepalived "+
+		"loses when node-b steps down without a word (seed 003). ", d(r.V4.DualOwner))
 	back := routerBack(r, r.HealV4)
-	if back != observe.None && back <= time.Second {
-		s += fmt.Sprintf("vipkit made node-a re-announce: the router was back on node-a %s after the heal.", d(back))
-	} else {
+	switch {
+	case back != observe.None && back <= time.Second && r.LoserSpoke:
+		s += fmt.Sprintf("Here node-b advertised once more before stepping down (vrrp_higher_prio_send_advert), "+
+			"node-a heard a lower priority and re-announced (keepalived's GARPs and vipctl announce): the router "+
+			"was back on node-a %s after the heal.", d(back))
+	case back != observe.None && back <= time.Second:
+		s += fmt.Sprintf("node-a re-announced anyway: the router was back on node-a %s after the heal.", d(back))
+	default:
 		s += fmt.Sprintf("Nobody re-announced: the router kept sending the VIP's traffic to node-b for %s after the "+
-			"heal (client outage %s), until its own entry expired. vipkit does not heal this case yet: the "+
-			"end-to-end test F3 fails on it.", d(back), d(r.HealV4.Outage))
+			"heal (client outage %s), until its own entry expired.", d(back), d(r.HealV4.Outage))
 	}
 	if c != nil {
-		s += fmt.Sprintf(" keepalived alone: router back on node-a %s after the heal, client outage %s.",
-			d(routerBack(c, c.HealV4)), d(c.HealV4.Outage))
+		s += fmt.Sprintf(" keepalived alone (without that setting): router back on node-a only %s after the heal, "+
+			"client outage %s.", d(routerBack(c, c.HealV4)), d(c.HealV4.Outage))
 	}
 	return s
 }
