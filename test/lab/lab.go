@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,7 +124,8 @@ type Lab struct {
 	inUse     map[netip.Addr]bool // VIPs the running configs mention
 	procs     []*proc.Proc
 	etcd      *proc.Proc
-	etcdDirs  []string // data dirs of the etcd servers, removed by Close
+	etcdDirs  []string     // data dirs of the etcd servers, removed by Close
+	etcdProcs []*proc.Proc // the etcd servers, stopped last by Close
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -244,23 +246,39 @@ func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {
 		unregister(l)
 		var errs []error
+		// The nodes' processes first, then the observer, etcd last: fenced
+		// revokes its lease on the way out, which needs a server.
 		l.mu.Lock()
-		procs := append([]*proc.Proc{}, l.procs...)
-		l.mu.Unlock()
-		var wg sync.WaitGroup
-		var errMu sync.Mutex
-		for _, p := range procs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := p.Stop(3 * time.Second); err != nil {
-					errMu.Lock()
-					errs = append(errs, err)
-					errMu.Unlock()
-				}
-			}()
+		var first, last []*proc.Proc
+		for _, p := range l.procs {
+			if slices.Contains(l.etcdProcs, p) {
+				last = append(last, p)
+			} else {
+				first = append(first, p)
+			}
 		}
-		wg.Wait()
+		l.mu.Unlock()
+		var errMu sync.Mutex
+		for i, procs := range [][]*proc.Proc{first, last} {
+			if i == 1 && l.Obs != nil {
+				// etcd shuts down gracefully only once the observer's watch
+				// stream is gone.
+				l.Obs.Close()
+			}
+			var wg sync.WaitGroup
+			for _, p := range procs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := p.Stop(3 * time.Second); err != nil {
+						errMu.Lock()
+						errs = append(errs, err)
+						errMu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+		}
 		if l.Obs != nil {
 			l.Obs.Close()
 		}
@@ -525,6 +543,7 @@ func (l *Lab) startEtcd(ctx context.Context, e proc.Etcd) (*proc.Proc, error) {
 	}
 	l.mu.Lock()
 	l.etcdDirs = append(l.etcdDirs, filepath.Join(e.Dir, "data"))
+	l.etcdProcs = append(l.etcdProcs, p)
 	l.mu.Unlock()
 	l.track("etcd", p)
 	client := &http.Client{Transport: &http.Transport{DialContext: l.Topo.Etcd.NS.DialContext}, Timeout: time.Second}
