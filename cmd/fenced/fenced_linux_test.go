@@ -428,3 +428,20 @@ func TestFencedCheckTLSAndAuth(t *testing.T) {
 		t.Fatal("the password appears in fenced's output")
 	}
 }
+
+// keepalived rewrites the track file at every start (init_file 1
+// overwrite): a healthy fenced puts 0 back at once, not at the next
+// periodic check (reconcile_every is 5 s by default).
+func TestPrivilegedFencedRestoresOverwrittenTrackFile(t *testing.T) {
+	r := newRig(t)
+	r.start(t)
+	r.waitHealthy(t)
+	if err := os.WriteFile(r.track(), []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	netnstest.WaitFor(t, 3*time.Second, "fenced to put 0 back", func() bool { v, _ := r.value(t); return v == 0 })
+	if took := time.Since(written); took > time.Second {
+		t.Fatalf("track file restored after %s, want at once", took)
+	}
+}

@@ -169,9 +169,11 @@ func runAction(c *cli.Context) error {
 			}
 			log.Info("stopping", "signal", sig.String(), "on_stop", sup.Config().Fenced.OnStop)
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			// Fence (and revoke) first: the guards' own shutdown must not
+			// delay taking the VIPs down.
+			sup.Stop()
 			stopGuards()
 			<-guards
-			sup.Stop()
 			snap := sup.Snapshot()
 			snap.State = "stopped"
 			st.write(snap, time.Time{})
@@ -221,7 +223,11 @@ func prepareDirs(cfg *config.Config, log *slog.Logger) error {
 // is closed when both have stopped.
 func startGuards(ctx context.Context, cfg *config.Config, h *holder.Holder, sup *supervisor.Supervisor, m *supervisor.Metrics, log *slog.Logger) <-chan struct{} {
 	done := make(chan struct{})
-	events, err := guard.SubscribeAddrs(ctx, nil, func(err error) { log.Warn("address events", "error", err) })
+	events, err := guard.SubscribeAddrs(ctx, nil, func(err error) {
+		if ctx.Err() == nil { // closing the subscription reports an error too
+			log.Warn("address events", "error", err)
+		}
+	})
 	if err != nil {
 		log.Error("route guard: no address events; periodic checks only", "error", err)
 	}
@@ -241,6 +247,23 @@ func startGuards(ctx context.Context, cfg *config.Config, h *holder.Holder, sup 
 	var defender *guard.Defender
 	if cfg.Fenced.Defend {
 		defender = newDefender(ctx, cfg, h, sup, log)
+	}
+	// Put fenced's value back the moment anyone else rewrites a track file
+	// (keepalived does at every start: init_file 1 overwrite).
+	var tracks []string
+	for _, in := range cfg.Instances {
+		if in.TrackFile != "" {
+			tracks = append(tracks, in.TrackFile)
+		}
+	}
+	if changed, err := guard.WatchFiles(ctx, tracks); err != nil {
+		log.Error("track files are not watched; checked every reconcile_every", "error", err)
+	} else {
+		go func() {
+			for range changed {
+				sup.RewriteTracks(ctx)
+			}
+		}()
 	}
 	go func() {
 		defer close(done)
@@ -299,11 +322,11 @@ func newDefender(ctx context.Context, cfg *config.Config, h *holder.Holder, sup 
 			}
 			return "", vip.VIP{}, false
 		},
-		Announce: func(ctx context.Context, dev string, v vip.VIP) error {
+		Announce: func(ctx context.Context, dev string, v vip.VIP) (bool, error) {
 			actx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
-			_, err := h.Announce(actx, holder.Request{Dev: dev, VIPs: []vip.VIP{v}, Schedule: announce.Schedule{Count: 1}})
-			return err
+			out, err := h.Announce(actx, holder.Request{Dev: dev, VIPs: []vip.VIP{v}, Schedule: announce.Schedule{Count: 1}})
+			return len(out) == 1 && out[0].Result == holder.Applied, err
 		},
 	}
 }

@@ -35,8 +35,9 @@ type Defender struct {
 	// Guarded says whether an address is a configured VIP, and on which
 	// interface.
 	Guarded func(a netip.Addr) (dev string, v vip.VIP, ok bool)
-	// Announce sends one announcement if the VIP is still assigned here.
-	Announce func(ctx context.Context, dev string, v vip.VIP) error
+	// Announce sends one announcement if the VIP is still assigned here,
+	// and says whether it did.
+	Announce func(ctx context.Context, dev string, v vip.VIP) (sent bool, err error)
 	Log      *slog.Logger
 	// OnDefend is told about every answer sent.
 	OnDefend func(v vip.VIP, against net.HardwareAddr)
@@ -87,9 +88,13 @@ func (d *Defender) Run(ctx context.Context) error {
 					continue
 				}
 				delete(due, a)
-				if err := d.Announce(ctx, p.dev, p.v); err != nil {
+				sent, err := d.Announce(ctx, p.dev, p.v)
+				if err != nil {
 					d.log().Warn("defend VIP", "vip", p.v.String(), "dev", p.dev, "error", err)
 					continue
+				}
+				if !sent {
+					continue // not held here: the claim was the rightful owner's
 				}
 				d.log().Info("VIP claimed by another host; re-announced", "vip", p.v.String(), "dev", p.dev, "claimed_by", p.against.String())
 				if d.OnDefend != nil {

@@ -18,12 +18,12 @@ type defended struct {
 	at   []time.Time
 }
 
-func (d *defended) announce(_ context.Context, dev string, v vip.VIP) error {
+func (d *defended) announce(_ context.Context, dev string, v vip.VIP) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.vips = append(d.vips, v)
 	d.at = append(d.at, time.Now())
-	return nil
+	return true, nil
 }
 
 func (d *defended) count() int {
@@ -84,5 +84,25 @@ func TestParseClaims(t *testing.T) {
 		if !ok || a != guardedVIP.Addr() || m.String() != mac.String() {
 			t.Fatalf("GARP %d: %v %v %v", i, a, m, ok)
 		}
+	}
+}
+
+// A claim for a VIP this host does not hold (it is the rightful owner's
+// announcement) is not reported as defended.
+func TestDefenderReportsOnlyWhatItSent(t *testing.T) {
+	claims := make(chan Claim)
+	var defends int
+	d := &Defender{Claims: claims, Delay: time.Millisecond, Guarded: guarded,
+		Announce: func(context.Context, string, vip.VIP) (bool, error) { return false, nil },
+		OnDefend: func(vip.VIP, net.HardwareAddr) { defends++ }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	claims <- Claim{Dev: "eth0", Addr: guardedVIP.Addr(), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	<-done
+	if defends != 0 {
+		t.Fatalf("OnDefend called %d times for announcements never sent", defends)
 	}
 }

@@ -146,3 +146,68 @@ func TestPrivilegedReaperReleasesAfterKill(t *testing.T) {
 		t.Fatal("Find accepted a PID that is not keepalived")
 	}
 }
+
+// Wait returns when the process exits, and at once when ctx ends, not at
+// the next poll slice.
+func TestPrivilegedWaitWakesOnExitAndOnCancel(t *testing.T) {
+	netnstest.Require(t)
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan time.Time, 1)
+	go func() { (ProcFS{}).Wait(ctx, cmd.Process.Pid); done <- time.Now() }()
+	select {
+	case <-done:
+		t.Fatal("Wait returned while the process runs")
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancelled := time.Now()
+	cancel()
+	if at := <-done; at.Sub(cancelled) > 100*time.Millisecond {
+		t.Fatalf("Wait took %s to notice the cancel", at.Sub(cancelled))
+	}
+	ctx2 := context.Background()
+	go func() { (ProcFS{}).Wait(ctx2, cmd.Process.Pid); done <- time.Now() }()
+	time.Sleep(50 * time.Millisecond)
+	cmd.Process.Kill()
+	killed := time.Now()
+	select {
+	case at := <-done:
+		if at.Sub(killed) > 100*time.Millisecond {
+			t.Fatalf("Wait took %s to notice the exit", at.Sub(killed))
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Wait did not return after the process exited")
+	}
+}
+
+// A track file rewritten by someone else is noticed at once.
+func TestWatchFilesNoticesRewrites(t *testing.T) {
+	dir := t.TempDir()
+	track := filepath.Join(dir, "VI_1.fence")
+	os.WriteFile(track, []byte("0\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := WatchFiles(ctx, []string{track})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "other"), []byte("x"), 0o644) // not watched
+	select {
+	case <-ch:
+		t.Fatal("signalled for another file")
+	case <-time.After(100 * time.Millisecond):
+	}
+	os.WriteFile(track, []byte("1\n"), 0o644) // what keepalived's init_file does
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a rewrite of the track file was not noticed")
+	}
+	cancel()
+	for range ch { // closed once ctx ends
+	}
+}

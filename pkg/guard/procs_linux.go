@@ -40,26 +40,38 @@ func (ProcFS) Find(pidFile string) (int, bool) {
 	return pid, true
 }
 
-// Wait blocks until pid exits or ctx ends.
+// Wait blocks until pid exits or ctx ends, without waking in between: the
+// pidfd becomes readable when the process exits.
 func (ProcFS) Wait(ctx context.Context, pid int) error {
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if errors.Is(err, unix.ESRCH) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("wait for pid %d: pidfd_open: %w", pid, err)
 	}
-	defer unix.Close(fd)
-	// Poll in slices so that ctx is honoured without another goroutine.
-	for ctx.Err() == nil {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 1000)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("wait for pid %d: %w", pid, err)
-		}
-		if n > 0 {
-			return nil
-		}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	if err := waitReadable(ctx, f); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("wait for pid %d: %w", pid, err)
 	}
 	return nil
+}
+
+// waitReadable waits in the runtime's poller until f is readable or ctx
+// ends (which closes f).
+func waitReadable(ctx context.Context, f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { f.Close() })
+	defer stop()
+	// RawConn.Read calls the function at once, then after each wake-up of
+	// the poller: it must report readiness itself.
+	return rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return err == nil && n > 0
+	})
 }
