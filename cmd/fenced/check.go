@@ -5,15 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/vipkit/vipkit/pkg/check"
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/pkg/trackfile"
@@ -141,8 +140,6 @@ func checkDir(d string, add addFinding) {
 	os.Remove(f.Name())
 }
 
-var kaVersion = regexp.MustCompile(`Keepalived v(\d+\.\d+\.\d+)`)
-
 func checkKeepalived(ctx context.Context, cfg *config.Config, path string, add addFinding) {
 	kc, err := keepalived.LoadConf(path)
 	if err != nil {
@@ -150,22 +147,8 @@ func checkKeepalived(ctx context.Context, cfg *config.Config, path string, add a
 		return
 	}
 	self, _ := os.Executable()
-	want := keepalived.Expect{FencedPath: self, VipctlPath: filepath.Join(filepath.Dir(self), "vipctl")}
-	vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(vctx, "keepalived", "--version").CombinedOutput(); err == nil || len(out) > 0 {
-		if m := kaVersion.FindSubmatch(out); m != nil {
-			want.KeepalivedVersion = string(m[1])
-		}
-	}
-	for _, in := range cfg.Instances {
-		ei := keepalived.ExpectedInstance{Name: in.Name, Group: in.Group, Own: in.Own, TrackFile: in.TrackFile, MaintenanceFile: in.MaintenanceFile}
-		for _, v := range in.VIPs {
-			ei.VIPs = append(ei.VIPs, v.String())
-		}
-		want.Instances = append(want.Instances, ei)
-	}
-	for _, is := range keepalived.Inspect(kc, want) {
+	want := check.Expectations(cfg, filepath.Join(filepath.Dir(self), "vipctl"), self, check.KeepalivedVersion(ctx), check.UserExists)
+	for _, is := range check.Inspect(kc, want) {
 		subject := is.Subject
 		if is.Line != "" {
 			subject += " (" + is.Line + ")"

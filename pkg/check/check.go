@@ -15,13 +15,14 @@ import (
 )
 
 // Severity of a finding; any error makes vipctl check exit 1.
-type Severity = keepalived.Severity
+type Severity string
 
-// Severities.
+// Severities. An error means the host and keepalived will not work with
+// vipkit as configured; a warning is a risk; info is worth knowing.
 const (
-	Error   = keepalived.SeverityError
-	Warning = keepalived.SeverityWarning
-	Info    = keepalived.SeverityInfo
+	Error   Severity = "error"
+	Warning Severity = "warning"
+	Info    Severity = "info"
 )
 
 // Finding is one problem, with the fix.
@@ -123,7 +124,7 @@ func Evaluate(cfg *config.Config, f Facts) Report {
 	if f.KeepalivedErr != nil {
 		add(Error, "keepalived-conf", "keepalived.conf", "fix the path (--keepalived-conf) or the file", "%v", f.KeepalivedErr)
 	} else if f.Keepalived != nil {
-		for _, is := range keepalived.Inspect(f.Keepalived, expect(cfg, f)) {
+		for _, is := range Inspect(f.Keepalived, expect(cfg, f)) {
 			out = append(out, Finding{Severity: is.Severity, Check: "keepalived-conf", Subject: is.Subject, Message: is.Message, Fix: is.Fix, Where: is.Line})
 		}
 	}
@@ -270,10 +271,16 @@ func stateDir(cfg *config.Config, f Facts, add addFunc) {
 	}
 }
 
-func expect(cfg *config.Config, f Facts) keepalived.Expect {
-	e := keepalived.Expect{VipctlPath: f.VipctlPath, FencedPath: f.FencedPath, KeepalivedVersion: f.KeepalivedVer, ScriptUserExists: f.UserExists}
+func expect(cfg *config.Config, f Facts) Expect {
+	return Expectations(cfg, f.VipctlPath, f.FencedPath, f.KeepalivedVer, f.UserExists)
+}
+
+// Expectations says what keepalived.conf must look like for cfg: what
+// vipctl check and fenced check hand to Inspect.
+func Expectations(cfg *config.Config, vipctlPath, fencedPath, keepalivedVersion string, userExists func(string) bool) Expect {
+	e := Expect{VipctlPath: vipctlPath, FencedPath: fencedPath, KeepalivedVersion: keepalivedVersion, ScriptUserExists: userExists}
 	for _, in := range cfg.Instances {
-		ei := keepalived.ExpectedInstance{Name: in.Name, Group: in.Group, Own: in.Own, TrackFile: in.TrackFile, MaintenanceFile: in.MaintenanceFile, Refresh: in.Announce.RefreshFor > 0}
+		ei := ExpectedInstance{Name: in.Name, Group: in.Group, Own: in.Own, TrackFile: in.TrackFile, MaintenanceFile: in.MaintenanceFile, Refresh: in.Announce.RefreshFor > 0}
 		for _, v := range in.VIPs {
 			ei.VIPs = append(ei.VIPs, v.String())
 		}

@@ -26,7 +26,7 @@ func Gather(ctx context.Context, cfg *config.Config, keepalivedConf, vipctlPath,
 		Links:      map[string]LinkFacts{},
 		VipctlPath: vipctlPath,
 		FencedPath: fencedPath,
-		UserExists: func(name string) bool { _, err := user.Lookup(name); return err == nil },
+		UserExists: UserExists,
 	}
 	n, err := hostnet.Open()
 	if err != nil {
@@ -65,7 +65,7 @@ func Gather(ctx context.Context, cfg *config.Config, keepalivedConf, vipctlPath,
 	}
 	if keepalivedConf != "" {
 		f.Keepalived, f.KeepalivedErr = keepalived.LoadConf(keepalivedConf)
-		f.KeepalivedVer = keepalivedVersion(ctx)
+		f.KeepalivedVer = KeepalivedVersion(ctx)
 	}
 	for _, p := range []string{vipctlPath, fencedPath} {
 		if p != "" {
@@ -74,6 +74,12 @@ func Gather(ctx context.Context, cfg *config.Config, keepalivedConf, vipctlPath,
 	}
 	f.StateDir = stat(cfg.StateDir)
 	return f, nil
+}
+
+// UserExists reports whether a local user exists (keepalived_script).
+func UserExists(name string) bool {
+	_, err := user.Lookup(name)
+	return err == nil
 }
 
 // chain stats a file and every directory above it.
@@ -106,8 +112,8 @@ func stat(p string) PathFacts {
 // at start-up otherwise.
 var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`Keepalived v(\d+\.\d+\.\d+)`) })
 
-// keepalivedVersion asks the installed keepalived; "" when unknown.
-func keepalivedVersion(ctx context.Context) string {
+// KeepalivedVersion asks the installed keepalived; "" when unknown.
+func KeepalivedVersion(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	out, _ := exec.CommandContext(ctx, "keepalived", "--version").CombinedOutput()

@@ -507,7 +507,7 @@ func (c *Conf) addresses(s *stmt) []Address {
 			continue // a bare "{ ... }" inside the list
 		}
 		a := Address{Raw: e.arg(0), Options: e.words[1:], Pos: e.pos}
-		a.Prefix = parsePrefix(a.Raw)
+		a.Prefix = ParsePrefix(a.Raw)
 		if !a.Prefix.IsValid() {
 			c.syntax(e.pos, "%s: %q is not an IP address", s.arg(0), a.Raw)
 		}
@@ -516,9 +516,9 @@ func (c *Conf) addresses(s *stmt) []Address {
 	return out
 }
 
-// parsePrefix reads "ADDR" or "ADDR/LEN"; a bare address gets keepalived's
+// ParsePrefix reads "ADDR" or "ADDR/LEN"; a bare address gets keepalived's
 // default length. It returns the zero Prefix when s is neither.
-func parsePrefix(s string) netip.Prefix {
+func ParsePrefix(s string) netip.Prefix {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -547,7 +547,7 @@ func route(e *stmt) Route {
 		case w == "no_track":
 			r.NoTrack = true
 		case r.Type == "" && slices.Contains(routeTypes, w) && i+1 < len(e.words):
-			if next := e.words[i+1]; next == "default" || parsePrefix(next).IsValid() {
+			if next := e.words[i+1]; next == "default" || ParsePrefix(next).IsValid() {
 				r.Type = w
 			}
 		}

@@ -414,6 +414,5 @@ func FuzzParseConf(f *testing.F) {
 				t.Fatalf("problem %+v outside the input's %d lines", p, lines)
 			}
 		}
-		_ = Inspect(c, Expect{VipctlPath: "/usr/local/sbin/vipctl", FencedPath: "/usr/local/sbin/fenced", Instances: []ExpectedInstance{{Name: "V", VIPs: []string{"1.2.3.4"}, TrackFile: "/x", MaintenanceFile: "/y"}}})
 	})
 }

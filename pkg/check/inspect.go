@@ -1,4 +1,4 @@
-package keepalived
+package check
 
 import (
 	"fmt"
@@ -6,17 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-)
 
-// Severity ranks an Issue.
-type Severity string
-
-// Severities. An error means keepalived and vipkit will not work together
-// as configured; a warning is a risk; info is worth knowing.
-const (
-	SeverityError   Severity = "error"
-	SeverityWarning Severity = "warning"
-	SeverityInfo    Severity = "info"
+	"github.com/vipkit/vipkit/pkg/keepalived"
 )
 
 // Issue is one finding about keepalived.conf.
@@ -59,7 +50,7 @@ type ExpectedInstance struct {
 }
 
 // Inspect checks keepalived.conf against what vipkit expects.
-func Inspect(c *Conf, want Expect) []Issue {
+func Inspect(c *keepalived.Conf, want Expect) []Issue {
 	x := &inspector{c: c, want: want}
 	x.problems()
 	x.scriptSecurity()
@@ -67,7 +58,7 @@ func Inspect(c *Conf, want Expect) []Issue {
 	x.routes()
 	for _, tp := range c.TrackProcesses {
 		if tp.Keyword != "vrrp_track_process" {
-			x.add(SeverityError, "track_process "+tp.Name, tp.Pos,
+			x.add(Error, "track_process "+tp.Name, tp.Pos,
 				"keepalived has no top-level track_process block: it ignores this one and every reference to it",
 				"rename the block to `vrrp_track_process %s`", tp.Name)
 		}
@@ -79,22 +70,22 @@ func Inspect(c *Conf, want Expect) []Issue {
 }
 
 type inspector struct {
-	c      *Conf
+	c      *keepalived.Conf
 	want   Expect
 	issues []Issue
 }
 
-func (x *inspector) add(sev Severity, subject string, pos Pos, msg, fix string, args ...any) {
+func (x *inspector) add(sev Severity, subject string, pos keepalived.Pos, msg, fix string, args ...any) {
 	x.issues = append(x.issues, Issue{Severity: sev, Subject: subject, Line: pos.String(), Message: msg, Fix: fmt.Sprintf(fix, args...)})
 }
 
 func (x *inspector) problems() {
 	for _, p := range x.c.Problems {
 		if p.Syntax {
-			x.add(SeverityError, p.Pos.File, p.Pos, p.Msg,
+			x.add(Error, p.Pos.File, p.Pos, p.Msg,
 				"correct the line; `keepalived -t -f %s` shows how keepalived reads it", p.Pos.File)
 		} else {
-			x.add(SeverityInfo, p.Pos.File, p.Pos, p.Msg,
+			x.add(Info, p.Pos.File, p.Pos, p.Msg,
 				"make sure these lines do not change the vipkit instances, or write them out plainly")
 		}
 	}
@@ -120,7 +111,7 @@ func (x *inspector) defaultUser() string {
 func (x *inspector) scriptSecurity() {
 	g := x.c.Global
 	if !g.EnableScriptSecurity {
-		x.add(SeverityWarning, "global_defs", g.Pos,
+		x.add(Warning, "global_defs", g.Pos,
 			"enable_script_security is not set: keepalived runs hooks as root even when a non-root user could replace them",
 			"add `enable_script_security` to global_defs and keep vipctl root-owned and not writable by others")
 	}
@@ -130,11 +121,11 @@ func (x *inspector) scriptSecurity() {
 	}
 	switch {
 	case g.ScriptUser != "" && !exists(g.ScriptUser):
-		x.add(SeverityError, "global_defs", g.Pos,
+		x.add(Error, "global_defs", g.Pos,
 			fmt.Sprintf("script_user %q does not exist: keepalived ignores every script that names no user of its own", g.ScriptUser),
 			"set `script_user root` in global_defs")
 	case g.ScriptUser == "" && g.EnableScriptSecurity && !exists("keepalived_script"):
-		x.add(SeverityError, "global_defs", g.Pos,
+		x.add(Error, "global_defs", g.Pos,
 			"script_user is not set and user keepalived_script does not exist: with enable_script_security keepalived silently drops every hook",
 			"add `script_user root` to global_defs")
 	}
@@ -143,12 +134,12 @@ func (x *inspector) scriptSecurity() {
 // owned is a command with the subject that configures it.
 type owned struct {
 	subject string
-	cmd     *Command
+	cmd     *keepalived.Command
 }
 
 func (x *inspector) allCommands() []owned {
 	var out []owned
-	add := func(subject string, cmds ...*Command) {
+	add := func(subject string, cmds ...*keepalived.Command) {
 		for _, c := range cmds {
 			if c != nil {
 				out = append(out, owned{subject, c})
@@ -187,24 +178,24 @@ func (x *inspector) commands() {
 		ours := bin != "" && (bin == vipctl || bin == fenced || sameBase(bin, vipctl) || sameBase(bin, fenced))
 		switch {
 		case c.Err != "" && ours:
-			x.add(SeverityError, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
+			x.add(Error, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
 				"write the command as one double-quoted string, with single quotes around any argument that contains spaces")
 			continue
 		case c.Err != "":
-			x.add(SeverityWarning, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
+			x.add(Warning, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
 				"write the command as one double-quoted string, with single quotes around any argument that contains spaces")
 			continue
 		case !ours:
 			continue
 		case sameBase(bin, vipctl) && bin != vipctl:
-			x.add(SeverityError, o.subject, c.Pos, fmt.Sprintf("%s runs %s, but vipctl is installed as %s", c.Keyword, bin, vipctl),
+			x.add(Error, o.subject, c.Pos, fmt.Sprintf("%s runs %s, but vipctl is installed as %s", c.Keyword, bin, vipctl),
 				"change the command to start with %s", vipctl)
 		case sameBase(bin, fenced) && bin != fenced:
-			x.add(SeverityError, o.subject, c.Pos, fmt.Sprintf("%s runs %s, but fenced is installed as %s", c.Keyword, bin, fenced),
+			x.add(Error, o.subject, c.Pos, fmt.Sprintf("%s runs %s, but fenced is installed as %s", c.Keyword, bin, fenced),
 				"change the command to start with %s", fenced)
 		}
 		if c.User != "" && x.want.ScriptUserExists != nil && !x.want.ScriptUserExists(c.User) {
-			x.add(SeverityError, o.subject, c.Pos,
+			x.add(Error, o.subject, c.Pos,
 				fmt.Sprintf("keepalived reads %q after the command as the user to run it as, and there is no such user: it ignores this %s", c.User, c.Keyword),
 				"quote the whole command, arguments included: %s \"%s ...\"", c.Keyword, bin)
 			continue
@@ -221,7 +212,7 @@ func (x *inspector) commands() {
 			if c.User != "" {
 				fix = "remove the user after the command, or make it root"
 			}
-			x.add(SeverityError, o.subject, c.Pos,
+			x.add(Error, o.subject, c.Pos,
 				fmt.Sprintf("%s runs vipctl as user %q: vipctl needs root to change addresses and routes and to send raw packets", c.Keyword, user), "%s", fix)
 		}
 	}
@@ -243,9 +234,9 @@ func (x *inspector) routes() {
 			}
 			msg := fmt.Sprintf("virtual_routes entry %q has route type %s but no `prepend`: keepalived before 2.3.2 sends it with NLM_F_EXCL, the kernel answers EEXIST and keepalived silently does not install it (fixed by keepalived commit 9309a4be)",
 				strings.Join(r.Words, " "), r.Type)
-			sev := SeverityError
+			sev := Error
 			if !known {
-				sev = SeverityWarning
+				sev = Warning
 				msg += "; the keepalived version is unknown"
 			}
 			x.add(sev, "vrrp_instance "+in.Name, r.Pos, msg, "append `prepend` to the entry")
@@ -283,7 +274,7 @@ func (x *inspector) instance(ei ExpectedInstance) {
 		if len(x.c.Files) > 0 {
 			file = x.c.Files[0]
 		}
-		x.add(SeverityError, subject, Pos{}, fmt.Sprintf("vipkit.toml names instance %s but keepalived.conf has no vrrp_instance %s", ei.Name, ei.Name),
+		x.add(Error, subject, keepalived.Pos{}, fmt.Sprintf("vipkit.toml names instance %s but keepalived.conf has no vrrp_instance %s", ei.Name, ei.Name),
 			"add `vrrp_instance %s { ... }` to %s or correct the instance name in vipkit.toml", ei.Name, file)
 		return
 	}
@@ -294,10 +285,10 @@ func (x *inspector) instance(ei ExpectedInstance) {
 		if in.SyncGroup != "" {
 			where = fmt.Sprintf("in vrrp_sync_group %s", in.SyncGroup)
 		}
-		x.add(SeverityError, subject, in.Pos, fmt.Sprintf("vipkit.toml puts %s in sync group %s, but keepalived.conf lists it %s", ei.Name, ei.Group, where),
+		x.add(Error, subject, in.Pos, fmt.Sprintf("vipkit.toml puts %s in sync group %s, but keepalived.conf lists it %s", ei.Name, ei.Group, where),
 			"list %s in `vrrp_sync_group %s { group { %s } }`, or correct the group in vipkit.toml", ei.Name, ei.Group, ei.Name)
 	case ei.Group == "" && in.SyncGroup != "":
-		x.add(SeverityWarning, subject, in.Pos, fmt.Sprintf("keepalived.conf lists %s in vrrp_sync_group %s, but vipkit.toml names no group: vipctl ignores the group's events", ei.Name, in.SyncGroup),
+		x.add(Warning, subject, in.Pos, fmt.Sprintf("keepalived.conf lists %s in vrrp_sync_group %s, but vipkit.toml names no group: vipctl ignores the group's events", ei.Name, in.SyncGroup),
 			"set group = %q for instance %s in vipkit.toml", in.SyncGroup, ei.Name)
 	}
 	x.ownership(ei, in)
@@ -314,26 +305,26 @@ func (x *inspector) instance(ei ExpectedInstance) {
 		refresh, pos = in.GarpMasterRefresh, in.GarpMasterRefreshPos
 	}
 	if ei.Refresh && refresh > 0 {
-		x.add(SeverityInfo, subject, pos, fmt.Sprintf("keepalived re-sends GARPs every %ds while MASTER and vipkit's refresher also announces after a takeover: neighbours get both", refresh),
+		x.add(Info, subject, pos, fmt.Sprintf("keepalived re-sends GARPs every %ds while MASTER and vipkit's refresher also announces after a takeover: neighbours get both", refresh),
 			"remove garp_master_refresh, or set refresh_for = \"0s\" in vipkit.toml to leave refreshing to keepalived")
 	}
 }
 
-func (x *inspector) ownership(ei ExpectedInstance, in *Instance) {
+func (x *inspector) ownership(ei ExpectedInstance, in *keepalived.Instance) {
 	subject := "vrrp_instance " + ei.Name
 	listed := append(slices.Clone(in.VIPs), in.ExcludedVIPs...)
 	for _, s := range ei.VIPs {
-		p := parsePrefix(s)
+		p := keepalived.ParsePrefix(s)
 		if !p.IsValid() {
 			continue
 		}
-		i := slices.IndexFunc(listed, func(a Address) bool { return a.Prefix.Addr() == p.Addr() })
+		i := slices.IndexFunc(listed, func(a keepalived.Address) bool { return a.Prefix.Addr() == p.Addr() })
 		switch {
 		case ei.Own && i >= 0:
-			x.add(SeverityError, subject, listed[i].Pos, fmt.Sprintf("%s is in virtual_ipaddress although vipctl owns it (own = true): keepalived and vipctl would both add and delete it", p.Addr()),
+			x.add(Error, subject, listed[i].Pos, fmt.Sprintf("%s is in virtual_ipaddress although vipctl owns it (own = true): keepalived and vipctl would both add and delete it", p.Addr()),
 				"remove %s from vrrp_instance %s, or set own = false in vipkit.toml", p.Addr(), ei.Name)
 		case !ei.Own && i < 0:
-			x.add(SeverityError, subject, in.Pos, fmt.Sprintf("%s is not in virtual_ipaddress, but vipkit.toml says keepalived owns it (own = false): nothing would add it", p.Addr()),
+			x.add(Error, subject, in.Pos, fmt.Sprintf("%s is not in virtual_ipaddress, but vipkit.toml says keepalived owns it (own = false): nothing would add it", p.Addr()),
 				"add %s to virtual_ipaddress (virtual_ipaddress_excluded for a second address family), or set own = true in vipkit.toml", p.Addr())
 		}
 	}
@@ -342,31 +333,31 @@ func (x *inspector) ownership(ei ExpectedInstance, in *Instance) {
 		version = x.c.Global.VRRPVersion
 	}
 	if ei.Own && len(in.VIPs) == 0 && (version == 3 || in.StrictMode || x.c.Global.VRRPStrict) {
-		x.add(SeverityError, subject, in.Pos, "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode, so it would not run this instance at all",
+		x.add(Error, subject, in.Pos, "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode, so it would not run this instance at all",
 			"remove version 3 / vrrp_version 3 and strict_mode / vrrp_strict for this instance")
 	}
 }
 
-func (x *inspector) isVipctl(c *Command, sub string) bool {
+func (x *inspector) isVipctl(c *keepalived.Command, sub string) bool {
 	return c != nil && c.Err == "" && len(c.Argv) > 0 && c.Argv[0] == x.want.VipctlPath && slices.Contains(c.Argv[1:], sub)
 }
 
 // hooks checks that vipctl hears of every transition of the instance: by
 // the generic notify, by the four per-state hooks, or by the notify FIFO.
-func (x *inspector) hooks(ei ExpectedInstance, in *Instance, g *SyncGroup) {
+func (x *inspector) hooks(ei ExpectedInstance, in *keepalived.Instance, g *keepalived.SyncGroup) {
 	subject := "vrrp_instance " + ei.Name
-	pick := func(get func(h *Hooks) *Command) *Command {
+	pick := func(get func(h *keepalived.Hooks) *keepalived.Command) *keepalived.Command {
 		if c := get(&in.Hooks); c != nil || g == nil {
 			return c
 		}
 		return get(&g.Hooks)
 	}
-	generic := pick(func(h *Hooks) *Command { return h.Notify })
-	perState := []*Command{
-		pick(func(h *Hooks) *Command { return h.Master }),
-		pick(func(h *Hooks) *Command { return h.Backup }),
-		pick(func(h *Hooks) *Command { return h.Fault }),
-		pick(func(h *Hooks) *Command { return h.Stop }),
+	generic := pick(func(h *keepalived.Hooks) *keepalived.Command { return h.Notify })
+	perState := []*keepalived.Command{
+		pick(func(h *keepalived.Hooks) *keepalived.Command { return h.Master }),
+		pick(func(h *keepalived.Hooks) *keepalived.Command { return h.Backup }),
+		pick(func(h *keepalived.Hooks) *keepalived.Command { return h.Fault }),
+		pick(func(h *keepalived.Hooks) *keepalived.Command { return h.Stop }),
 	}
 	glob := x.c.Global
 	fifo := (glob.VRRPNotifyFIFO.Path != "" && x.isVipctl(glob.VRRPNotifyFIFO.Script, "fifo")) ||
@@ -384,14 +375,14 @@ func (x *inspector) hooks(ei ExpectedInstance, in *Instance, g *SyncGroup) {
 	slices.Sort(used)
 	switch {
 	case len(used) == 0:
-		x.add(SeverityError, subject, in.Pos, "vipctl is not told of every transition: "+x.hookGaps(generic, perState),
+		x.add(Error, subject, in.Pos, "vipctl is not told of every transition: "+x.hookGaps(generic, perState),
 			"add `notify \"%s notify\"` to vrrp_instance %s (or notify_master \"%s up ...\" and notify_backup, notify_fault, notify_stop \"%s down ...\")",
 			x.want.VipctlPath, ei.Name, x.want.VipctlPath, x.want.VipctlPath)
 	case len(used) > 1:
-		x.add(SeverityWarning, subject, in.Pos, fmt.Sprintf("vipctl is told of each transition more than once (%s): the runs race each other", strings.Join(used, ", ")),
+		x.add(Warning, subject, in.Pos, fmt.Sprintf("vipctl is told of each transition more than once (%s): the runs race each other", strings.Join(used, ", ")),
 			"keep one of: the generic notify, the per-state hooks, the notify FIFO")
 	}
-	x.splitBrainHeal(ei, in, pick(func(h *Hooks) *Command { return h.MasterRxLowerPri }), fifo)
+	x.splitBrainHeal(ei, in, pick(func(h *keepalived.Hooks) *keepalived.Command { return h.MasterRxLowerPri }), fifo)
 	// A sync group's hooks serve several instances, so only the instance's
 	// own hooks must name exactly its VIPs.
 	for _, c := range in.Hooks.All() {
@@ -407,18 +398,18 @@ func (x *inspector) hooks(ei ExpectedInstance, in *Instance, g *SyncGroup) {
 // makes the loser send one more advert first, so the survivor does hear it,
 // and then vipctl must be told (notify_master_rx_lower_pri or the FIFO,
 // which carries MASTER_RX_LOWER_PRI; the generic notify never does).
-func (x *inspector) splitBrainHeal(ei ExpectedInstance, in *Instance, rxLowerPri *Command, fifo bool) {
+func (x *inspector) splitBrainHeal(ei ExpectedInstance, in *keepalived.Instance, rxLowerPri *keepalived.Command, fifo bool) {
 	subject := "vrrp_instance " + ei.Name
 	on := x.c.Global.HigherPrioSendAdvert
 	if in.HigherPrioSendAdvert != nil {
 		on = *in.HigherPrioSendAdvert
 	}
 	if !on {
-		x.add(SeverityWarning, subject, in.Pos, "a master that hears a higher priority steps down without a word (vrrp_higher_prio_send_advert is off): after a split brain heals the survivor may never re-announce, and neighbours keep the loser's MAC",
+		x.add(Warning, subject, in.Pos, "a master that hears a higher priority steps down without a word (vrrp_higher_prio_send_advert is off): after a split brain heals the survivor may never re-announce, and neighbours keep the loser's MAC",
 			"add `vrrp_higher_prio_send_advert` to global_defs")
 	}
 	if !fifo && !x.isVipctl(rxLowerPri, "announce") {
-		x.add(SeverityWarning, subject, in.Pos, "vipctl is not told when this master hears a lower priority (a split brain healing), so it does not re-announce",
+		x.add(Warning, subject, in.Pos, "vipctl is not told when this master hears a lower priority (a split brain healing), so it does not re-announce",
 			"add `notify_master_rx_lower_pri \"%s announce --dev %s %s\"` to vrrp_instance %s", x.want.VipctlPath, orIF(in.Interface), strings.Join(ei.VIPs, " "), ei.Name)
 	}
 }
@@ -431,7 +422,7 @@ func orIF(s string) string {
 }
 
 // hookGaps says, hook by hook, why no style is complete.
-func (x *inspector) hookGaps(generic *Command, perState []*Command) string {
+func (x *inspector) hookGaps(generic *keepalived.Command, perState []*keepalived.Command) string {
 	var gaps []string
 	if generic != nil && generic.Err != "" {
 		gaps = append(gaps, "notify is not run at all")
@@ -462,15 +453,15 @@ func (x *inspector) hookGaps(generic *Command, perState []*Command) string {
 
 // flagsAlone checks a hook that names its device and VIPs itself (--dev):
 // it must name every VIP and agree with vipkit.toml on who owns them.
-func (x *inspector) flagsAlone(ei ExpectedInstance, c *Command) {
+func (x *inspector) flagsAlone(ei ExpectedInstance, c *keepalived.Command) {
 	if c == nil || len(c.Argv) == 0 || c.Argv[0] != x.want.VipctlPath || !slices.Contains(c.Argv, "--dev") {
 		return
 	}
 	subject := "vrrp_instance " + ei.Name
 	for _, s := range ei.VIPs {
-		p := parsePrefix(s)
-		if p.IsValid() && !slices.ContainsFunc(c.Argv, func(a string) bool { q := parsePrefix(a); return q.IsValid() && q.Addr() == p.Addr() }) {
-			x.add(SeverityError, subject, c.Pos, fmt.Sprintf("%s names its VIPs itself (--dev) but not %s", c.Keyword, p.Addr()),
+		p := keepalived.ParsePrefix(s)
+		if p.IsValid() && !slices.ContainsFunc(c.Argv, func(a string) bool { q := keepalived.ParsePrefix(a); return q.IsValid() && q.Addr() == p.Addr() }) {
+			x.add(Error, subject, c.Pos, fmt.Sprintf("%s names its VIPs itself (--dev) but not %s", c.Keyword, p.Addr()),
 				"add %s to the %s command", p.Addr(), c.Keyword)
 		}
 	}
@@ -479,10 +470,10 @@ func (x *inspector) flagsAlone(ei ExpectedInstance, c *Command) {
 	}
 	switch own := slices.Contains(c.Argv, "--own"); {
 	case ei.Own && !own:
-		x.add(SeverityError, subject, c.Pos, fmt.Sprintf("%s runs vipctl without --own, but vipctl owns the VIPs (own = true): it would never add or delete them", c.Keyword),
+		x.add(Error, subject, c.Pos, fmt.Sprintf("%s runs vipctl without --own, but vipctl owns the VIPs (own = true): it would never add or delete them", c.Keyword),
 			"add --own to the %s command", c.Keyword)
 	case !ei.Own && own:
-		x.add(SeverityError, subject, c.Pos, fmt.Sprintf("%s runs vipctl with --own, but keepalived owns the VIPs (own = false): both would add and delete them", c.Keyword),
+		x.add(Error, subject, c.Pos, fmt.Sprintf("%s runs vipctl with --own, but keepalived owns the VIPs (own = false): both would add and delete them", c.Keyword),
 			"remove --own from the %s command", c.Keyword)
 	}
 }
@@ -500,20 +491,20 @@ func (x *inspector) flagsAlone(ei ExpectedInstance, c *Command) {
 // overwrite" is an error; "init_file 1 overwrite" would instead put the node
 // in maintenance at every start until someone writes 0, which is a surprise
 // but safe, so a warning. A plain init_file only creates a missing file.
-func (x *inspector) trackFile(ei ExpectedInstance, in *Instance, g *SyncGroup, path string, fence bool) {
+func (x *inspector) trackFile(ei ExpectedInstance, in *keepalived.Instance, g *keepalived.SyncGroup, path string, fence bool) {
 	subject := "vrrp_instance " + ei.Name
 	role, name, init := "vipctl handover could not hand the VIP over", "maint_"+ei.Name, ""
 	if fence {
 		role, name, init = "fenced could not put keepalived in FAULT on losing its lease", "fence_"+ei.Name, " init_file 1 overwrite"
 	}
-	refs := append(slices.Clone(in.TrackFiles), groupRefs(g, func(g *SyncGroup) []TrackRef { return g.TrackFiles })...)
-	var tf *TrackFile
-	var ref *TrackRef
+	refs := append(slices.Clone(in.TrackFiles), groupRefs(g, func(g *keepalived.SyncGroup) []keepalived.TrackRef { return g.TrackFiles })...)
+	var tf *keepalived.TrackFile
+	var ref *keepalived.TrackRef
 	for _, b := range x.c.TrackFiles {
 		if b.File == "" || filepath.Clean(b.File) != filepath.Clean(path) {
 			continue
 		}
-		if i := slices.IndexFunc(refs, func(r TrackRef) bool { return r.Name == b.Name }); i >= 0 {
+		if i := slices.IndexFunc(refs, func(r keepalived.TrackRef) bool { return r.Name == b.Name }); i >= 0 {
 			tf, ref = b, &refs[i]
 			break
 		}
@@ -524,9 +515,9 @@ func (x *inspector) trackFile(ei ExpectedInstance, in *Instance, g *SyncGroup, p
 	if tf == nil {
 		// Without fenced's file nothing can fence; without the maintenance
 		// file only planned handovers are unavailable.
-		sev := SeverityWarning
+		sev := Warning
 		if fence {
-			sev = SeverityError
+			sev = Error
 		}
 		x.add(sev, subject, in.Pos, fmt.Sprintf("no track_file block watches %s: %s", path, role),
 			"add `track_file %s { file \"%s\" weight 0%s }` and `track_file { %s }` in vrrp_instance %s", name, path, init, name, ei.Name)
@@ -534,26 +525,26 @@ func (x *inspector) trackFile(ei ExpectedInstance, in *Instance, g *SyncGroup, p
 	}
 	tsub := "track_file " + tf.Name
 	if tf.Weight != 0 {
-		x.add(SeverityError, tsub, tf.Pos, fmt.Sprintf("weight is %d (1 when unset): a non-zero value in %s would only change the priority, not force FAULT", tf.Weight, path),
+		x.add(Error, tsub, tf.Pos, fmt.Sprintf("weight is %d (1 when unset): a non-zero value in %s would only change the priority, not force FAULT", tf.Weight, path),
 			"set `weight 0` in track_file %s", tf.Name)
 	}
 	if tf.Reverse {
-		x.add(SeverityError, tsub, tf.Pos, fmt.Sprintf("weight 0 reverse inverts %s: 0 and a missing file would mean FAULT", path),
+		x.add(Error, tsub, tf.Pos, fmt.Sprintf("weight 0 reverse inverts %s: 0 and a missing file would mean FAULT", path),
 			"remove reverse from track_file %s", tf.Name)
 	}
 	switch {
 	case fence && !(tf.InitFile && tf.InitOverwrite && tf.InitValue != 0):
-		x.add(SeverityError, tsub, tf.Pos, "init_file 1 overwrite is missing: keepalived must start in FAULT, because an absent, empty or stale 0 file reads as OK before fenced holds a lease",
+		x.add(Error, tsub, tf.Pos, "init_file 1 overwrite is missing: keepalived must start in FAULT, because an absent, empty or stale 0 file reads as OK before fenced holds a lease",
 			"add `init_file 1 overwrite` to track_file %s", tf.Name)
 	case !fence && tf.InitOverwrite && tf.InitValue == 0:
-		x.add(SeverityError, tsub, tf.Pos, "init_file overwrite resets the maintenance file at every keepalived start: a restart would silently end a handover or maintenance and let this node take the VIP back",
+		x.add(Error, tsub, tf.Pos, "init_file overwrite resets the maintenance file at every keepalived start: a restart would silently end a handover or maintenance and let this node take the VIP back",
 			"drop `overwrite` (a plain init_file only creates a missing file)")
 	case !fence && tf.InitOverwrite:
-		x.add(SeverityWarning, tsub, tf.Pos, "init_file with a non-zero value and overwrite puts the node in maintenance at every keepalived start, until someone writes 0",
+		x.add(Warning, tsub, tf.Pos, "init_file with a non-zero value and overwrite puts the node in maintenance at every keepalived start, until someone writes 0",
 			"drop `overwrite` (a plain init_file only creates a missing file)")
 	}
 	if ref == nil {
-		x.add(SeverityError, subject, in.Pos, fmt.Sprintf("track_file %s is not referenced by vrrp_instance %s or its sync group: keepalived ignores it, so %s", tf.Name, ei.Name, role),
+		x.add(Error, subject, in.Pos, fmt.Sprintf("track_file %s is not referenced by vrrp_instance %s or its sync group: keepalived ignores it, so %s", tf.Name, ei.Name, role),
 			"add `track_file { %s }` to vrrp_instance %s", tf.Name, ei.Name)
 		return
 	}
@@ -565,12 +556,12 @@ func (x *inspector) trackFile(ei ExpectedInstance, in *Instance, g *SyncGroup, p
 		if ref.Reverse {
 			over = append(over, "reverse")
 		}
-		x.add(SeverityError, subject, ref.Pos, fmt.Sprintf("the reference to track_file %s overrides its weight 0 (%s): %s would no longer force FAULT", tf.Name, strings.Join(over, " "), path),
+		x.add(Error, subject, ref.Pos, fmt.Sprintf("the reference to track_file %s overrides its weight 0 (%s): %s would no longer force FAULT", tf.Name, strings.Join(over, " "), path),
 			"reference it as plain `%s`", tf.Name)
 	}
 }
 
-func groupRefs(g *SyncGroup, get func(*SyncGroup) []TrackRef) []TrackRef {
+func groupRefs(g *keepalived.SyncGroup, get func(*keepalived.SyncGroup) []keepalived.TrackRef) []keepalived.TrackRef {
 	if g == nil {
 		return nil
 	}
@@ -579,8 +570,8 @@ func groupRefs(g *SyncGroup, get func(*SyncGroup) []TrackRef) []TrackRef {
 
 // liveness checks that keepalived leaves MASTER when fenced is gone: a
 // fence that nobody writes is a fence that never closes.
-func (x *inspector) liveness(ei ExpectedInstance, in *Instance, g *SyncGroup) {
-	procs := append(slices.Clone(in.TrackProcesses), groupRefs(g, func(g *SyncGroup) []TrackRef { return g.TrackProcesses })...)
+func (x *inspector) liveness(ei ExpectedInstance, in *keepalived.Instance, g *keepalived.SyncGroup) {
+	procs := append(slices.Clone(in.TrackProcesses), groupRefs(g, func(g *keepalived.SyncGroup) []keepalived.TrackRef { return g.TrackProcesses })...)
 	for _, r := range procs {
 		tp := x.c.TrackProcess(r.Name)
 		if tp == nil || tp.Keyword != "vrrp_track_process" || len(tp.Process) == 0 || !isFencedComm(tp.Process[0], x.want.FencedPath) {
@@ -590,7 +581,7 @@ func (x *inspector) liveness(ei ExpectedInstance, in *Instance, g *SyncGroup) {
 			return
 		}
 	}
-	scripts := append(slices.Clone(in.TrackScripts), groupRefs(g, func(g *SyncGroup) []TrackRef { return g.TrackScripts })...)
+	scripts := append(slices.Clone(in.TrackScripts), groupRefs(g, func(g *keepalived.SyncGroup) []keepalived.TrackRef { return g.TrackScripts })...)
 	for _, r := range scripts {
 		sc := x.c.Script(r.Name)
 		if sc == nil || sc.Command == nil || sc.Command.Err != "" || len(sc.Command.Argv) == 0 {
@@ -602,7 +593,7 @@ func (x *inspector) liveness(ei ExpectedInstance, in *Instance, g *SyncGroup) {
 			return
 		}
 	}
-	x.add(SeverityWarning, "vrrp_instance "+ei.Name, in.Pos,
+	x.add(Warning, "vrrp_instance "+ei.Name, in.Pos,
 		"nothing puts keepalived in FAULT when fenced stops: the track file would keep its last 0 and the node could keep the VIP after losing its lease",
 		"add `vrrp_track_process fenced { process fenced weight 0 }` with `track_process { fenced }` in vrrp_instance %s; in a container or network namespace use `vrrp_script fenced_alive { script \"%s status --alive\" interval 1 fall 1 rise 1 weight 0 }` with `track_script { fenced_alive }`",
 		ei.Name, x.want.FencedPath)
@@ -621,7 +612,7 @@ func isFencedComm(name, fencedPath string) bool {
 	return name == base
 }
 
-func effectiveWeight(r TrackRef, blockWeight int) int {
+func effectiveWeight(r keepalived.TrackRef, blockWeight int) int {
 	if r.WeightSet {
 		return r.Weight
 	}

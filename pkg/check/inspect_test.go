@@ -1,7 +1,8 @@
-package keepalived
+package check
 
 import (
 	"fmt"
+	"github.com/vipkit/vipkit/pkg/keepalived"
 	"strings"
 	"testing"
 )
@@ -97,128 +98,128 @@ func TestInspect(t *testing.T) {
 
 		// Script security.
 		{name: "no enable_script_security", edit: []string{"    enable_script_security\n", ""},
-			want: []want{{SeverityWarning, "global_defs", "enable_script_security is not set", "keepalived.conf:1"}}},
+			want: []want{{Warning, "global_defs", "enable_script_security is not set", "keepalived.conf:1"}}},
 		{name: "no script_user, no keepalived_script", edit: []string{"    script_user root\n", ""},
-			want: []want{{SeverityError, "global_defs", "silently drops every hook", "keepalived.conf:1"}}},
+			want: []want{{Error, "global_defs", "silently drops every hook", "keepalived.conf:1"}}},
 		{name: "no script_user, keepalived_script exists", edit: []string{"    script_user root\n", ""},
 			expect: func(e *Expect) { e.ScriptUserExists = func(string) bool { return true } },
 			want: []want{
-				{SeverityError, "vrrp_instance VI_1", `notify_master runs vipctl as user "keepalived_script"`, "keepalived.conf:32"},
-				{SeverityError, "vrrp_instance VI_1", `notify_master_rx_lower_pri runs vipctl as user "keepalived_script"`, "keepalived.conf:36"},
-				{SeverityError, "vrrp_instance VI_1", `notify_backup runs vipctl as user "keepalived_script"`, ""},
-				{SeverityError, "vrrp_instance VI_1", `notify_fault runs vipctl as user "keepalived_script"`, ""},
-				{SeverityError, "vrrp_instance VI_1", `notify_stop runs vipctl as user "keepalived_script"`, ""},
+				{Error, "vrrp_instance VI_1", `notify_master runs vipctl as user "keepalived_script"`, "keepalived.conf:32"},
+				{Error, "vrrp_instance VI_1", `notify_master_rx_lower_pri runs vipctl as user "keepalived_script"`, "keepalived.conf:36"},
+				{Error, "vrrp_instance VI_1", `notify_backup runs vipctl as user "keepalived_script"`, ""},
+				{Error, "vrrp_instance VI_1", `notify_fault runs vipctl as user "keepalived_script"`, ""},
+				{Error, "vrrp_instance VI_1", `notify_stop runs vipctl as user "keepalived_script"`, ""},
 			}},
 		{name: "user unknown: checks that need it are skipped", edit: []string{"    script_user root\n", ""},
 			expect: func(e *Expect) { e.ScriptUserExists = nil }},
 		{name: "script_user does not exist", edit: []string{"script_user root", "script_user vipkit"},
-			want: []want{{SeverityError, "global_defs", `script_user "vipkit" does not exist`, ""}}},
+			want: []want{{Error, "global_defs", `script_user "vipkit" does not exist`, ""}}},
 		{name: "non-root hook user", edit: []string{`notify_fault "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100"`, `notify_fault "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100" nobody`},
 			expect: func(e *Expect) { e.ScriptUserExists = func(n string) bool { return n == "root" || n == "nobody" } },
-			want:   []want{{SeverityError, "vrrp_instance VI_1", `notify_fault runs vipctl as user "nobody"`, "keepalived.conf:35"}}},
+			want:   []want{{Error, "vrrp_instance VI_1", `notify_fault runs vipctl as user "nobody"`, "keepalived.conf:35"}}},
 
 		// Instances and groups.
 		{name: "instance missing", expect: func(e *Expect) { e.Instances[0].Name = "VI_2" },
-			want: []want{{SeverityError, "vrrp_instance VI_2", "keepalived.conf has no vrrp_instance VI_2", ""}}},
+			want: []want{{Error, "vrrp_instance VI_2", "keepalived.conf has no vrrp_instance VI_2", ""}}},
 		{name: "expected group missing", expect: func(e *Expect) { e.Instances[0].Group = "VG_1" },
-			want: []want{{SeverityError, "vrrp_instance VI_1", "puts VI_1 in sync group VG_1, but keepalived.conf lists it in no vrrp_sync_group", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "puts VI_1 in sync group VG_1, but keepalived.conf lists it in no vrrp_sync_group", ""}}},
 		{name: "unexpected group", append: "vrrp_sync_group VG_1 {\n group {\n  VI_1\n }\n}\n",
-			want: []want{{SeverityWarning, "vrrp_instance VI_1", "vipctl ignores the group's events", ""}}},
+			want: []want{{Warning, "vrrp_instance VI_1", "vipctl ignores the group's events", ""}}},
 
 		// Hooks.
 		{name: "no hooks", edit: hooksOff,
-			want: []want{{SeverityError, "vrrp_instance VI_1", "vipctl is not told of every transition: no notify_master; no notify_backup; no notify_fault; no notify_stop; no vrrp_notify_fifo", "keepalived.conf:18"}}},
+			want: []want{{Error, "vrrp_instance VI_1", "vipctl is not told of every transition: no notify_master; no notify_backup; no notify_fault; no notify_stop; no vrrp_notify_fifo", "keepalived.conf:18"}}},
 		{name: "per-state incomplete", edit: []string{`    notify_stop "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100"` + "\n", ""},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "vipctl is not told of every transition: no notify_stop;", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "vipctl is not told of every transition: no notify_stop;", ""}}},
 		{name: "per-state wrong subcommand", edit: []string{"vipctl down --dev eth0 192.0.2.100", "vipctl up --dev eth0 192.0.2.100"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_backup runs \"/usr/local/sbin/vipctl up --dev eth0 192.0.2.100\", not `/usr/local/sbin/vipctl down`", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "notify_backup runs \"/usr/local/sbin/vipctl up --dev eth0 192.0.2.100\", not `/usr/local/sbin/vipctl down`", ""}}},
 		{name: "per-state runs another script", edit: []string{`notify_master "/usr/local/sbin/vipctl up`, `notify_master "/etc/keepalived/master.sh up`},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_master runs \"/etc/keepalived/master.sh up --dev eth0 192.0.2.100\"", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "notify_master runs \"/etc/keepalived/master.sh up --dev eth0 192.0.2.100\"", ""}}},
 		{name: "generic notify", edit: append(hooksOff, "    track_process {", "    notify \"/usr/local/sbin/vipctl notify --config /etc/vipkit/vipkit.toml\"\n    track_process {")},
 		{name: "generic notify with wrong subcommand", edit: append(hooksOff, "    track_process {", "    notify \"/usr/local/sbin/vipctl up --dev eth0 192.0.2.100\"\n    track_process {"),
-			want: []want{{SeverityError, "vrrp_instance VI_1", "notify runs \"/usr/local/sbin/vipctl up --dev eth0 192.0.2.100\", not `/usr/local/sbin/vipctl notify` (keepalived appends", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "notify runs \"/usr/local/sbin/vipctl up --dev eth0 192.0.2.100\", not `/usr/local/sbin/vipctl notify` (keepalived appends", ""}}},
 		{name: "sync group notify covers its members", edit: hooksOff,
 			append: "vrrp_sync_group VG_1 {\n group {\n  VI_1\n }\n notify \"/usr/local/sbin/vipctl notify\"\n}\n",
 			expect: func(e *Expect) { e.Instances[0].Group = "VG_1" }},
 		{name: "notify FIFO", edit: append(hooksOff, "    enable_script_security\n", "    enable_script_security\n    vrrp_notify_fifo /run/vipkit/keepalived.fifo\n    vrrp_notify_fifo_script \"/usr/local/sbin/vipctl fifo\"\n")},
 		{name: "shared notify_fifo", edit: append(hooksOff, "    enable_script_security\n", "    enable_script_security\n    notify_fifo /run/vipkit/keepalived.fifo\n    notify_fifo_script \"/usr/local/sbin/vipctl fifo --config /etc/vipkit/vipkit.toml\"\n")},
 		{name: "FIFO read by another script", edit: append(hooksOff, "    enable_script_security\n", "    enable_script_security\n    vrrp_notify_fifo /run/vipkit/keepalived.fifo\n    vrrp_notify_fifo_script /usr/local/bin/reader\n"),
-			want: []want{{SeverityError, "vrrp_instance VI_1", "the notify FIFO's script is not `/usr/local/sbin/vipctl fifo`", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "the notify FIFO's script is not `/usr/local/sbin/vipctl fifo`", ""}}},
 		{name: "told twice", edit: []string{"    track_process {", "    notify \"/usr/local/sbin/vipctl notify\"\n    track_process {"},
-			want: []want{{SeverityWarning, "vrrp_instance VI_1", "more than once (notify, notify_master/backup/fault/stop)", ""}}},
+			want: []want{{Warning, "vrrp_instance VI_1", "more than once (notify, notify_master/backup/fault/stop)", ""}}},
 		{name: "stale vipctl path", edit: []string{`notify_master "/usr/local/sbin/vipctl up`, `notify_master "/usr/sbin/vipctl up`},
 			want: []want{
-				{SeverityError, "vrrp_instance VI_1", "notify_master runs /usr/sbin/vipctl, but vipctl is installed as /usr/local/sbin/vipctl", "keepalived.conf:33"},
-				{SeverityError, "vrrp_instance VI_1", "notify_master runs \"/usr/sbin/vipctl up --dev eth0 192.0.2.100\", not `/usr/local/sbin/vipctl up`", ""},
+				{Error, "vrrp_instance VI_1", "notify_master runs /usr/sbin/vipctl, but vipctl is installed as /usr/local/sbin/vipctl", "keepalived.conf:33"},
+				{Error, "vrrp_instance VI_1", "notify_master runs \"/usr/sbin/vipctl up --dev eth0 192.0.2.100\", not `/usr/local/sbin/vipctl up`", ""},
 			}},
 		{name: "unquoted command", edit: []string{`notify_fault "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100"`, `notify_fault /usr/local/sbin/vipctl down`},
 			want: []want{
-				{SeverityError, "vrrp_instance VI_1", `keepalived reads "down" after the command as the user to run it as`, "keepalived.conf:35"},
-				{SeverityError, "vrrp_instance VI_1", "notify_fault runs \"/usr/local/sbin/vipctl\", not `/usr/local/sbin/vipctl down`", ""},
+				{Error, "vrrp_instance VI_1", `keepalived reads "down" after the command as the user to run it as`, "keepalived.conf:35"},
+				{Error, "vrrp_instance VI_1", "notify_fault runs \"/usr/local/sbin/vipctl\", not `/usr/local/sbin/vipctl down`", ""},
 			}},
 		{name: "open quote", edit: []string{`notify_stop "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100"`, `notify_stop "/usr/local/sbin/vipctl down --dev 'eth0 192.0.2.100"`},
 			want: []want{
-				{SeverityError, "vrrp_instance VI_1", "keepalived will not run this notify_stop: split command", "keepalived.conf:36"},
-				{SeverityError, "vrrp_instance VI_1", "notify_stop is not run at all", ""},
+				{Error, "vrrp_instance VI_1", "keepalived will not run this notify_stop: split command", "keepalived.conf:36"},
+				{Error, "vrrp_instance VI_1", "notify_stop is not run at all", ""},
 			}},
 
 		// Who owns the VIPs.
 		{name: "own but listed", expect: func(e *Expect) { e.Instances[0].Own = true }, edit: []string{"vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"},
 			want: []want{
-				{SeverityError, "vrrp_instance VI_1", "192.0.2.100 is in virtual_ipaddress although vipctl owns it", "keepalived.conf:24"},
+				{Error, "vrrp_instance VI_1", "192.0.2.100 is in virtual_ipaddress although vipctl owns it", "keepalived.conf:24"},
 			}},
 		{name: "own but hooks without --own", expect: func(e *Expect) { e.Instances[0].Own = true }, edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", ""},
 			want: []want{
-				{SeverityError, "vrrp_instance VI_1", "notify_master runs vipctl without --own", "keepalived.conf:30"},
-				{SeverityError, "vrrp_instance VI_1", "notify_backup runs vipctl without --own", ""},
-				{SeverityError, "vrrp_instance VI_1", "notify_fault runs vipctl without --own", ""},
-				{SeverityError, "vrrp_instance VI_1", "notify_stop runs vipctl without --own", ""},
+				{Error, "vrrp_instance VI_1", "notify_master runs vipctl without --own", "keepalived.conf:30"},
+				{Error, "vrrp_instance VI_1", "notify_backup runs vipctl without --own", ""},
+				{Error, "vrrp_instance VI_1", "notify_fault runs vipctl without --own", ""},
+				{Error, "vrrp_instance VI_1", "notify_stop runs vipctl without --own", ""},
 			}},
 		{name: "keepalived-owned but not listed", expect: func(e *Expect) { e.Instances[0].VIPs = append(e.Instances[0].VIPs, "2001:db8::100") },
 			want: []want{
-				{SeverityError, "vrrp_instance VI_1", "2001:db8::100 is not in virtual_ipaddress", "keepalived.conf:18"},
-				{SeverityError, "vrrp_instance VI_1", "notify_master names its VIPs itself (--dev) but not 2001:db8::100", ""},
-				{SeverityError, "vrrp_instance VI_1", "notify_master_rx_lower_pri names its VIPs itself (--dev) but not 2001:db8::100", ""},
-				{SeverityError, "vrrp_instance VI_1", "notify_backup names its VIPs itself (--dev) but not 2001:db8::100", ""},
-				{SeverityError, "vrrp_instance VI_1", "notify_fault names its VIPs itself (--dev) but not 2001:db8::100", ""},
-				{SeverityError, "vrrp_instance VI_1", "notify_stop names its VIPs itself (--dev) but not 2001:db8::100", ""},
+				{Error, "vrrp_instance VI_1", "2001:db8::100 is not in virtual_ipaddress", "keepalived.conf:18"},
+				{Error, "vrrp_instance VI_1", "notify_master names its VIPs itself (--dev) but not 2001:db8::100", ""},
+				{Error, "vrrp_instance VI_1", "notify_master_rx_lower_pri names its VIPs itself (--dev) but not 2001:db8::100", ""},
+				{Error, "vrrp_instance VI_1", "notify_backup names its VIPs itself (--dev) but not 2001:db8::100", ""},
+				{Error, "vrrp_instance VI_1", "notify_fault names its VIPs itself (--dev) but not 2001:db8::100", ""},
+				{Error, "vrrp_instance VI_1", "notify_stop names its VIPs itself (--dev) but not 2001:db8::100", ""},
 			}},
 		{name: "excluded counts as listed", edit: []string{"        192.0.2.100\n    }\n", "        192.0.2.100\n    }\n    virtual_ipaddress_excluded {\n        2001:db8::100\n    }\n", " 192.0.2.100\"", " 192.0.2.100 2001:db8::100\""},
 			expect: func(e *Expect) { e.Instances[0].VIPs = append(e.Instances[0].VIPs, "2001:db8::100") }},
 		{name: "announce hook names another VIP", edit: []string{"vipctl announce --dev eth0 192.0.2.100", "vipctl announce --dev eth0 192.0.2.99"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_master_rx_lower_pri names its VIPs itself (--dev) but not 192.0.2.100", "keepalived.conf:37"}}},
+			want: []want{{Error, "vrrp_instance VI_1", "notify_master_rx_lower_pri names its VIPs itself (--dev) but not 192.0.2.100", "keepalived.conf:37"}}},
 		// Split-brain heal (F3).
 		{name: "loser steps down silently", edit: []string{"    higher_prio_send_advert\n", ""},
-			want: []want{{SeverityWarning, "vrrp_instance VI_1", "vrrp_higher_prio_send_advert is off", "keepalived.conf:18"}}},
+			want: []want{{Warning, "vrrp_instance VI_1", "vrrp_higher_prio_send_advert is off", "keepalived.conf:18"}}},
 		{name: "higher prio advert from global_defs", edit: []string{"    higher_prio_send_advert\n", "", "    enable_script_security\n", "    enable_script_security\n    vrrp_higher_prio_send_advert\n"}},
 		{name: "instance turns higher prio advert off", edit: []string{"    higher_prio_send_advert\n", "    higher_prio_send_advert off\n", "    enable_script_security\n", "    enable_script_security\n    vrrp_higher_prio_send_advert\n"},
-			want: []want{{SeverityWarning, "vrrp_instance VI_1", "vrrp_higher_prio_send_advert is off", "keepalived.conf:19"}}},
+			want: []want{{Warning, "vrrp_instance VI_1", "vrrp_higher_prio_send_advert is off", "keepalived.conf:19"}}},
 		{name: "survivor not told", edit: []string{`    notify_master_rx_lower_pri "/usr/local/sbin/vipctl announce --dev eth0 192.0.2.100"` + "\n", ""},
-			want: []want{{SeverityWarning, "vrrp_instance VI_1", "vipctl is not told when this master hears a lower priority", "keepalived.conf:18"}}},
+			want: []want{{Warning, "vrrp_instance VI_1", "vipctl is not told when this master hears a lower priority", "keepalived.conf:18"}}},
 		{name: "keepalived-owned hook with --own", edit: []string{"vipctl up --dev", "vipctl up --own --dev"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "notify_master runs vipctl with --own, but keepalived owns the VIPs", "keepalived.conf:33"}}},
+			want: []want{{Error, "vrrp_instance VI_1", "notify_master runs vipctl with --own, but keepalived owns the VIPs", "keepalived.conf:33"}}},
 		{name: "own without VIPs under VRRPv3", expect: func(e *Expect) { e.Instances[0].Own = true },
 			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "    version 3\n", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode", ""}}},
 		{name: "own without VIPs under vrrp_strict", expect: func(e *Expect) { e.Instances[0].Own = true },
 			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev", "    enable_script_security\n", "    enable_script_security\n    vrrp_strict\n"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "under VRRPv3 or strict mode", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "under VRRPv3 or strict mode", ""}}},
 
 		// fenced's track file.
 		{name: "no fence block", edit: []string{`file "/run/vipkit/VI_1.fence"`, `file "/run/other.fence"`},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "no track_file block watches /run/vipkit/VI_1.fence", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "no track_file block watches /run/vipkit/VI_1.fence", ""}}},
 		{name: "fence weight unset", edit: []string{"    weight 0\n    init_file 1 overwrite\n", "    init_file 1 overwrite\n"},
-			want: []want{{SeverityError, "track_file fence_VI_1", "weight is 1 (1 when unset)", "keepalived.conf:5"}}},
+			want: []want{{Error, "track_file fence_VI_1", "weight is 1 (1 when unset)", "keepalived.conf:5"}}},
 		{name: "fence reverse", edit: []string{"    weight 0\n    init_file 1 overwrite\n", "    weight 0 reverse\n    init_file 1 overwrite\n"},
-			want: []want{{SeverityError, "track_file fence_VI_1", "weight 0 reverse inverts /run/vipkit/VI_1.fence", ""}}},
+			want: []want{{Error, "track_file fence_VI_1", "weight 0 reverse inverts /run/vipkit/VI_1.fence", ""}}},
 		{name: "fence without overwrite", edit: []string{"init_file 1 overwrite", "init_file 1"},
-			want: []want{{SeverityError, "track_file fence_VI_1", "init_file 1 overwrite is missing", ""}}},
+			want: []want{{Error, "track_file fence_VI_1", "init_file 1 overwrite is missing", ""}}},
 		{name: "fence initialised to 0", edit: []string{"init_file 1 overwrite", "init_file overwrite"},
-			want: []want{{SeverityError, "track_file fence_VI_1", "init_file 1 overwrite is missing", ""}}},
+			want: []want{{Error, "track_file fence_VI_1", "init_file 1 overwrite is missing", ""}}},
 		{name: "fence not referenced", edit: []string{"        fence_VI_1\n", ""},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "track_file fence_VI_1 is not referenced by vrrp_instance VI_1", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "track_file fence_VI_1 is not referenced by vrrp_instance VI_1", ""}}},
 		{name: "fence reference overrides weight", edit: []string{"        fence_VI_1\n", "        fence_VI_1 weight -50\n"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "the reference to track_file fence_VI_1 overrides its weight 0 (weight -50)", "keepalived.conf:27"}}},
+			want: []want{{Error, "vrrp_instance VI_1", "the reference to track_file fence_VI_1 overrides its weight 0 (weight -50)", "keepalived.conf:27"}}},
 		{name: "fence referenced by the sync group", edit: []string{"        fence_VI_1\n", ""},
 			append: "vrrp_sync_group VG_1 {\n group {\n  VI_1\n }\n track_file {\n  fence_VI_1\n }\n}\n",
 			expect: func(e *Expect) { e.Instances[0].Group = "VG_1" }},
@@ -226,59 +227,59 @@ func TestInspect(t *testing.T) {
 
 		// The maintenance file.
 		{name: "maintenance overwritten with 0", edit: []string{"    file \"/run/vipkit/VI_1.maint\"\n", "    file \"/run/vipkit/VI_1.maint\"\n    init_file 0 overwrite\n"},
-			want: []want{{SeverityError, "track_file maint_VI_1", "a restart would silently end a handover or maintenance", "keepalived.conf:10"}}},
+			want: []want{{Error, "track_file maint_VI_1", "a restart would silently end a handover or maintenance", "keepalived.conf:10"}}},
 		{name: "maintenance overwritten with 1", edit: []string{"    file \"/run/vipkit/VI_1.maint\"\n", "    file \"/run/vipkit/VI_1.maint\"\n    init_file 1 overwrite\n"},
-			want: []want{{SeverityWarning, "track_file maint_VI_1", "puts the node in maintenance at every keepalived start", ""}}},
+			want: []want{{Warning, "track_file maint_VI_1", "puts the node in maintenance at every keepalived start", ""}}},
 		{name: "maintenance created", edit: []string{"    file \"/run/vipkit/VI_1.maint\"\n", "    file \"/run/vipkit/VI_1.maint\"\n    init_file\n"}},
 		{name: "no maintenance block", edit: []string{"        maint_VI_1\n", "", "track_file maint_VI_1 {", "track_file unused {", "/run/vipkit/VI_1.maint", "/run/other"},
-			want: []want{{SeverityWarning, "vrrp_instance VI_1", "no track_file block watches /run/vipkit/VI_1.maint: vipctl handover could not hand the VIP over", ""}}},
+			want: []want{{Warning, "vrrp_instance VI_1", "no track_file block watches /run/vipkit/VI_1.maint: vipctl handover could not hand the VIP over", ""}}},
 
 		// fenced liveness.
 		{name: "no liveness", edit: []string{"    track_process {\n        fenced\n    }\n", ""},
-			want: []want{{SeverityWarning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", "keepalived.conf:18"}}},
+			want: []want{{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", "keepalived.conf:18"}}},
 		{name: "liveness by track_script", edit: []string{"    track_process {\n        fenced\n    }\n", "    track_script {\n        fenced_alive\n    }\n"},
 			append: "vrrp_script fenced_alive {\n script \"/usr/local/sbin/fenced status --alive\"\n interval 1\n fall 1\n rise 1\n weight 0\n}\n"},
 		{name: "liveness script with a weight", edit: []string{"    track_process {\n        fenced\n    }\n", "    track_script {\n        fenced_alive\n    }\n"},
 			append: "vrrp_script fenced_alive {\n script \"/usr/local/sbin/fenced status --alive\"\n weight 10\n}\n",
-			want:   []want{{SeverityWarning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""}}},
+			want:   []want{{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""}}},
 		{name: "track_process weight unset", edit: []string{"    process fenced\n    weight 0\n", "    process fenced\n"},
-			want: []want{{SeverityWarning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""}}},
+			want: []want{{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""}}},
 		{name: "top-level track_process", edit: []string{"vrrp_track_process fenced {", "track_process fenced {"},
 			want: []want{
-				{SeverityError, "track_process fenced", "keepalived has no top-level track_process block", "keepalived.conf:14"},
-				{SeverityWarning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""},
+				{Error, "track_process fenced", "keepalived has no top-level track_process block", "keepalived.conf:14"},
+				{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""},
 			}},
 		{name: "stale fenced path", edit: []string{"    track_process {\n        fenced\n    }\n", "    track_script {\n        fenced_alive\n    }\n"},
 			append: "vrrp_script fenced_alive {\n script \"/usr/bin/fenced status --alive\"\n}\n",
 			want: []want{
-				{SeverityError, "vrrp_script fenced_alive", "script runs /usr/bin/fenced, but fenced is installed as /usr/local/sbin/fenced", ""},
-				{SeverityWarning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""},
+				{Error, "vrrp_script fenced_alive", "script runs /usr/bin/fenced, but fenced is installed as /usr/local/sbin/fenced", ""},
+				{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""},
 			}},
 
 		// virtual_routes on keepalived before 2.3.2.
 		{name: "typed route without prepend", edit: []string{"    track_process {", "    virtual_routes {\n        local 192.0.2.100/32 dev eth0 src 192.0.2.11 table local scope host\n    }\n    track_process {"},
-			want: []want{{SeverityError, "vrrp_instance VI_1", "has route type local but no `prepend`: keepalived before 2.3.2 sends it with NLM_F_EXCL, the kernel answers EEXIST and keepalived silently does not install it (fixed by keepalived commit 9309a4be)", "keepalived.conf:31"}}},
+			want: []want{{Error, "vrrp_instance VI_1", "has route type local but no `prepend`: keepalived before 2.3.2 sends it with NLM_F_EXCL, the kernel answers EEXIST and keepalived silently does not install it (fixed by keepalived commit 9309a4be)", "keepalived.conf:31"}}},
 		{name: "typed route with prepend", edit: []string{"    track_process {", "    virtual_routes {\n        local 192.0.2.100/32 dev eth0 src 192.0.2.11 table local scope host prepend\n    }\n    track_process {"}},
 		{name: "untyped route", edit: []string{"    track_process {", "    virtual_routes {\n        198.51.100.0/24 via 192.0.2.1\n    }\n    track_process {"}},
 		{name: "typed route on 2.3.2", edit: []string{"    track_process {", "    virtual_routes {\n        blackhole 198.51.100.0/24\n    }\n    track_process {"},
 			expect: func(e *Expect) { e.KeepalivedVersion = "2.3.2" }},
 		{name: "typed route, version unknown", edit: []string{"    track_process {", "    virtual_routes {\n        blackhole 198.51.100.0/24\n    }\n    track_process {"},
 			expect: func(e *Expect) { e.KeepalivedVersion = "" },
-			want:   []want{{SeverityWarning, "vrrp_instance VI_1", "the keepalived version is unknown", ""}}},
+			want:   []want{{Warning, "vrrp_instance VI_1", "the keepalived version is unknown", ""}}},
 
 		// GARP refresh twice.
 		{name: "garp refresh and vipkit refresher", edit: []string{"    enable_script_security\n", "    enable_script_security\n    vrrp_garp_master_refresh 60\n"},
 			expect: func(e *Expect) { e.Instances[0].Refresh = true },
-			want:   []want{{SeverityInfo, "vrrp_instance VI_1", "keepalived re-sends GARPs every 60s", "keepalived.conf:4"}}},
+			want:   []want{{Info, "vrrp_instance VI_1", "keepalived re-sends GARPs every 60s", "keepalived.conf:4"}}},
 		{name: "garp refresh without vipkit refresher", edit: []string{"    enable_script_security\n", "    enable_script_security\n    vrrp_garp_master_refresh 60\n"}},
 		{name: "instance turns garp refresh off", edit: []string{"    enable_script_security\n", "    enable_script_security\n    vrrp_garp_master_refresh 60\n", "    state BACKUP\n", "    state BACKUP\n    garp_master_refresh 0\n"},
 			expect: func(e *Expect) { e.Instances[0].Refresh = true }},
 
 		// What the reader could not model.
 		{name: "syntax problem", append: "vrrp_instance VI_9 {\n",
-			want: []want{{SeverityError, "keepalived.conf", `block "vrrp_instance VI_9" is never closed`, "keepalived.conf:40"}}},
+			want: []want{{Error, "keepalived.conf", `block "vrrp_instance VI_9" is never closed`, "keepalived.conf:40"}}},
 		{name: "conditional line", edit: []string{"    priority 100\n", "    @node1 priority 100\n"},
-			want: []want{{SeverityInfo, "keepalived.conf", "conditional line (@...) read as if it applied", "keepalived.conf:22"}}},
+			want: []want{{Info, "keepalived.conf", "conditional line (@...) read as if it applied", "keepalived.conf:22"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,4 +348,30 @@ func TestVersionLess(t *testing.T) {
 			t.Errorf("versionLess(%q, 2.3.2) = %v, %v; want %v, %v", tt.v, less, known, tt.less, tt.known)
 		}
 	}
+}
+
+// parse is keepalived.ParseConf for a single in-memory file, failing the
+// test on error.
+func parse(t *testing.T, text string) *keepalived.Conf {
+	t.Helper()
+	c, err := keepalived.ParseConf("keepalived.conf", []byte(text), nil)
+	if err != nil {
+		t.Fatalf("ParseConf: %v", err)
+	}
+	return c
+}
+
+func FuzzInspect(f *testing.F) {
+	f.Add(baseConf)
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := keepalived.ParseConf("keepalived.conf", []byte(text), nil)
+		if err != nil {
+			return
+		}
+		for _, is := range Inspect(c, baseExpect()) {
+			if is.Fix == "" {
+				t.Fatalf("finding without a fix: %s", fmtIssue(is))
+			}
+		}
+	})
 }
