@@ -35,9 +35,9 @@ type refreshers struct {
 	handedOff bool
 }
 
-// start runs this binary detached, with stdio on /dev/null and this
-// process's packet sockets inherited.
-func (r *refreshers) start(args []string) (*os.Process, error) {
+// start runs this binary detached, with stdio on /dev/null and inherit
+// passed on (and closed here).
+func (r *refreshers) start(args []string, inherit []*os.File) (*os.Process, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
@@ -48,13 +48,6 @@ func (r *refreshers) start(args []string) (*os.Process, error) {
 	}
 	defer null.Close()
 	files := []*os.File{null, null, null}
-	var inherit []*os.File
-	if r.sockets != nil {
-		inherit = r.sockets()
-	}
-	if len(inherit) > 0 && len(args) > 1 && args[1] == "refresh" {
-		args = append(args[:2:2], append([]string{"--inherited", strconv.Itoa(len(inherit))}, args[2:]...)...)
-	}
 	defer func() {
 		for _, f := range inherit {
 			f.Close()
@@ -82,13 +75,22 @@ func (r *refreshers) linger() {
 	if r.handedOff || r.sockets == nil {
 		return
 	}
-	if _, err := r.start([]string{"vipctl", "linger"}); err != nil {
+	socks := r.sockets()
+	if len(socks) == 0 {
+		return // nothing opened: nothing to hand over
+	}
+	if _, err := r.start([]string{"vipctl", "linger"}, socks); err != nil {
 		return // the hook then pays for the close itself; nothing is lost
 	}
 }
 
 func (r *refreshers) Spawn(_ context.Context, s holder.SpawnRequest) (runstate.Proc, error) {
+	var socks []*os.File
+	if r.sockets != nil {
+		socks = r.sockets()
+	}
 	args := []string{"vipctl", "refresh",
+		"--inherited", strconv.Itoa(len(socks)),
 		"--state-dir", r.stateDir,
 		"--log-level", r.logLevel,
 		"--dev", s.Dev,
@@ -104,7 +106,7 @@ func (r *refreshers) Spawn(_ context.Context, s holder.SpawnRequest) (runstate.P
 	for _, v := range s.VIPs {
 		args = append(args, v.Prefix().String())
 	}
-	p, err := r.start(args)
+	p, err := r.start(args, socks)
 	if err != nil {
 		return runstate.Proc{}, fmt.Errorf("start refresher: %w", err)
 	}
