@@ -160,28 +160,42 @@ func newHolder(e *env) (*holder.Holder, func(), error) {
 // half-way through a change (keepalived SIGTERMs its hooks when it exits);
 // every change takes milliseconds. Ignoring is cheaper than catching, which
 // starts the runtime's signal goroutine: hooks pay for every microsecond.
-// A refresher started meanwhile still dies on SIGTERM: Go installs its own
-// handler for an inherited SIG_IGN except for SIGHUP and SIGINT.
-func holdSignals() func() {
-	sigs := []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP}
-	signal.Ignore(sigs...)
-	return func() { signal.Reset(sigs...) }
+// There is no undo: the command exits when the change is done, and Go's
+// signal.Reset would not undo it anyway (the runtime leaves an ignored
+// SIGTERM ignored) while costing a thread and three hand-offs to it.
+func holdSignals() {
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+}
+
+// caughtWhileStarting runs start, which starts a refresher, with SIGTERM
+// caught instead of ignored. A child inherits SIG_IGN across exec: a
+// refresher would lose a SIGTERM that arrives before its runtime installs
+// a handler (1 in 10 sent just after up returned), and down would wait
+// out the grace before SIGKILL. Caught signals are reset to the default in
+// the child; here one arriving meanwhile is dropped, as while ignored.
+// SIGINT and SIGHUP stay ignored in the refresher, which has no terminal.
+func caughtWhileStarting(start func() error) error {
+	if !signal.Ignored(syscall.SIGTERM) {
+		return start()
+	}
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM)
+	defer signal.Ignore(syscall.SIGTERM)
+	return start()
 }
 
 // change prepares a state-changing command: this process's ticket, signals
-// held off until it is done, and a holder. done releases what it opened.
+// held off until it exits, and a holder. done closes the holder.
 func change(e *env) (h *holder.Holder, ticket runstate.Ticket, done func(), err error) {
 	ticket, err = runstate.ForkTicket()
 	if err != nil {
 		return nil, ticket, nil, err
 	}
-	release := holdSignals()
+	holdSignals()
 	h, closeH, err := newHolder(e)
 	if err != nil {
-		release()
 		return nil, ticket, nil, err
 	}
-	return h, ticket, func() { closeH(); release() }, nil
+	return h, ticket, closeH, nil
 }
 
 type holdFunc func(*holder.Holder, context.Context, holder.Request) ([]holder.Outcome, error)

@@ -106,7 +106,11 @@ func (r *refreshers) Spawn(_ context.Context, s holder.SpawnRequest) (runstate.P
 	for _, v := range s.VIPs {
 		args = append(args, v.Prefix().String())
 	}
-	p, err := r.start(args, socks)
+	var p *os.Process
+	err := caughtWhileStarting(func() (err error) {
+		p, err = r.start(args, socks)
+		return err
+	})
 	if err != nil {
 		return runstate.Proc{}, fmt.Errorf("start refresher: %w", err)
 	}

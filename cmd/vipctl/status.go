@@ -232,7 +232,7 @@ same lock as every other vipctl command.`,
 				return err
 			}
 			defer e.close()
-			defer holdSignals()()
+			holdSignals()
 			h, closeH, err := newHolder(e)
 			if err != nil {
 				return err
