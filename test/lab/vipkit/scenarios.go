@@ -184,6 +184,31 @@ func (v *Lab) measureBack(r *Result, from, to *lab.Node) {
 	}
 }
 
+// movedTo ends a fault phase: to becomes MASTER after r.Fault, the lab
+// settles, and the move from from is measured.
+func (v *Lab) movedTo(ctx context.Context, r *Result, from, to *lab.Node) error {
+	if _, err := v.TL.WaitState(ctx, to.Name, lab.Instance, "MASTER", r.Fault, 10*time.Second); err != nil {
+		return err
+	}
+	if err := v.settle(ctx, r, to, r.Fault); err != nil {
+		return err
+	}
+	v.measure(r, from, to)
+	return nil
+}
+
+// movedBack ends a heal phase the same way, after r.Heal.
+func (v *Lab) movedBack(ctx context.Context, r *Result, from, to *lab.Node) error {
+	if _, err := v.TL.WaitState(ctx, to.Name, lab.Instance, "MASTER", r.Heal, 15*time.Second); err != nil {
+		return err
+	}
+	if err := v.settle(ctx, r, to, r.Heal); err != nil {
+		return err
+	}
+	v.measureBack(r, from, to)
+	return nil
+}
+
 func (v *Lab) runElection(ctx context.Context, r *Result) error {
 	r.Name = "election: fenced and keepalived start, node-a is elected"
 	m, at, err := v.Up(ctx)
@@ -224,13 +249,9 @@ func (v *Lab) runHandover(ctx context.Context, r *Result) error {
 			return err
 		}
 	}
-	if _, err := v.TL.WaitState(ctx, peer.Name, lab.Instance, "MASTER", r.Fault, 10*time.Second); err != nil {
+	if err := v.movedTo(ctx, r, m, peer); err != nil {
 		return err
 	}
-	if err := v.settle(ctx, r, peer, r.Fault); err != nil {
-		return err
-	}
-	v.measure(r, m, peer)
 	// Back: the master rejoins and preempts (keepalived's preemption).
 	if v.Control {
 		// keepalived runs its stop hooks for about a second before it exits;
@@ -254,13 +275,9 @@ func (v *Lab) runHandover(ctx context.Context, r *Result) error {
 		v.mu.Unlock()
 	}
 	r.HealLabel = "back"
-	if _, err := v.TL.WaitState(ctx, m.Name, lab.Instance, "MASTER", r.Heal, 15*time.Second); err != nil {
+	if err := v.movedBack(ctx, r, peer, m); err != nil {
 		return err
 	}
-	if err := v.settle(ctx, r, m, r.Heal); err != nil {
-		return err
-	}
-	v.measureBack(r, peer, m)
 	return nil
 }
 
@@ -275,13 +292,9 @@ func (v *Lab) runCrash(ctx context.Context, r *Result) error {
 	if r.Fault, err = v.KillKeepalived(m); err != nil {
 		return err
 	}
-	if _, err := v.TL.WaitState(ctx, peer.Name, lab.Instance, "MASTER", r.Fault, 10*time.Second); err != nil {
+	if err := v.movedTo(ctx, r, m, peer); err != nil {
 		return err
 	}
-	if err := v.settle(ctx, r, peer, r.Fault); err != nil {
-		return err
-	}
-	v.measure(r, m, peer)
 	return nil
 }
 
@@ -336,13 +349,9 @@ func (v *Lab) runEtcdLoss(ctx context.Context, r *Result) error {
 	if _, err := v.TL.WaitState(ctx, m.Name, lab.Instance, "BACKUP", r.Heal, 15*time.Second); err != nil {
 		return fmt.Errorf("wait for %s to rejoin as BACKUP: %w", m.Name, err)
 	}
-	if _, err := v.TL.WaitState(ctx, m.Name, lab.Instance, "MASTER", r.Heal, 15*time.Second); err != nil {
+	if err := v.movedBack(ctx, r, peer, m); err != nil {
 		return err
 	}
-	if err := v.settle(ctx, r, m, r.Heal); err != nil {
-		return err
-	}
-	v.measureBack(r, peer, m)
 	r.Extra = append(r.Extra, v.fenceRows(*r)...)
 	return nil
 }
@@ -484,13 +493,9 @@ func (v *Lab) runLocalClient(ctx context.Context, r *Result) error {
 	if r.Fault, err = v.StopKeepalived(m); err != nil {
 		return err
 	}
-	if _, err := v.TL.WaitState(ctx, peer.Name, lab.Instance, "MASTER", r.Fault, 10*time.Second); err != nil {
+	if err := v.movedTo(ctx, r, m, peer); err != nil {
 		return err
 	}
-	if err := v.settle(ctx, r, peer, r.Fault); err != nil {
-		return err
-	}
-	v.measure(r, m, peer)
 	// Wait for every client to fail, or HangWait after the takeover.
 	takeover := r.Fault + r.V4.Takeover
 	if r.V4.Takeover == observe.None {
@@ -579,13 +584,9 @@ func (v *Lab) runFencedKill(ctx context.Context, r *Result) error {
 		return err
 	}
 	r.FaultAfter = fault.At - r.Fault
-	if _, err := v.TL.WaitState(ctx, peer.Name, lab.Instance, "MASTER", r.Fault, 10*time.Second); err != nil {
+	if err := v.movedTo(ctx, r, m, peer); err != nil {
 		return err
 	}
-	if err := v.settle(ctx, r, peer, r.Fault); err != nil {
-		return err
-	}
-	v.measure(r, m, peer)
 	r.Extra = append(r.Extra, [2]string{"keepalived FAULT after the kill", observe.FormatDur(r.FaultAfter)})
 	return nil
 }
