@@ -136,10 +136,7 @@ type capture struct {
 func startCapture(t *testing.T, ns *netnstest.NS, addr string) *capture {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/tcpdump"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tcpdump is missing (make deps installs it)")
-		}
-		t.Skip("tcpdump not installed")
+		netnstest.Missing(t, "tcpdump not installed (make deps installs it)")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := ns.Command(ctx, "tcpdump", "-i", "eth0", "-nn", "-l", "-tt", "--immediate-mode",

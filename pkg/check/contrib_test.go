@@ -8,28 +8,8 @@ import (
 	"testing"
 
 	"github.com/vipkit/vipkit/pkg/keepalived"
+	"github.com/vipkit/vipkit/test/repo"
 )
-
-// contribDir holds the keepalived.conf files vipkit ships.
-const contribDir = "../../contrib/keepalived"
-
-// The placeholders every shipped file uses.
-const (
-	contribVipctl   = "/usr/local/sbin/vipctl"
-	contribFenced   = "/usr/local/sbin/fenced"
-	contribStateDir = "/run/vipkit"
-)
-
-// contribFiles lists the shipped configs and fails if there are none, so a
-// moved directory cannot make the tests pass vacuously.
-func contribFiles(t *testing.T) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(contribDir, "*.conf"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no shipped configs in %s: %v", contribDir, err)
-	}
-	return files
-}
 
 // contribExpect is what vipkit.toml says for the instance in a shipped
 // file, read from its name: vipctl-owned* own their VIPs (both families),
@@ -38,7 +18,7 @@ func contribExpect(name string) Expect {
 	ei := ExpectedInstance{
 		Name:            "VI_1",
 		VIPs:            []string{"192.0.2.100"},
-		MaintenanceFile: contribStateDir + "/VI_1.maint",
+		MaintenanceFile: repo.StateDir + "/VI_1.maint",
 		Refresh:         true,
 	}
 	if strings.HasPrefix(name, "vipctl-owned") {
@@ -46,11 +26,11 @@ func contribExpect(name string) Expect {
 		ei.VIPs = append(ei.VIPs, "2001:db8::100")
 	}
 	if strings.Contains(name, "-fenced") {
-		ei.TrackFile = contribStateDir + "/VI_1.fence"
+		ei.TrackFile = repo.StateDir + "/VI_1.fence"
 	}
 	return Expect{
-		VipctlPath:        contribVipctl,
-		FencedPath:        contribFenced,
+		VipctlPath:        repo.Vipctl,
+		FencedPath:        repo.Fenced,
 		KeepalivedVersion: "2.2.7",
 		// Debian creates no keepalived_script user.
 		ScriptUserExists: func(name string) bool { return name == "root" },
@@ -61,8 +41,12 @@ func contribExpect(name string) Expect {
 // TestContribConfigsInspectClean: `vipctl check` has nothing to say about
 // the files vipkit ships, read with the expectations their names promise.
 func TestContribConfigsInspectClean(t *testing.T) {
+	confs, err := repo.KeepalivedConfs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var names []string
-	for _, path := range contribFiles(t) {
+	for _, path := range confs {
 		name := filepath.Base(path)
 		names = append(names, name)
 		t.Run(name, func(t *testing.T) {
@@ -77,7 +61,7 @@ func TestContribConfigsInspectClean(t *testing.T) {
 			for _, is := range Inspect(c, contribExpect(name)) {
 				t.Errorf("%s", fmtIssue(is))
 			}
-			for _, want := range []string{contribVipctl, "script_user root", "enable_script_security", "interface eth0", "virtual_router_id 51", "vrrp_instance VI_1", "192.0.2.100"} {
+			for _, want := range []string{repo.Vipctl, "script_user root", "enable_script_security", "interface eth0", "virtual_router_id 51", "vrrp_instance VI_1", "192.0.2.100"} {
 				if !strings.Contains(string(data), want) {
 					t.Errorf("%s does not contain %q", name, want)
 				}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vipkit/vipkit/test/netnstest"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // Exit codes of `keepalived -t` as keepalived 2.2.7 (Debian 1:2.2.7-1+b2)
@@ -54,10 +55,7 @@ func keepalivedBinary(t *testing.T) string {
 			return path
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("keepalived is not installed; CI must install it (apt-get install keepalived)")
-	}
-	t.Skip("skipping: keepalived is not installed")
+	netnstest.Missing(t, "keepalived not installed (make deps installs it)")
 	return ""
 }
 
@@ -94,7 +92,7 @@ func renderContrib(t *testing.T, src string) (conf, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.NewReplacer(contribVipctl, filepath.Join(bin, "vipctl"), contribFenced, filepath.Join(bin, "fenced"), contribStateDir, state).Replace(string(data))
+	text := strings.NewReplacer(repo.Vipctl, filepath.Join(bin, "vipctl"), repo.Fenced, filepath.Join(bin, "fenced"), repo.StateDir, state).Replace(string(data))
 	conf = filepath.Join(dir, filepath.Base(src))
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -128,7 +126,11 @@ func expectedLines(name string) []string {
 func TestPrivilegedContribConfigsPassConfigTest(t *testing.T) {
 	netnstest.Require(t)
 	ka := keepalivedBinary(t)
-	for _, src := range contribFiles(t) {
+	confs, err := repo.KeepalivedConfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range confs {
 		name := filepath.Base(src)
 		t.Run(name, func(t *testing.T) {
 			conf, _ := renderContrib(t, src)
@@ -205,7 +207,11 @@ var badLine = regexp.MustCompile(`(?i)unsafe|cannot|disabl|not found|unable|secu
 func TestPrivilegedContribConfigsStartClean(t *testing.T) {
 	netnstest.Require(t)
 	ka := keepalivedBinary(t)
-	for _, src := range contribFiles(t) {
+	confs, err := repo.KeepalivedConfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range confs {
 		name := filepath.Base(src)
 		t.Run(name, func(t *testing.T) {
 			conf, dir := renderContrib(t, src)

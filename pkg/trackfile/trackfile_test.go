@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/vipkit/vipkit/test/netnstest"
 )
 
 func TestWriteRead(t *testing.T) {
@@ -54,7 +56,7 @@ func TestParseLikeStrtol(t *testing.T) {
 
 func TestCheckDir(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("ownership check needs root-owned temp dirs")
+		netnstest.Missing(t, "ownership check needs root-owned temp dirs")
 	}
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o700); err != nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/topo"
 	"github.com/vipkit/vipkit/test/lab/watch"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // The lab's floating addresses (the placeholders of the shipped configs).
@@ -143,7 +144,7 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 	}
 	dir := opts.ResultsDir
 	if dir == "" {
-		root, rerr := repoRoot()
+		root, rerr := repo.Root()
 		if rerr != nil {
 			return nil, fmt.Errorf("create lab: %w", rerr)
 		}
@@ -677,23 +678,6 @@ func (l *Lab) writeEvents() error {
 // CleanupStale deletes namespaces left by crashed lab runs (see
 // topo.CleanupStale); an empty prefix means every lab run.
 func CleanupStale(prefix string) ([]string, error) { return topo.CleanupStale(prefix) }
-
-// repoRoot is the nearest directory above the working directory with a
-// go.mod.
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("find repository root: no go.mod above %s", wd)
-		}
-	}
-}
 
 func sanitize(s string) string {
 	return strings.Map(func(r rune) rune {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/topo"
+	"github.com/vipkit/vipkit/test/netnstest"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // paperLab is a Lab with nodes but no network, enough for Vars/Render.
@@ -37,12 +39,12 @@ func paperLab(t *testing.T) *Lab {
 // accepts the keepalived-owned ones and would drop the vipctl-owned ones
 // (no VIPs), which ConfigTest must catch.
 func TestContribConfigsRenderPerNode(t *testing.T) {
-	confs, _ := filepath.Glob("../../contrib/keepalived/*.conf")
-	if len(confs) == 0 {
-		t.Skip("no contrib/keepalived/*.conf yet")
+	confs, err := repo.KeepalivedConfs()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(proc.KeepalivedBinary); err != nil {
-		t.Skipf("keepalived not installed: %v", err)
+		netnstest.Missing(t, "keepalived not installed: %v", err)
 	}
 	l := paperLab(t)
 	for _, path := range confs {

@@ -39,10 +39,19 @@ func Require(t testing.TB) {
 	if reason == "" {
 		return
 	}
+	Missing(t, "privileged test: %s", reason)
+}
+
+// Missing stops a test that needs something this machine lacks (a
+// capability, a binary): a skip on a developer machine, a failure under
+// CI=true, where every test must run.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("privileged test cannot run under CI=true: %s", reason)
+		t.Fatalf("cannot run under CI=true: %s", msg)
 	}
-	t.Skipf("skipping privileged test: %s", reason)
+	t.Skip(msg)
 }
 
 var (

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // Placeholders used by the shipped configs in contrib/keepalived and by
@@ -20,10 +22,10 @@ const (
 	PlaceholderInterface = "eth0"
 	PlaceholderAddr4     = "192.0.2.11"
 	PlaceholderAddr6     = "2001:db8::11"
-	PlaceholderVipctl    = "/usr/local/sbin/vipctl"
-	PlaceholderFenced    = "/usr/local/sbin/fenced"
-	PlaceholderConfig    = "/etc/vipkit/vipkit.toml"
-	PlaceholderStateDir  = "/run/vipkit"
+	PlaceholderVipctl    = repo.Vipctl
+	PlaceholderFenced    = repo.Fenced
+	PlaceholderConfig    = repo.Config
+	PlaceholderStateDir  = repo.StateDir
 )
 
 // NodeVars are one node's values for Render. Empty fields leave their

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vipkit/vipkit/test/netnstest"
 )
 
 func TestRenderNodeValues(t *testing.T) {
@@ -81,7 +83,7 @@ func TestRenderKeepsExistingFIFO(t *testing.T) {
 
 func TestControlConfigIsValid(t *testing.T) {
 	if _, err := os.Stat(KeepalivedBinary); err != nil {
-		t.Skip("keepalived not installed")
+		netnstest.Missing(t, "keepalived not installed (make deps installs it)")
 	}
 	dir := t.TempDir()
 	conf, err := Render(ControlConfig, NodeVars{Priority: 150, NotifyFIFO: filepath.Join(dir, "fifo")})

@@ -6,14 +6,17 @@ import (
 
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/test/lab/proc"
+	"github.com/vipkit/vipkit/test/repo"
 )
-
-const contrib = "../../../contrib/keepalived"
 
 func TestKeepalivedConfig(t *testing.T) {
 	for _, m := range Modes {
 		t.Run(m.Short(), func(t *testing.T) {
-			conf, err := KeepalivedConfig(contrib, m, true)
+			dir, err := repo.KeepalivedDir()
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf, err := KeepalivedConfig(dir, m, true)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -27,6 +27,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/topo"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // Options configure a vipkit lab.
@@ -102,11 +103,9 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 	} else {
 		dir := opts.ContribDir
 		if dir == "" {
-			root, err := repoRoot()
-			if err != nil {
+			if dir, err = repo.KeepalivedDir(); err != nil {
 				return nil, err
 			}
-			dir = filepath.Join(root, "contrib", "keepalived")
 		}
 		if v.Conf, err = KeepalivedConfig(dir, opts.Mode, opts.Second); err != nil {
 			return nil, err
@@ -471,21 +470,4 @@ func (v *Lab) ReadFencedState(n *lab.Node) (FencedState, error) {
 		return s, fmt.Errorf("read fenced state of %s: %w", n.Name, err)
 	}
 	return s, nil
-}
-
-// repoRoot is the nearest directory above the working directory with a
-// go.mod.
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("find repository root: no go.mod above %s", wd)
-		}
-	}
 }

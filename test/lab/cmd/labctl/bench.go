@@ -19,6 +19,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab"
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/vipkit"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // benchScenarios are the scenarios `labctl bench` runs by default.
@@ -145,7 +146,7 @@ func bench(args []string, out io.Writer) (err error) {
 	}
 	dir := *results
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := repo.Root()
 		if err != nil {
 			return err
 		}

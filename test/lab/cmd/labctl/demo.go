@@ -19,6 +19,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/report"
 	"github.com/vipkit/vipkit/test/lab/vipkit"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // chapter is one scenario of the demo's story.
@@ -54,7 +55,7 @@ func demo(args []string, out io.Writer) (err error) {
 	}
 	dir := *results
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := repo.Root()
 		if err != nil {
 			return err
 		}
@@ -296,21 +297,4 @@ func rel(p string) string {
 		return r
 	}
 	return p
-}
-
-// repoRoot is the nearest directory above the working directory with a
-// go.mod.
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("find repository root: no go.mod above %s", wd)
-		}
-	}
 }

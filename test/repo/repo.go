@@ -1,0 +1,61 @@
+// Package repo finds this repository's own files for tests and the lab:
+// its root, and the keepalived configurations it ships with the
+// placeholders they use.
+package repo
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// The placeholders in contrib/keepalived (and vipkit.toml examples); tests
+// and the lab replace them by plain string substitution.
+const (
+	Vipctl   = "/usr/local/sbin/vipctl"
+	Fenced   = "/usr/local/sbin/fenced"
+	Config   = "/etc/vipkit/vipkit.toml"
+	StateDir = "/run/vipkit"
+)
+
+// Root is the nearest directory above the working directory with a go.mod.
+func Root() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find repository root: %w", err)
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("find repository root: no go.mod above %s", wd)
+		}
+	}
+}
+
+// KeepalivedDir is contrib/keepalived.
+func KeepalivedDir() (string, error) {
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "contrib", "keepalived"), nil
+}
+
+// KeepalivedConfs lists the shipped keepalived configurations. None is an
+// error, so that a moved directory cannot make a test pass vacuously.
+func KeepalivedConfs() ([]string, error) {
+	dir, err := KeepalivedDir()
+	if err != nil {
+		return nil, err
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.conf"))
+	if err == nil && len(files) == 0 {
+		err = os.ErrNotExist
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list shipped keepalived configs in %s: %w", dir, err)
+	}
+	return files, nil
+}
