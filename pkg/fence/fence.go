@@ -37,6 +37,7 @@ type Releaser interface {
 // process holds the lock too long for the fence's deadline.
 type Host interface {
 	Link(dev string) (hostnet.Link, error)
+	CheckRelease(l hostnet.Link, v vip.VIP, removeAddr, added bool) error
 	Release(l hostnet.Link, v vip.VIP) error
 }
 
@@ -156,6 +157,13 @@ func (a *Actuator) release(ctx context.Context, in Instance) error {
 	}
 	var errs []error
 	for _, v := range in.VIPs {
+		// The same rule as under the lock: the fence never takes the host's
+		// own address (without the state, nothing counts as added by vipkit).
+		if err := a.Host.CheckRelease(l, v, true, false); err != nil {
+			a.log().Error("fence: not deleting "+v.String()+": "+err.Error(), "instance", in.Name)
+			errs = append(errs, fmt.Errorf("fence %s: %w", in.Name, err))
+			continue
+		}
 		if err := a.Host.Release(l, v); err != nil {
 			errs = append(errs, fmt.Errorf("fence %s: %w", in.Name, err))
 		}

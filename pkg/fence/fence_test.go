@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"testing"
 	"time"
@@ -30,6 +31,16 @@ func (r *rec) Fence(ctx context.Context, req holder.Request, action string) ([]h
 	return nil, nil
 }
 func (r *rec) Link(dev string) (hostnet.Link, error) { return hostnet.Link{Name: dev}, nil }
+
+// CheckRelease applies the real rule to an interface holding 192.0.2.11/24
+// and the VIPs.
+func (r *rec) CheckRelease(l hostnet.Link, v vip.VIP, removeAddr, added bool) error {
+	addrs := []hostnet.Addr{
+		{Prefix: netip.MustParsePrefix("192.0.2.11/24"), Global: true},
+		{Prefix: netip.MustParsePrefix("192.0.2.100/32"), Global: true},
+	}
+	return hostnet.CheckRelease(l.Name, addrs, v, removeAddr, added)
+}
 func (r *rec) Release(l hostnet.Link, v vip.VIP) error {
 	r.log = append(r.log, "direct-release "+v.String())
 	return nil
@@ -80,6 +91,21 @@ func TestFenceDoesNotWaitForABusyLock(t *testing.T) {
 	}
 	if time.Since(start) > time.Second {
 		t.Fatalf("fence waited %s for the lock", time.Since(start))
+	}
+}
+
+// Without the lock the fence still never deletes the host's own address:
+// it releases the VIP, leaves the primary, and writes the track file.
+func TestFenceWithoutLockSparesThePrimary(t *testing.T) {
+	r := &rec{lockBusy: true}
+	in := Instance{Name: "VI_1", Dev: "eth0", VIPs: []vip.VIP{vip.MustParse("192.0.2.11"), vip.MustParse("192.0.2.100")}, TrackFile: "/run/vipkit/VI_1.fence"}
+	err := actuator(r).Fence(context.Background(), []Instance{in}, "deadline")
+	if !errors.Is(err, hostnet.ErrVIPIsPrimary) {
+		t.Fatalf("fence error = %v, want ErrVIPIsPrimary", err)
+	}
+	want := []string{"direct-release 192.0.2.100", "track /run/vipkit/VI_1.fence=1"}
+	if !reflect.DeepEqual(r.log, want) {
+		t.Fatalf("fence without lock: %q, want %q", r.log, want)
 	}
 }
 

@@ -32,6 +32,7 @@ type Host interface {
 	Link(dev string) (hostnet.Link, error)
 	Primary(l hostnet.Link, v vip.VIP) (netip.Addr, error)
 	CheckSource(l hostnet.Link, v vip.VIP, src netip.Addr) error
+	CheckRelease(l hostnet.Link, v vip.VIP, removeAddr, added bool) error
 	IsAssigned(l hostnet.Link, v vip.VIP) (bool, error)
 	AddVIP(l hostnet.Link, v vip.VIP) error
 	SetHint(l hostnet.Link, v vip.VIP, src netip.Addr) error
@@ -125,7 +126,8 @@ func (h *Holder) now() time.Time {
 func bad(err error) error {
 	if errors.Is(err, hostnet.ErrNoSuchDevice) || errors.Is(err, hostnet.ErrNoPrimary) ||
 		errors.Is(err, hostnet.ErrVIPIsPrimary) || errors.Is(err, hostnet.ErrFamilyMismatch) ||
-		errors.Is(err, hostnet.ErrNotAssigned) {
+		errors.Is(err, hostnet.ErrNotAssigned) || errors.Is(err, hostnet.ErrNotFloating) ||
+		errors.Is(err, hostnet.ErrLastAddress) {
 		return fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	return err
@@ -405,6 +407,25 @@ func (h *Holder) release(ctx context.Context, req Request, action string, remove
 		return nil, err
 	}
 	defer tx.Unlock()
+	// Every VIP is checked before anything changes (I7): a typo must never
+	// take the host's own address. A fence cannot refuse as a whole, since
+	// its track file is written anyway: it releases what may be released
+	// and reports the rest.
+	var refused []error
+	keep := make([]vip.VIP, 0, len(todo))
+	for _, v := range todo {
+		prev := tx.State.Entry(v)
+		if err := h.Host.CheckRelease(l, v, removeAddr, prev != nil && prev.Own); err != nil {
+			if action != runstate.ActionFence {
+				return nil, bad(fmt.Errorf("%s: %w", action, err))
+			}
+			h.log().Error("fence: not deleting "+v.String()+": "+err.Error(), "vip", v.String(), "dev", req.Dev, "instance", req.Instance)
+			refused = append(refused, err)
+			continue
+		}
+		keep = append(keep, v)
+	}
+	todo = keep
 	for _, v := range todo {
 		prev := tx.State.Entry(v)
 		e := h.entry(req, v, action, prev)
@@ -429,7 +450,7 @@ func (h *Holder) release(ctx context.Context, req Request, action string, remove
 		out = append(out, Outcome{VIP: v, Result: Applied})
 		h.log().Info("released VIP", "vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance, "address_removed", removeAddr)
 	}
-	return out, h.saveAfter(tx, nil)
+	return out, h.saveAfter(tx, errors.Join(refused...))
 }
 
 // Handover is a planned switchover (I3): release the VIPs and their hints,

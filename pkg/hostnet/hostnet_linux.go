@@ -110,6 +110,29 @@ func (n *Net) CheckSource(l Link, v vip.VIP, src netip.Addr) error {
 	return CheckSource(l.Name, addrs, v, src)
 }
 
+// CheckRelease validates a release of v on l against the kernel's
+// addresses (see CheckRelease).
+func (n *Net) CheckRelease(l Link, v vip.VIP, removeAddr, added bool) error {
+	addrs, err := n.Addrs(l, familyOf(v))
+	if err != nil {
+		return err
+	}
+	return CheckRelease(l.Name, addrs, v, removeAddr, added)
+}
+
+// CheckFloating reports a VIP that is one of dev's own addresses (see
+// Owned). An interface that does not exist yet passes: it is checked again
+// when vipkit acts on it.
+func (n *Net) CheckFloating(dev string, v vip.VIP) error {
+	l, err := n.Link(dev)
+	if errors.Is(err, ErrNoSuchDevice) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return n.CheckRelease(l, v, false, false)
+}
+
 // IsAssigned reports whether v's address is on l (any prefix length).
 func (n *Net) IsAssigned(l Link, v vip.VIP) (bool, error) {
 	addrs, err := n.Addrs(l, familyOf(v))
