@@ -153,7 +153,12 @@ func runAction(c *cli.Context) error {
 
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
-	stalled := false
+	hb := &heartbeat{
+		alive:  func() bool { return sup.Alive(3 * progressEvery) },
+		beat:   func() { st.write(sup.Snapshot(), time.Now()) },
+		notify: func() { _, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog) },
+		log:    log,
+	}
 	for {
 		select {
 		case sig := <-sigs:
@@ -183,20 +188,37 @@ func runAction(c *cli.Context) error {
 			st.write(snap, time.Time{})
 			_, _ = daemon.SdNotify(false, "STATUS="+statusLine(snap))
 		case <-tick.C:
-			// The heartbeat and the watchdog go on only while every lease
-			// loop makes progress: a hung holder gets fenced's restart.
-			if !sup.Alive(3 * progressEvery) {
-				if !stalled {
-					log.Error("a lease holder is not making progress; heartbeat and watchdog stopped")
-				}
-				stalled = true
-				continue
-			}
-			stalled = false
-			st.write(sup.Snapshot(), time.Now())
-			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			hb.tick()
 		}
 	}
+}
+
+// heartbeat keeps the state file's heartbeat and the systemd watchdog
+// going only while every lease holder makes progress (I5): a holder stuck
+// in a live process stops both, so keepalived's liveness check puts the
+// instances in FAULT and systemd restarts fenced.
+type heartbeat struct {
+	alive   func() bool // every holder showed progress lately
+	beat    func()      // a new heartbeat in the state file
+	notify  func()      // WATCHDOG=1
+	log     *slog.Logger
+	stalled bool
+}
+
+func (h *heartbeat) tick() {
+	if !h.alive() {
+		if !h.stalled {
+			h.log.Error("a lease holder is not making progress; heartbeat and watchdog stopped")
+		}
+		h.stalled = true
+		return
+	}
+	if h.stalled {
+		h.log.Info("every lease holder makes progress again; heartbeat resumed")
+	}
+	h.stalled = false
+	h.beat()
+	h.notify()
 }
 
 // prepareDirs creates the state directory and the track files'
