@@ -368,6 +368,16 @@ func TestPrivilegedFencedConfigFile(t *testing.T) {
 	if _, err := os.Stat(r.track()); err == nil {
 		t.Fatal("a refused configuration wrote a track file")
 	}
+	// ExecStopPost still fails closed with that file: 1 in the track file,
+	// the host's address left where it is.
+	out, _ = r.node.Command(context.Background(), fencedBin, "fail-closed", "--config", cfg).CombinedOutput()
+	if v, _ := r.value(t); v != 1 || !strings.Contains(r.node.Exec(t, "ip", "-o", "addr", "show", "dev", "eth0"), "192.0.2.11/24") {
+		t.Fatalf("fail-closed with the host's own address as a VIP: track file %d, eth0 %s\n%s", v, r.node.Exec(t, "ip", "-o", "addr", "show", "dev", "eth0"), out)
+	}
+	if !strings.Contains(string(out), "192.0.2.11 is the primary IPv4 address of eth0") {
+		t.Errorf("fail-closed does not say why it left 192.0.2.11: %s", out)
+	}
+	os.Remove(r.track())
 	os.WriteFile(cfg, []byte(doc), 0o600)
 	c := r.node.Command(context.Background(), fencedBin, "run", "--config", cfg, "--log-file", filepath.Join(r.dir, "fenced.log"))
 	if err := c.Start(); err != nil {
