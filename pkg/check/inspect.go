@@ -79,18 +79,6 @@ func (x *inspector) add(sev Severity, subject string, pos keepalived.Pos, msg, f
 	x.issues = append(x.issues, Issue{Severity: sev, Subject: subject, Line: pos.String(), Message: msg, Fix: fmt.Sprintf(fix, args...)})
 }
 
-func (x *inspector) problems() {
-	for _, p := range x.c.Problems {
-		if p.Syntax {
-			x.add(Error, p.Pos.File, p.Pos, p.Msg,
-				"correct the line; `keepalived -t -f %s` shows how keepalived reads it", p.Pos.File)
-		} else {
-			x.add(Info, p.Pos.File, p.Pos, p.Msg,
-				"make sure these lines do not change the vipkit instances, or write them out plainly")
-		}
-	}
-}
-
 // defaultUser is the user keepalived runs a script as when it names none;
 // "" when it would drop the script, "?" when that cannot be known.
 func (x *inspector) defaultUser() string {

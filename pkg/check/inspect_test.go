@@ -276,8 +276,8 @@ func TestInspect(t *testing.T) {
 			expect: func(e *Expect) { e.Instances[0].Refresh = true }},
 
 		// What the reader could not model.
-		{name: "syntax problem", append: "vrrp_instance VI_9 {\n",
-			want: []want{{Error, "keepalived.conf", `block "vrrp_instance VI_9" is never closed`, "keepalived.conf:40"}}},
+		{name: "syntax problem", append: "}\n",
+			want: []want{{Warning, "keepalived.conf", `'}' without a matching '{'`, "keepalived.conf:40"}}},
 		{name: "conditional line", edit: []string{"    priority 100\n", "    @node1 priority 100\n"},
 			want: []want{{Info, "keepalived.conf", "conditional line (@...) read as if it applied", "keepalived.conf:22"}}},
 	}

@@ -28,6 +28,10 @@ type Global struct {
 	ScriptUser           string
 	ScriptGroup          string
 	EnableScriptSecurity bool
+	// EnableScriptSecurityArg is what follows the keyword ("0", "off"):
+	// keepalived ignores it.
+	EnableScriptSecurityArg string
+	EnableScriptSecurityPos Pos
 	// VRRPNotifyFIFO is vrrp_notify_fifo (VRRP lines only), NotifyFIFO is
 	// notify_fifo (VRRP and LVS lines); each with its reader script.
 	VRRPNotifyFIFO FIFO
@@ -212,6 +216,9 @@ type Script struct {
 	Weight    int
 	WeightSet bool
 	Reverse   bool
+	// Unused: no instance or sync group tracks it, so keepalived drops it
+	// ("script ... is not used").
+	Unused bool
 }
 
 // Instance finds a vrrp_instance by name, nil if there is none.
@@ -249,9 +256,12 @@ func (sc *Script) key() string       { return sc.Name }
 type stmt struct {
 	pos      Pos
 	words    []string
+	raw      string
 	bad      string
 	hasBlock bool
 	block    []*stmt
+	// subject is the top-level block it is in, for problems.
+	subject string
 }
 
 func (s *stmt) arg(i int) string {
@@ -261,20 +271,49 @@ func (s *stmt) arg(i int) string {
 	return ""
 }
 
+// Options change how a file is read.
+type Options struct {
+	// ConfigID is keepalived's config id (-i, default the host name): a
+	// line "@ID ..." applies only on a host with that id, "@^ID ..." only
+	// on the others.
+	ConfigID string
+}
+
 // ParseConf reads keepalived.conf. name is used in positions and to resolve
 // relative include patterns (against the including file's directory, as
 // keepalived does); include returns the files a pattern matches, in order,
 // and may be nil to leave includes unfollowed. Syntax keepalived would
 // complain about is reported in Conf.Problems, not as an error; an error
 // means an include could not be read.
-func ParseConf(name string, data []byte, include func(pattern string) ([]File, error)) (*Conf, error) {
+func ParseConf(name string, data []byte, include func(pattern string) ([]File, error), opts ...Options) (*Conf, error) {
 	lx := &lexer{include: include}
+	for _, o := range opts {
+		lx.configID = o.ConfigID
+	}
 	if err := lx.file(name, data); err != nil {
 		return nil, err
 	}
 	c := &Conf{Files: lx.files, Problems: lx.problems}
 	for _, s := range c.tree(lx.lines) {
 		c.top(s)
+	}
+	used := map[string]bool{}
+	for _, in := range c.Instances {
+		c.addressOwner(in, "vrrp_instance "+in.Name)
+		for _, r := range in.TrackScripts {
+			used[r.Name] = true
+		}
+	}
+	for _, g := range c.SyncGroups {
+		for _, r := range g.TrackScripts {
+			used[r.Name] = true
+		}
+	}
+	for _, sc := range c.Scripts {
+		if !used[sc.Name] {
+			sc.Unused = true
+			c.report(sc.Pos, "vrrp_script "+sc.Name, false, "vrrp_script %s is tracked by no instance or sync group: keepalived does not run it (\"script %s is not used\")", sc.Name, sc.Name)
+		}
 	}
 	for _, g := range c.SyncGroups {
 		for _, m := range g.Members {
@@ -286,59 +325,20 @@ func ParseConf(name string, data []byte, include func(pattern string) ([]File, e
 	return c, nil
 }
 
-// tree nests lines into statements. A "{" opens the block of the words
-// before it on the line, or of the previous statement when it starts a
-// line; "}" closes the innermost block.
-func (c *Conf) tree(lines []line) []*stmt {
-	root := &stmt{hasBlock: true}
-	stack := []*stmt{root}
-	for _, l := range lines {
-		var cur []string
-		flush := func() *stmt {
-			if len(cur) == 0 {
-				return nil
-			}
-			top := stack[len(stack)-1]
-			s := &stmt{pos: l.pos, words: cur, bad: l.bad}
-			top.block = append(top.block, s)
-			cur = nil
-			return s
-		}
-		for _, t := range l.toks {
-			switch {
-			case !t.quoted && t.text == "{":
-				s := flush()
-				top := stack[len(stack)-1]
-				if s == nil && len(top.block) > 0 && !top.block[len(top.block)-1].hasBlock {
-					s = top.block[len(top.block)-1]
-				}
-				if s == nil {
-					s = &stmt{pos: l.pos}
-					top.block = append(top.block, s)
-				}
-				s.hasBlock = true
-				stack = append(stack, s)
-			case !t.quoted && t.text == "}":
-				flush()
-				if len(stack) == 1 {
-					c.Problems = append(c.Problems, Problem{Pos: l.pos, Msg: "'}' without a matching '{'", Syntax: true})
-					continue
-				}
-				stack = stack[:len(stack)-1]
-			default:
-				cur = append(cur, t.text)
-			}
-		}
-		flush()
-	}
-	for _, s := range stack[1:] {
-		c.Problems = append(c.Problems, Problem{Pos: s.pos, Msg: fmt.Sprintf("block %q is never closed with '}'", strings.Join(s.words, " ")), Syntax: true})
-	}
-	return root.block
+// report adds a problem about subject: what keepalived does with it.
+func (c *Conf) report(pos Pos, subject string, fatal bool, format string, args ...any) {
+	c.Problems = append(c.Problems, Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Syntax: true, Fatal: fatal, Subject: subject})
 }
 
-func (c *Conf) syntax(pos Pos, format string, args ...any) {
-	c.Problems = append(c.Problems, Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Syntax: true})
+// Fatal is the first problem that makes keepalived refuse the file, nil
+// when it runs it.
+func (c *Conf) Fatal() *Problem {
+	for i := range c.Problems {
+		if c.Problems[i].Fatal {
+			return &c.Problems[i]
+		}
+	}
+	return nil
 }
 
 // num parses an integer argument, reporting a problem when it is not one.
@@ -350,28 +350,50 @@ func (c *Conf) num(s *stmt, i int) int {
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
 		return int(f) // keepalived takes fractional seconds for timers
 	}
-	c.syntax(s.pos, "%s: %q is not a number", s.arg(0), v)
+	c.report(s.pos, s.subject, false, "%s: %q is not a number: keepalived ignores the line or uses its default", s.arg(0), v)
 	return 0
 }
 
 func (c *Conf) top(s *stmt) {
 	name := s.arg(1)
-	switch kw := s.arg(0); kw {
+	kw := s.arg(0)
+	dup := func(exists bool) bool {
+		if exists {
+			c.report(s.pos, s.subject, false, "%s %s is defined again: keepalived keeps the first definition and skips this block (\"already defined\")", kw, name)
+		}
+		return exists
+	}
+	switch kw {
 	case "global_defs":
 		c.global(s)
 	case "vrrp_instance":
+		if dup(c.Instance(name) != nil) {
+			return
+		}
 		in := &Instance{Name: name, Pos: s.pos}
 		c.Instances = append(c.Instances, in)
 		c.instance(in, s)
 	case "vrrp_sync_group":
+		if dup(c.SyncGroup(name) != nil) {
+			return
+		}
 		g := &SyncGroup{Name: name, Pos: s.pos}
 		c.SyncGroups = append(c.SyncGroups, g)
 		c.syncGroup(g, s)
 	case "track_file", "vrrp_track_file":
+		if dup(c.TrackFile(name) != nil) {
+			return
+		}
 		c.TrackFiles = append(c.TrackFiles, c.trackFile(name, s))
 	case "vrrp_track_process", "track_process":
+		if dup(c.TrackProcess(name) != nil) {
+			return
+		}
 		c.TrackProcesses = append(c.TrackProcesses, c.trackProcess(kw, name, s))
 	case "vrrp_script":
+		if dup(c.Script(name) != nil) {
+			return
+		}
 		c.Scripts = append(c.Scripts, c.script(name, s))
 	}
 }
@@ -384,7 +406,11 @@ func (c *Conf) global(s *stmt) {
 		case "script_user":
 			g.ScriptUser, g.ScriptGroup = k.arg(1), k.arg(2)
 		case "enable_script_security":
+			// keepalived takes no parameter here and enables script
+			// security whatever follows ("enable_script_security 0" too).
 			g.EnableScriptSecurity = true
+			g.EnableScriptSecurityArg = strings.Join(k.words[1:], " ")
+			g.EnableScriptSecurityPos = k.pos
 		case "vrrp_notify_fifo":
 			g.VRRPNotifyFIFO.Path, g.VRRPNotifyFIFO.Pos = k.arg(1), k.pos
 		case "notify_fifo":
@@ -405,32 +431,27 @@ func (c *Conf) global(s *stmt) {
 	}
 }
 
-// command reads "keyword SCRIPT [user [group]]".
-func command(s *stmt) *Command {
-	cmd := &Command{Keyword: s.arg(0), User: s.arg(2), Group: s.arg(3), Pos: s.pos, Err: s.bad}
-	if len(s.words) < 2 {
-		if cmd.Keyword != "notify_deleted" {
-			cmd.Err = "no command given"
-		}
-		return cmd
+// hook sets a notify hook the way keepalived does: the first line wins,
+// a later one is logged ("already specified - ignoring") and dropped.
+func (c *Conf) hook(p **Command, k *stmt) {
+	if *p != nil {
+		c.report(k.pos, k.subject, false, "%s is given again: keepalived keeps the first one (%s: %q) and ignores this one (%q, \"script already specified - ignoring\")", k.arg(0), (*p).Pos, (*p).Script, k.arg(1))
+		return
 	}
-	cmd.Script = s.words[1]
-	argv, err := SplitCommand(cmd.Script)
-	switch {
-	case err != nil:
-		cmd.Err = err.Error()
-	case len(argv) == 0:
-		cmd.Err = "empty command"
-	}
-	cmd.Argv = argv
-	return cmd
+	*p = command(k)
 }
 
 func (c *Conf) instance(in *Instance, s *stmt) {
+	vrid := false
+	defer func() {
+		if !vrid {
+			c.report(s.pos, s.subject, true, "vrrp_instance %s has no valid virtual_router_id (1-255): keepalived refuses the configuration (\"the virtual router id must be set\") and runs nothing", in.Name)
+		}
+	}()
 	for _, k := range s.block {
 		kw := k.arg(0)
 		if p := in.Hooks.slot(kw); p != nil {
-			*p = command(k)
+			c.hook(p, k)
 			continue
 		}
 		switch kw {
@@ -441,7 +462,11 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 		case "priority":
 			in.Priority = c.num(k, 1)
 		case "virtual_router_id":
-			in.VirtualRouterID = c.num(k, 1)
+			if n, err := strconv.Atoi(k.arg(1)); err == nil && n >= 1 && n <= 255 {
+				in.VirtualRouterID, vrid = n, true
+			} else {
+				c.report(k.pos, k.subject, false, "virtual_router_id %q is not a number from 1 to 255: keepalived ignores it", k.arg(1))
+			}
 		case "version":
 			in.Version = c.num(k, 1)
 		case "strict_mode":
@@ -479,14 +504,20 @@ func boolArg(s string) bool {
 }
 
 func (c *Conf) syncGroup(g *SyncGroup, s *stmt) {
+	group := false
 	for _, k := range s.block {
 		kw := k.arg(0)
 		if p := g.Hooks.slot(kw); p != nil {
-			*p = command(k)
+			c.hook(p, k)
 			continue
 		}
 		switch kw {
 		case "group":
+			if group {
+				c.report(k.pos, k.subject, false, "a second group list in vrrp_sync_group %s: keepalived keeps the first (\"Group list already specified\") and skips this one", g.Name)
+				continue
+			}
+			group = true
 			for _, e := range k.block {
 				g.Members = append(g.Members, e.words...)
 			}
@@ -509,7 +540,8 @@ func (c *Conf) addresses(s *stmt) []Address {
 		a := Address{Raw: e.arg(0), Options: e.words[1:], Pos: e.pos}
 		a.Prefix = ParsePrefix(a.Raw)
 		if !a.Prefix.IsValid() {
-			c.syntax(e.pos, "%s: %q is not an IP address", s.arg(0), a.Raw)
+			c.report(e.pos, s.subject, false, "%s: %q is not an IP address: keepalived skips it (\"VRRP parsed invalid IP\")", s.arg(0), a.Raw)
+			continue
 		}
 		out = append(out, a)
 	}
