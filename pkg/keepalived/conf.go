@@ -187,6 +187,8 @@ type TrackFile struct {
 	InitFile      bool
 	InitValue     int
 	InitOverwrite bool
+	// Unused: no instance or sync group tracks it; keepalived drops it.
+	Unused bool
 }
 
 // TrackProcess is a vrrp_track_process block. Keyword records how it was
@@ -297,6 +299,7 @@ func ParseConf(name string, data []byte, include func(pattern string) ([]File, e
 	for _, s := range c.tree(lx.lines) {
 		c.top(s)
 	}
+	c.vridClash()
 	used := map[string]bool{}
 	for _, in := range c.Instances {
 		c.addressOwner(in, "vrrp_instance "+in.Name)
@@ -304,15 +307,29 @@ func ParseConf(name string, data []byte, include func(pattern string) ([]File, e
 			used[r.Name] = true
 		}
 	}
+	for _, in := range c.Instances {
+		for _, r := range in.TrackFiles {
+			used["file "+r.Name] = true
+		}
+	}
 	for _, g := range c.SyncGroups {
 		for _, r := range g.TrackScripts {
 			used[r.Name] = true
+		}
+		for _, r := range g.TrackFiles {
+			used["file "+r.Name] = true
+		}
+	}
+	for _, tf := range c.TrackFiles {
+		if !used["file "+tf.Name] {
+			tf.Unused = true
+			c.Problems = append(c.Problems, Problem{Pos: tf.Pos, Subject: "track_file " + tf.Name, Msg: fmt.Sprintf("track_file %s is tracked by no instance or sync group: keepalived drops it", tf.Name)})
 		}
 	}
 	for _, sc := range c.Scripts {
 		if !used[sc.Name] {
 			sc.Unused = true
-			c.report(sc.Pos, "vrrp_script "+sc.Name, false, "vrrp_script %s is tracked by no instance or sync group: keepalived does not run it (\"script %s is not used\")", sc.Name, sc.Name)
+			c.Problems = append(c.Problems, Problem{Pos: sc.Pos, Subject: "vrrp_script " + sc.Name, Msg: fmt.Sprintf("vrrp_script %s is tracked by no instance or sync group: keepalived does not run it (\"script %s is not used\")", sc.Name, sc.Name)})
 		}
 	}
 	for _, g := range c.SyncGroups {
@@ -480,11 +497,11 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 				in.Routes = append(in.Routes, route(e))
 			}
 		case "track_file":
-			in.TrackFiles = append(in.TrackFiles, c.refs(k)...)
+			in.TrackFiles = append(in.TrackFiles, c.defined(c.refs(k), k, func(n string) bool { return c.TrackFile(n) != nil })...)
 		case "track_script":
-			in.TrackScripts = append(in.TrackScripts, c.refs(k)...)
+			in.TrackScripts = append(in.TrackScripts, c.defined(c.refs(k), k, func(n string) bool { return c.Script(n) != nil })...)
 		case "track_process":
-			in.TrackProcesses = append(in.TrackProcesses, c.refs(k)...)
+			in.TrackProcesses = append(in.TrackProcesses, c.defined(c.refs(k), k, func(n string) bool { return c.TrackProcess(n) != nil })...)
 		case "garp_master_refresh":
 			in.GarpMasterRefresh, in.GarpMasterRefreshPos = c.num(k, 1), k.pos
 		case "higher_prio_send_advert":
@@ -522,11 +539,11 @@ func (c *Conf) syncGroup(g *SyncGroup, s *stmt) {
 				g.Members = append(g.Members, e.words...)
 			}
 		case "track_file":
-			g.TrackFiles = append(g.TrackFiles, c.refs(k)...)
+			g.TrackFiles = append(g.TrackFiles, c.defined(c.refs(k), k, func(n string) bool { return c.TrackFile(n) != nil })...)
 		case "track_script":
-			g.TrackScripts = append(g.TrackScripts, c.refs(k)...)
+			g.TrackScripts = append(g.TrackScripts, c.defined(c.refs(k), k, func(n string) bool { return c.Script(n) != nil })...)
 		case "track_process":
-			g.TrackProcesses = append(g.TrackProcesses, c.refs(k)...)
+			g.TrackProcesses = append(g.TrackProcesses, c.defined(c.refs(k), k, func(n string) bool { return c.TrackProcess(n) != nil })...)
 		}
 	}
 }
@@ -587,6 +604,42 @@ func route(e *stmt) Route {
 	return r
 }
 
+// vridClash: keepalived refuses a file in which two instances use the
+// same VRID for the same address family on the same interface.
+func (c *Conf) vridClash() {
+	seen := map[string]*Instance{}
+	for _, in := range c.Instances {
+		if in.Interface == "" || in.VirtualRouterID == 0 {
+			continue
+		}
+		fam := "IPv4"
+		if len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6() {
+			fam = "IPv6"
+		}
+		key := fmt.Sprintf("%s/%d/%s", in.Interface, in.VirtualRouterID, fam)
+		if first := seen[key]; first != nil {
+			c.report(in.Pos, "vrrp_instance "+in.Name, true, "vrrp_instance %s uses VRID %d for %s on %s like vrrp_instance %s (%s): keepalived refuses the configuration and runs nothing", in.Name, in.VirtualRouterID, fam, in.Interface, first.Name, first.Pos)
+			continue
+		}
+		seen[key] = in
+	}
+}
+
+// defined keeps the references to blocks defined so far: keepalived
+// resolves a track_* reference when it reads it, so a tracker defined
+// further down the file is "not found" and the reference is dropped.
+func (c *Conf) defined(refs []TrackRef, k *stmt, exists func(string) bool) []TrackRef {
+	out := refs[:0]
+	for _, r := range refs {
+		if exists(r.Name) {
+			out = append(out, r)
+			continue
+		}
+		c.report(r.Pos, k.subject, false, "%s %s is not defined above this line: keepalived resolves the reference as it reads it, finds nothing and ignores it (\"not found, ignoring\"); define the block before the instance", k.arg(0), r.Name)
+	}
+	return out
+}
+
 // refs reads a track_* reference block: "NAME [weight N] [reverse]".
 func (c *Conf) refs(s *stmt) []TrackRef {
 	var out []TrackRef
@@ -614,6 +667,9 @@ func (c *Conf) trackFile(name string, s *stmt) *TrackFile {
 		switch k.arg(0) {
 		case "file":
 			tf.File = k.arg(1)
+			if strings.ContainsRune(tf.File, '\'') {
+				c.report(k.pos, k.subject, false, "file %s: keepalived takes the single quotes as part of the path, finds no such directory and drops track_file %s (\"Track file directory ... does not exist - removing\"); write the path in double quotes or none", tf.File, name)
+			}
 		case "weight":
 			tf.Weight, tf.WeightSet = c.num(k, 1), true
 			tf.Reverse = k.arg(2) == "reverse"

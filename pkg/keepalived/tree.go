@@ -189,6 +189,11 @@ func command(s *stmt) *Command {
 		return ""
 	}
 	cmd := &Command{Keyword: s.arg(0), User: at(2), Group: at(3), Pos: s.pos, Err: bad}
+	if r := strings.TrimRight(s.raw, " \t"); strings.HasSuffix(r, `\`) && !strings.HasSuffix(r, `\\`) {
+		// keepalived continues no line but a definition: it cannot parse
+		// the script ("Missing escape char at end") and drops it.
+		cmd.Err = "the line ends in a backslash, which keepalived does not read as a continuation"
+	}
 	if len(words) < 2 {
 		if cmd.Keyword != "notify_deleted" {
 			cmd.Err = "no command given"
