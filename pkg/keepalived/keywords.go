@@ -73,8 +73,7 @@ var keywords = map[string]map[string]kwSpec{
 			"higher_prio_send_advert", "kernel_rx_buf_size", "linkbeat_use_polling", "lower_prio_no_advert",
 			"native_ipv6", "nopreempt", "preempt", "notify_deleted", "notify_priority_changes", "old_unicast_checksum",
 			"promote_secondaries", "skip_check_adv_addr", "smtp_alert", "strict_mode", "track_src_ip",
-			"unicast_fault_no_peer", "use_ipvlan", "use_vmac", "vmac_xmit_base", "vrrp_rx_bufs_policy",
-			"vrrp_rx_bufs_multiplier", "mcast_dst_ip"),
+			"unicast_fault_no_peer", "use_ipvlan", "use_vmac", "vmac_xmit_base", "mcast_dst_ip"),
 	),
 	"authentication": kws(kwPlain, true, "auth_type", "auth_pass"),
 	"vrrp_sync_group": merge(
@@ -83,13 +82,10 @@ var keywords = map[string]map[string]kwSpec{
 		kws(kwPlain, false, "smtp_alert", "global_tracking", "sync_group_tracking_weight", "notify_priority_changes"),
 	),
 	"vrrp_script": merge(
-		kws(kwPlain, true, "script", "interval", "timeout", "weight", "rise", "fall", "user"),
-		kws(kwPlain, false, "init_fail"),
+		kws(kwPlain, true, "interval", "timeout", "weight", "rise", "fall", "user"),
+		kws(kwPlain, false, "script", "init_fail"),
 	),
-	"track_file": merge(
-		kws(kwPlain, true, "file", "weight"),
-		kws(kwPlain, false, "init_file"),
-	),
+	"track_file": kws(kwPlain, false, "file", "weight", "init_file"),
 	"vrrp_track_process": merge(
 		kws(kwPlain, true, "process", "weight", "quorum", "quorum_max", "delay", "terminate_delay", "fork_delay"),
 		kws(kwPlain, false, "param_match", "full_command"),

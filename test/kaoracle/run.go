@@ -67,6 +67,8 @@ type Input struct {
 	Stubs, Dirs, Interfaces []string
 	// ConfigID is keepalived's -i (which @ID lines apply).
 	ConfigID string
+	// Timeout bounds the wait for the dump (15s when zero).
+	Timeout time.Duration
 }
 
 // stub is every script the configuration names: it succeeds.
@@ -112,7 +114,11 @@ func Run(t testing.TB, in Input) (*Loaded, error) {
 	if id == "" {
 		id = "vipkit-oracle"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	timeout := in.Timeout
+	if timeout == 0 {
+		timeout = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := ns.Command(ctx, "sh", "-c", sandbox, "sandbox", root, Binary(),
 		"-n", "-l", "-D", "-d", "-P", "-G", "-i", id, "-f", in.Main, "-p", "/run/keepalived.pid", "-r", "/run/vrrp.pid")
@@ -141,7 +147,7 @@ func Run(t testing.TB, in Input) (*Loaded, error) {
 	}
 	l := ParseDump(out.String())
 	if ctx.Err() != nil {
-		return l, fmt.Errorf("keepalived on %s: no configuration dump within 15s: %w", in.Main, ctx.Err())
+		return l, fmt.Errorf("keepalived on %s: %w: %w", in.Main, ErrNoDump, ctx.Err())
 	}
 	var exit *exec.ExitError
 	if werr != nil && !errors.As(werr, &exit) {
@@ -149,6 +155,13 @@ func Run(t testing.TB, in Input) (*Loaded, error) {
 	}
 	return l, nil
 }
+
+// ErrNoDump: keepalived printed no configuration dump within the timeout.
+var ErrNoDump = errors.New("no configuration dump")
+
+// maxOutput caps what is kept of keepalived's output: a file it loops on
+// prints millions of lines.
+const maxOutput = 8 << 20
 
 // noConfig is what keepalived -P says when a file has no VRRP part: it
 // then idles without a dump.
@@ -167,7 +180,9 @@ type watched struct {
 func (w *watched) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf.Write(p)
+	if w.buf.Len() < maxOutput {
+		w.buf.Write(p)
+	}
 	if !w.seen && (bytes.Contains(w.buf.Bytes(), []byte("------< Interfaces >------")) || bytes.Contains(w.buf.Bytes(), []byte(noConfig))) {
 		w.seen = true
 		close(w.done)
