@@ -3,6 +3,7 @@ package keepalived
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,6 +134,9 @@ type Instance struct {
 
 // SyncGroup is a vrrp_sync_group.
 type SyncGroup struct {
+	// TrackingWeight is sync_group_tracking_weight (or global_tracking):
+	// members' tracker weights apply.
+	TrackingWeight bool
 	Name           string
 	Pos            Pos
 	Members        []string
@@ -299,46 +303,7 @@ func ParseConf(name string, data []byte, include func(pattern string) ([]File, e
 	for _, s := range c.tree(lx.lines) {
 		c.top(s)
 	}
-	c.vridClash()
-	used := map[string]bool{}
-	for _, in := range c.Instances {
-		c.addressOwner(in, "vrrp_instance "+in.Name)
-		for _, r := range in.TrackScripts {
-			used[r.Name] = true
-		}
-	}
-	for _, in := range c.Instances {
-		for _, r := range in.TrackFiles {
-			used["file "+r.Name] = true
-		}
-	}
-	for _, g := range c.SyncGroups {
-		for _, r := range g.TrackScripts {
-			used[r.Name] = true
-		}
-		for _, r := range g.TrackFiles {
-			used["file "+r.Name] = true
-		}
-	}
-	for _, tf := range c.TrackFiles {
-		if !used["file "+tf.Name] {
-			tf.Unused = true
-			c.Problems = append(c.Problems, Problem{Pos: tf.Pos, Subject: "track_file " + tf.Name, Msg: fmt.Sprintf("track_file %s is tracked by no instance or sync group: keepalived drops it", tf.Name)})
-		}
-	}
-	for _, sc := range c.Scripts {
-		if !used[sc.Name] {
-			sc.Unused = true
-			c.Problems = append(c.Problems, Problem{Pos: sc.Pos, Subject: "vrrp_script " + sc.Name, Msg: fmt.Sprintf("vrrp_script %s is tracked by no instance or sync group: keepalived does not run it (\"script %s is not used\")", sc.Name, sc.Name)})
-		}
-	}
-	for _, g := range c.SyncGroups {
-		for _, m := range g.Members {
-			if in := c.Instance(m); in != nil && in.SyncGroup == "" {
-				in.SyncGroup = g.Name
-			}
-		}
-	}
+	c.resolve()
 	return c, nil
 }
 
@@ -529,6 +494,8 @@ func (c *Conf) syncGroup(g *SyncGroup, s *stmt) {
 			continue
 		}
 		switch kw {
+		case "sync_group_tracking_weight", "global_tracking":
+			g.TrackingWeight = true
 		case "group":
 			if group {
 				c.report(k.pos, k.subject, false, "a second group list in vrrp_sync_group %s: keepalived keeps the first (\"Group list already specified\") and skips this one", g.Name)
@@ -604,27 +571,6 @@ func route(e *stmt) Route {
 	return r
 }
 
-// vridClash: keepalived refuses a file in which two instances use the
-// same VRID for the same address family on the same interface.
-func (c *Conf) vridClash() {
-	seen := map[string]*Instance{}
-	for _, in := range c.Instances {
-		if in.Interface == "" || in.VirtualRouterID == 0 {
-			continue
-		}
-		fam := "IPv4"
-		if len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6() {
-			fam = "IPv6"
-		}
-		key := fmt.Sprintf("%s/%d/%s", in.Interface, in.VirtualRouterID, fam)
-		if first := seen[key]; first != nil {
-			c.report(in.Pos, "vrrp_instance "+in.Name, true, "vrrp_instance %s uses VRID %d for %s on %s like vrrp_instance %s (%s): keepalived refuses the configuration and runs nothing", in.Name, in.VirtualRouterID, fam, in.Interface, first.Name, first.Pos)
-			continue
-		}
-		seen[key] = in
-	}
-}
-
 // defined keeps the references to blocks defined so far: keepalived
 // resolves a track_* reference when it reads it, so a tracker defined
 // further down the file is "not found" and the reference is dropped.
@@ -667,6 +613,9 @@ func (c *Conf) trackFile(name string, s *stmt) *TrackFile {
 		switch k.arg(0) {
 		case "file":
 			tf.File = k.arg(1)
+			if tf.File != "" && !filepath.IsAbs(tf.File) && !strings.ContainsRune(tf.File, '\'') {
+				c.report(k.pos, k.subject, false, "file %s is a relative path: keepalived takes it relative to its working directory (/ when run by systemd)", tf.File)
+			}
 			if strings.ContainsRune(tf.File, '\'') {
 				c.report(k.pos, k.subject, false, "file %s: keepalived takes the single quotes as part of the path, finds no such directory and drops track_file %s (\"Track file directory ... does not exist - removing\"); write the path in double quotes or none", tf.File, name)
 			}
@@ -723,8 +672,13 @@ func (c *Conf) script(name string, s *stmt) *Script {
 			user = k
 		}
 	}
-	if sc.Command != nil && user != nil {
-		sc.Command.User, sc.Command.Group = user.arg(1), user.arg(2)
+	if sc.Command != nil {
+		// vrrp_script takes its user from the user keyword only; words
+		// after the script are ignored.
+		sc.Command.User, sc.Command.Group = "", ""
+		if user != nil {
+			sc.Command.User, sc.Command.Group = user.arg(1), user.arg(2)
+		}
 	}
 	return sc
 }

@@ -184,6 +184,7 @@ vrrp_sync_group VG_1 {
         VI_1 VI_2
         VI_3
     }
+    sync_group_tracking_weight
     notify "/usr/local/sbin/vipctl notify"
     track_file {
         plain weight 0
@@ -273,7 +274,7 @@ vrrp_instance VI_1 {
 			t.Errorf("route %d %q: type %q prepend %v no_track %v; want %+v", i, r.Words, r.Type, r.Prepend, r.NoTrack, w)
 		}
 	}
-	if len(in.TrackFiles) != 2 || in.TrackFiles[1] != (TrackRef{Name: "old", Weight: 5, WeightSet: true, Reverse: true, Pos: Pos{"keepalived.conf", 69}}) {
+	if len(in.TrackFiles) != 2 || in.TrackFiles[1] != (TrackRef{Name: "old", Weight: 5, WeightSet: true, Reverse: true, Pos: Pos{"keepalived.conf", 70}}) {
 		t.Errorf("track_file refs: %+v", in.TrackFiles)
 	}
 	if len(in.TrackProcesses) != 1 || !in.TrackProcesses[0].WeightSet || len(in.TrackScripts) != 1 || in.TrackScripts[0].WeightSet {
@@ -295,8 +296,8 @@ func TestParseConfProblems(t *testing.T) {
 	}{
 		{name: "unclosed block", text: "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n", want: []string{`1:block "vrrp_instance VI_1" is never closed`}, syntax: true},
 		{name: "stray brace", text: "global_defs {\n}\n}\n", want: []string{"3:'}' without a matching '{'"}, syntax: true},
-		{name: "bad number", text: "vrrp_instance VI_1 {\n virtual_router_id 1\n priority high\n}\n", want: []string{`3:priority: "high" is not a number`}, syntax: true},
-		{name: "bad address", text: "vrrp_instance VI_1 {\n virtual_router_id 1\n virtual_ipaddress {\n  192.0.2.300\n }\n}\n", want: []string{`4:virtual_ipaddress: "192.0.2.300" is not an IP address`}, syntax: true},
+		{name: "bad number", text: "vrrp_instance VI_1 {\n virtual_router_id 1\n priority high\n interface eth0\n}\n", want: []string{`3:priority: "high" is not a number`}, syntax: true},
+		{name: "bad address", text: "vrrp_instance VI_1 {\n virtual_router_id 1\n interface eth0\n virtual_ipaddress {\n  192.0.2.300\n }\n}\n", want: []string{`5:virtual_ipaddress: "192.0.2.300" is not an IP address`}, syntax: true},
 		{name: "no vrid", text: "vrrp_instance VI_1 {\n interface eth0\n}\n", want: []string{`1:vrrp_instance VI_1 has no valid virtual_router_id`}, syntax: true},
 		{name: "conditional line", text: "@node1 global_defs {\n}\n", want: []string{"1:conditional line (@...) read as if it applied"}},
 		{name: "sequence line", text: "~SEQ(A, 1, 3) ip_address 10.0.$A.1\n", want: []string{"1:sequence and list lines are not checked"}},
@@ -360,7 +361,7 @@ func TestParseConfIncludes(t *testing.T) {
 		}
 		return out, nil
 	}
-	main := "include conf.d/*.conf\nvrrp_instance VI_1 {\n virtual_router_id 1\n virtual_ipaddress {\n  include sub/inner.conf\n }\n}\ninclude /etc/keepalived/loop.conf\n"
+	main := "include conf.d/*.conf\nvrrp_instance VI_1 {\n virtual_router_id 1\n interface eth0\n virtual_ipaddress {\n  include sub/inner.conf\n }\n}\ninclude /etc/keepalived/loop.conf\n"
 	c, err := ParseConf("/etc/keepalived/keepalived.conf", []byte(main), include)
 	if err != nil {
 		t.Fatal(err)

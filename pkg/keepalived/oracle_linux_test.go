@@ -301,7 +301,7 @@ func vipkitView(c *keepalived.Conf, stubs []string) []string {
 			}
 		}
 		for _, r := range in.TrackFiles {
-			if tf := c.TrackFile(r.Name); tf != nil && filepath.IsAbs(tf.File) {
+			if tf := c.TrackFile(r.Name); tf != nil && trackFilePath(tf.File) != "" {
 				w := tf.Weight
 				if r.WeightSet {
 					w = r.Weight
@@ -329,12 +329,28 @@ func vipkitView(c *keepalived.Conf, stubs []string) []string {
 	for _, tf := range c.TrackFiles {
 		// The oracle's root has the directory of every absolute path; a
 		// relative or quoted one has none, and keepalived drops the file.
-		if filepath.IsAbs(tf.File) && !tf.Unused {
-			add("track_file "+tf.Name, "file %s", tf.File)
+		if p := trackFilePath(tf.File); p != "" && !tf.Unused {
+			add("track_file "+tf.Name, "file %s", p)
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// trackFilePath is the file keepalived watches in the oracle's root, ""
+// when it drops the track file: keepalived makes a relative path absolute
+// against its working directory (/), and the root has the directory of
+// every absolute path vipkit read and no other.
+func trackFilePath(p string) string {
+	switch {
+	case p == "":
+		return ""
+	case filepath.IsAbs(p):
+		return p
+	case !strings.Contains(p, "/"):
+		return "//" + p
+	}
+	return ""
 }
 
 // dumpAddr is an address as keepalived prints it: the length only when

@@ -1,0 +1,112 @@
+package keepalived
+
+import "fmt"
+
+// resolve does what keepalived does once the whole file is read: it
+// checks instances against each other, puts them in their sync groups,
+// drops tracker references it will not honour and the trackers nothing
+// uses.
+func (c *Conf) resolve() {
+	for _, in := range c.Instances {
+		if in.Interface == "" {
+			c.report(in.Pos, "vrrp_instance "+in.Name, true, "vrrp_instance %s names no interface: keepalived refuses the configuration (\"Unknown interface!\") and runs nothing", in.Name)
+		}
+	}
+	c.vridClash()
+	for _, g := range c.SyncGroups {
+		for _, m := range g.Members {
+			if in := c.Instance(m); in != nil && in.SyncGroup == "" {
+				in.SyncGroup = g.Name
+			}
+		}
+	}
+	for _, in := range c.Instances {
+		c.addressOwner(in, "vrrp_instance "+in.Name)
+		c.syncGroupWeights(in)
+	}
+	used := map[string]bool{}
+	for _, in := range c.Instances {
+		for _, r := range in.TrackScripts {
+			used["script "+r.Name] = true
+		}
+		for _, r := range in.TrackFiles {
+			used["file "+r.Name] = true
+		}
+	}
+	for _, g := range c.SyncGroups {
+		for _, r := range g.TrackScripts {
+			used["script "+r.Name] = true
+		}
+		for _, r := range g.TrackFiles {
+			used["file "+r.Name] = true
+		}
+	}
+	for _, tf := range c.TrackFiles {
+		if !used["file "+tf.Name] {
+			tf.Unused = true
+			c.Problems = append(c.Problems, Problem{Pos: tf.Pos, Subject: "track_file " + tf.Name, Msg: fmt.Sprintf("track_file %s is tracked by no instance or sync group: keepalived drops it", tf.Name)})
+		}
+	}
+	for _, sc := range c.Scripts {
+		if !used["script "+sc.Name] {
+			sc.Unused = true
+			c.Problems = append(c.Problems, Problem{Pos: sc.Pos, Subject: "vrrp_script " + sc.Name, Msg: fmt.Sprintf("vrrp_script %s is tracked by no instance or sync group: keepalived does not run it (\"script %s is not used\")", sc.Name, sc.Name)})
+		}
+	}
+}
+
+// syncGroupWeights: in a sync group (without sync_group_tracking_weight)
+// keepalived ignores a weighted track_script ("ignoring tracked script
+// ... with weights due to SYNC group") and the weight of a track_file
+// ("ignoring weight from tracked file ... due to SYNC group").
+func (c *Conf) syncGroupWeights(in *Instance) {
+	g := c.SyncGroup(in.SyncGroup)
+	if g == nil || g.TrackingWeight {
+		return
+	}
+	subject := "vrrp_instance " + in.Name
+	keep := in.TrackScripts[:0]
+	for _, r := range in.TrackScripts {
+		w := r.Weight
+		if sc := c.Script(r.Name); sc != nil && !r.WeightSet {
+			w = sc.Weight
+		}
+		if w != 0 {
+			c.report(r.Pos, subject, false, "track_script %s has weight %d in sync group %s: keepalived ignores it (\"ignoring tracked script with weights due to SYNC group\"); use weight 0 or sync_group_tracking_weight", r.Name, w, g.Name)
+			continue
+		}
+		keep = append(keep, r)
+	}
+	in.TrackScripts = keep
+	for i, r := range in.TrackFiles {
+		w := r.Weight
+		if tf := c.TrackFile(r.Name); tf != nil && !r.WeightSet {
+			w = tf.Weight
+		}
+		if w != 0 {
+			c.report(r.Pos, subject, false, "track_file %s has weight %d in sync group %s: keepalived ignores the weight and uses 0 (\"ignoring weight from tracked file due to SYNC group\")", r.Name, w, g.Name)
+			in.TrackFiles[i].Weight, in.TrackFiles[i].WeightSet = 0, true
+		}
+	}
+}
+
+// vridClash: keepalived refuses a file in which two instances use the
+// same VRID for the same address family on the same interface.
+func (c *Conf) vridClash() {
+	seen := map[string]*Instance{}
+	for _, in := range c.Instances {
+		if in.Interface == "" || in.VirtualRouterID == 0 {
+			continue
+		}
+		fam := "IPv4"
+		if len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6() {
+			fam = "IPv6"
+		}
+		key := fmt.Sprintf("%s/%d/%s", in.Interface, in.VirtualRouterID, fam)
+		if first := seen[key]; first != nil {
+			c.report(in.Pos, "vrrp_instance "+in.Name, true, "vrrp_instance %s uses VRID %d for %s on %s like vrrp_instance %s (%s): keepalived refuses the configuration and runs nothing", in.Name, in.VirtualRouterID, fam, in.Interface, first.Name, first.Pos)
+			continue
+		}
+		seen[key] = in
+	}
+}
