@@ -271,6 +271,30 @@ func stateDir(cfg *config.Config, f Facts, add addFunc) {
 	}
 }
 
+// Programs are the binaries keepalived must be able to run for cfg:
+// vipctl always, fenced only when an instance is guarded by it (a setup
+// without fenced is not told fenced is missing).
+func Programs(cfg *config.Config, vipctlPath, fencedPath string) []string {
+	var out []string
+	if vipctlPath != "" {
+		out = append(out, vipctlPath)
+	}
+	if fencedPath != "" && UsesFenced(cfg) {
+		out = append(out, fencedPath)
+	}
+	return out
+}
+
+// UsesFenced reports whether fenced guards any instance of cfg.
+func UsesFenced(cfg *config.Config) bool {
+	for _, in := range cfg.Instances {
+		if in.TrackFile != "" {
+			return true
+		}
+	}
+	return false
+}
+
 func expect(cfg *config.Config, f Facts) Expect {
 	return Expectations(cfg, f.VipctlPath, f.FencedPath, f.KeepalivedVer, f.UserExists)
 }

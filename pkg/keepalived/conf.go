@@ -332,6 +332,9 @@ func (c *Conf) num(s *stmt, i int) int {
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
 		return int(f) // keepalived takes fractional seconds for timers
 	}
+	if v == "" {
+		return 0 // a missing parameter is reported where keywords are read
+	}
 	c.report(s.pos, s.subject, false, "%s: %q is not a number: keepalived ignores the line or uses its default", s.arg(0), v)
 	return 0
 }

@@ -105,6 +105,10 @@ func (lx *lexer) file(name string, data []byte) error {
 			if raw, ok = lx.conditional(pos, trimmed); !ok {
 				continue
 			}
+			// A definition may be conditional too.
+			if t := strings.TrimLeft(raw, " \t"); t != "" && t[0] == '$' && lx.define(t) {
+				continue
+			}
 		case trimmed[0] == '$' && lx.define(trimmed):
 			// keepalived 2.2.7 continues a definition ending in a
 			// backslash on the next lines; such a value is not expanded
@@ -119,7 +123,11 @@ func (lx *lexer) file(name string, data []byte) error {
 			}
 			continue
 		}
-		raw = lx.expand(raw)
+		var kept []string
+		raw, kept = lx.expand(raw)
+		for _, name := range kept {
+			lx.problem(pos, false, "`%s`: keepalived 2.2.7 expands a bare $%s only before whitespace or the end of the line, so it stays \"$%s\" here; write ${%s}", strings.TrimSpace(raw), name, name, name)
+		}
 		// keepalived handles include lines before splitting words: quotes
 		// are part of the file name.
 		if f := strings.Fields(strings.TrimSpace(raw)); len(f) > 0 && isInclude(f[0]) {
@@ -233,10 +241,12 @@ func isNameRune(r rune) bool {
 // 2.2.7 expands a bare $NAME only when whitespace or the end of the line
 // follows it: "$VIP/32", "$VIP;" and "... $VIP" before a closing quote
 // stay as written.
-func (lx *lexer) expand(s string) string {
+// It also returns the defined names it left alone.
+func (lx *lexer) expand(s string) (string, []string) {
 	if len(lx.defs) == 0 || !strings.Contains(s, "$") {
-		return s
+		return s, nil
 	}
+	var kept []string
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] != '$' {
@@ -254,6 +264,9 @@ func (lx *lexer) expand(s string) string {
 			}
 			name = s[i+1 : j]
 			if j < len(s) && s[j] != ' ' && s[j] != '\t' {
+				if _, ok := lx.defs[name]; ok {
+					kept = append(kept, name)
+				}
 				name = ""
 			}
 		}
@@ -264,7 +277,7 @@ func (lx *lexer) expand(s string) string {
 		}
 		b.WriteByte('$')
 	}
-	return b.String()
+	return b.String(), kept
 }
 
 // lexLine splits a line into words the way keepalived reads them: '#' and

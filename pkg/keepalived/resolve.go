@@ -42,13 +42,13 @@ func (c *Conf) resolve() {
 		}
 	}
 	for _, tf := range c.TrackFiles {
-		if !used["file "+tf.Name] {
+		if !used["file "+tf.Name] && tf.Name != "" {
 			tf.Unused = true
 			c.Problems = append(c.Problems, Problem{Pos: tf.Pos, Subject: "track_file " + tf.Name, Msg: fmt.Sprintf("track_file %s is tracked by no instance or sync group: keepalived drops it", tf.Name)})
 		}
 	}
 	for _, sc := range c.Scripts {
-		if !used["script "+sc.Name] {
+		if !used["script "+sc.Name] && sc.Name != "" {
 			sc.Unused = true
 			c.Problems = append(c.Problems, Problem{Pos: sc.Pos, Subject: "vrrp_script " + sc.Name, Msg: fmt.Sprintf("vrrp_script %s is tracked by no instance or sync group: keepalived does not run it (\"script %s is not used\")", sc.Name, sc.Name)})
 		}

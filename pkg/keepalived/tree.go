@@ -118,7 +118,7 @@ func (c *Conf) open(top *frame, s *stmt, brace bool, pos Pos) *frame {
 	if !known {
 		if top.ctx == "top" {
 			if kw != "track_process" { // vipctl check names the block keepalived wants
-				c.report(pos, "", false, "unknown top-level keyword %q: keepalived skips it and what it contains (\"Unknown keyword\")", kw)
+				c.report(pos, "", false, "unknown top-level keyword %q (`%s`): keepalived skips it and what it contains (\"Unknown keyword\")", kw, strings.Join(s.words, " "))
 			}
 			if brace {
 				// Its lines would be unknown top-level keywords too.
@@ -212,8 +212,8 @@ func command(s *stmt) *Command {
 	return cmd
 }
 
-// addressOwner: keepalived ignores a weighted track_script or track_file
-// on an instance with priority 255 (the address owner), whose priority
+// addressOwner: keepalived ignores a weighted track_script, and the
+// weight of a track_file, on an instance with priority 255 (the address owner), whose priority
 // cannot change ("ignoring tracked script ... with weights due to
 // address_owner").
 func (c *Conf) addressOwner(in *Instance, subject string) {
@@ -236,4 +236,14 @@ func (c *Conf) addressOwner(in *Instance, subject string) {
 		keep = append(keep, r)
 	}
 	in.TrackScripts = keep
+	for i, r := range in.TrackFiles {
+		w := r.Weight
+		if tf := c.TrackFile(r.Name); tf != nil && !r.WeightSet {
+			w = tf.Weight
+		}
+		if w != 0 {
+			c.report(r.Pos, subject, false, "track_file %s has weight %d on an address owner (priority 255): keepalived ignores the weight and uses 0 (\"ignoring weight from tracked file due to address_owner\")", r.Name, w)
+			in.TrackFiles[i].Weight, in.TrackFiles[i].WeightSet = 0, true
+		}
+	}
 }
