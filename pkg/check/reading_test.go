@@ -42,7 +42,7 @@ func TestInspectReading(t *testing.T) {
 				{Warning, "track_file", `unknown keyword "maint_VI_1" in track_file`, "keepalived.conf:31"},
 				{Error, "track_process ", "keepalived has no top-level track_process block", "keepalived.conf:33"},
 				{Warning, "keepalived.conf", `unknown top-level keyword "virtual_ipaddress"`, "keepalived.conf:26"},
-				{Error, "keepalived.conf", `unknown top-level keyword "notify_master" (`+"`"+`notify_master /usr/local/sbin/vipctl up`, "keepalived.conf:36"},
+				{Error, "keepalived.conf", `unknown top-level keyword "notify_master" (` + "`" + `notify_master /usr/local/sbin/vipctl up`, "keepalived.conf:36"},
 				{Error, "keepalived.conf", `unknown top-level keyword "notify_backup"`, "keepalived.conf:37"},
 				{Error, "keepalived.conf", `unknown top-level keyword "notify_fault"`, "keepalived.conf:38"},
 				{Error, "keepalived.conf", `unknown top-level keyword "notify_stop"`, "keepalived.conf:39"},

@@ -130,6 +130,16 @@ type Instance struct {
 	HigherPrioSendAdvert *bool
 	// SyncGroup names the vrrp_sync_group listing this instance, if any.
 	SyncGroup string
+	// AdvertInt is advert_int in seconds, 0 if unset (keepalived: 1).
+	AdvertInt float64
+	// AuthType and AuthPass are the authentication block's values.
+	AuthType, AuthPass string
+	// UnicastSrcIP is unicast_src_ip (or mcast_src_ip); UnicastPeers the
+	// unicast_peer addresses.
+	UnicastSrcIP string
+	UnicastPeers []string
+	// Nopreempt is nopreempt (a later preempt turns it off).
+	Nopreempt bool
 }
 
 // SyncGroup is a vrrp_sync_group.
@@ -444,6 +454,31 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 			in.Interface = k.arg(1)
 		case "state":
 			in.State = k.arg(1)
+		case "advert_int":
+			if f, err := strconv.ParseFloat(k.arg(1), 64); err == nil && f > 0 {
+				in.AdvertInt = f
+			}
+		case "authentication":
+			for _, a := range k.block {
+				switch a.arg(0) {
+				case "auth_type":
+					in.AuthType = a.arg(1)
+				case "auth_pass":
+					in.AuthPass = a.arg(1)
+				}
+			}
+		case "unicast_src_ip", "mcast_src_ip":
+			in.UnicastSrcIP = k.arg(1)
+		case "unicast_peer":
+			for _, e := range k.block {
+				if len(e.words) > 0 {
+					in.UnicastPeers = append(in.UnicastPeers, e.words[0])
+				}
+			}
+		case "nopreempt":
+			in.Nopreempt = true
+		case "preempt":
+			in.Nopreempt = false
 		case "priority":
 			in.Priority = c.num(k, 1)
 		case "virtual_router_id":

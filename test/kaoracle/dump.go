@@ -42,6 +42,7 @@ type Instance struct {
 	Name, Interface, SyncGroup, AuthType, AuthPass string
 	VRID, Priority                                 int
 	Advert                                         string
+	Preempt                                        bool
 	VIPs, ExcludedVIPs, UnicastPeers               []string
 	// Track* are "NAME weight N".
 	TrackScripts, TrackFiles, TrackProcesses []string
@@ -152,6 +153,8 @@ func ParseDump(out string) *Loaded {
 					in.Priority, _ = strconv.Atoi(val)
 				case "Advert interval":
 					in.Advert = val
+				case "Preempt":
+					in.Preempt = val == "enabled"
 				case "Authentication type":
 					in.AuthType = val
 				case "Password":
