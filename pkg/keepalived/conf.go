@@ -499,6 +499,8 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 			for _, e := range k.block {
 				in.Routes = append(in.Routes, route(e))
 			}
+		case "track_interface":
+			c.trackInterfaces(k)
 		case "track_file":
 			in.TrackFiles = append(in.TrackFiles, c.defined(c.refs(k), k, func(n string) bool { return c.TrackFile(n) != nil })...)
 		case "track_script":
@@ -607,6 +609,19 @@ func route(e *stmt) Route {
 		}
 	}
 	return r
+}
+
+// trackInterfaces: keepalived refuses a configuration that tracks an
+// interface that does not exist ("Non-existent interface specified"). The
+// host decides that, except for entries that are keywords: a block
+// written without its '{' swallows the lines after it as interface names.
+func (c *Conf) trackInterfaces(k *stmt) {
+	for _, e := range k.block {
+		if _, kw := keywords["vrrp_instance"][e.arg(0)]; kw {
+			c.report(e.pos, k.subject, true, "track_interface takes %q for an interface name (its block swallowed the line), finds no such interface and refuses the configuration (\"Non-existent interface specified\"): keepalived runs nothing", e.arg(0))
+			return
+		}
+	}
 }
 
 // defined keeps the references to blocks defined so far: keepalived

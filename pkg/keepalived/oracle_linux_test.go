@@ -101,6 +101,12 @@ func agree(t *testing.T, files map[string][]byte) {
 		t.Logf("oracle cannot load it here: %s", l.Unavailable)
 		return
 	}
+	// vipkit's gravest claim, that keepalived refuses the file, must be
+	// keepalived's own verdict, both ways.
+	refused := slices.ContainsFunc(l.Log, func(s string) bool { return strings.Contains(s, "permanent error CONFIG") })
+	if f := c.Fatal(); (f != nil) != refused {
+		t.Errorf("vipkit says keepalived refuses the file: %v (%+v); keepalived refused it: %v\n%s", f != nil, f, refused, strings.Join(interesting(l.Log), "\n"))
+	}
 	want, got := vipkitView(c, in.Stubs), oracleView(l)
 	reported := map[string]bool{}
 	for _, p := range c.Problems {
