@@ -156,6 +156,7 @@ func (x *inspector) allCommands() []owned {
 // that keepalived will run it at all, as root, from the installed path.
 func (x *inspector) commands() {
 	vipctl, fenced := x.want.VipctlPath, x.want.FencedPath
+	relied := x.reliedOn()
 	for _, o := range x.allCommands() {
 		c := o.cmd
 		if len(c.Argv) == 0 && c.Err == "" {
@@ -174,6 +175,8 @@ func (x *inspector) commands() {
 			x.add(Error, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
 				"write the command as one double-quoted string, with single quotes around any argument that contains spaces")
 			continue
+		case c.Err != "" && !relied[o.subject] && (strings.HasPrefix(o.subject, "vrrp_instance ") || strings.HasPrefix(o.subject, "vrrp_sync_group ")):
+			continue // a script of an instance vipkit does not manage, not calling vipkit
 		case c.Err != "":
 			x.add(Warning, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
 				"write the command as one double-quoted string, with single quotes around any argument that contains spaces")

@@ -456,3 +456,16 @@ func TestParseConfIncludeLoopIsLinear(t *testing.T) {
 		}
 	}
 }
+
+// TestParseConfMissingInclude: a pattern that matches nothing is what
+// keepalived logs as "Config files missing" and reads on without.
+func TestParseConfMissingInclude(t *testing.T) {
+	none := func(string) ([]File, error) { return nil, nil }
+	c, err := ParseConf("/etc/keepalived/keepalived.conf", []byte("include conf.d/*.conf\n"), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Problems) != 1 || !strings.Contains(c.Problems[0].Msg, "include /etc/keepalived/conf.d/*.conf matches no file: keepalived logs \"Config files missing\"") || !c.Problems[0].Syntax || c.Problems[0].Fatal {
+		t.Errorf("problems %+v, want the missing include", c.Problems)
+	}
+}
