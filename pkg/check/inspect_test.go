@@ -289,14 +289,7 @@ func TestInspect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			text := baseConf
-			for i := 0; i+1 < len(tt.edit); i += 2 {
-				if !strings.Contains(text, tt.edit[i]) {
-					t.Fatalf("edit %q does not apply", tt.edit[i])
-				}
-				text = strings.ReplaceAll(text, tt.edit[i], tt.edit[i+1])
-			}
-			text = tt.prepend + text + tt.append
+			text := tt.prepend + edited(t, baseConf, tt.edit, -1) + tt.append
 			e := baseExpect()
 			if tt.expect != nil {
 				tt.expect(&e)
@@ -305,6 +298,19 @@ func TestInspect(t *testing.T) {
 			checkIssues(t, got, tt.want)
 		})
 	}
+}
+
+// edited applies pairs of old, new strings to text (n replacements each,
+// -1 for all), failing the test on one that does not apply.
+func edited(t *testing.T, text string, edits []string, n int) string {
+	t.Helper()
+	for i := 0; i+1 < len(edits); i += 2 {
+		if !strings.Contains(text, edits[i]) {
+			t.Fatalf("edit %q does not apply", edits[i])
+		}
+		text = strings.Replace(text, edits[i], edits[i+1], n)
+	}
+	return text
 }
 
 // checkIssues matches issues to wants one to one, so a check that fires

@@ -103,17 +103,8 @@ func TestPeers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, b := peerConf, nodeB(peerConf)
-			edit := func(text string, edits []string) string {
-				for i := 0; i+1 < len(edits); i += 2 {
-					if !strings.Contains(text, edits[i]) {
-						t.Fatalf("edit %q does not apply", edits[i])
-					}
-					text = strings.Replace(text, edits[i], edits[i+1], 1)
-				}
-				return text
-			}
-			checkIssues(t, Peers(peerNodes(t, edit(a, tt.a), edit(b, tt.b)), PeerOptions{}), tt.want)
+			a, b := edited(t, peerConf, tt.a, 1), edited(t, nodeB(peerConf), tt.b, 1)
+			checkIssues(t, Peers(peerNodes(t, a, b), PeerOptions{}), tt.want)
 		})
 	}
 }

@@ -97,13 +97,7 @@ func TestInspectReading(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			text := baseConf
-			for i := 0; i+1 < len(tt.edit); i += 2 {
-				if !strings.Contains(text, tt.edit[i]) {
-					t.Fatalf("edit %q does not apply", tt.edit[i])
-				}
-				text = strings.Replace(text, tt.edit[i], tt.edit[i+1], 1)
-			}
+			text := edited(t, baseConf, tt.edit, 1)
 			checkIssues(t, Inspect(parse(t, tt.prepend+text+tt.tail), baseExpect()), tt.want)
 		})
 	}

@@ -21,8 +21,7 @@ func (c *Conf) resolve() {
 		}
 	}
 	for _, in := range c.Instances {
-		c.addressOwner(in, "vrrp_instance "+in.Name)
-		c.syncGroupWeights(in)
+		c.ignoreWeights(in)
 	}
 	used := map[string]bool{}
 	for _, in := range c.Instances {
@@ -55,39 +54,47 @@ func (c *Conf) resolve() {
 	}
 }
 
-// syncGroupWeights: in a sync group (without sync_group_tracking_weight)
-// keepalived ignores a weighted track_script ("ignoring tracked script
-// ... with weights due to SYNC group") and the weight of a track_file
-// ("ignoring weight from tracked file ... due to SYNC group").
-func (c *Conf) syncGroupWeights(in *Instance) {
-	g := c.SyncGroup(in.SyncGroup)
-	if g == nil || g.TrackingWeight {
+// ignoreWeights applies what keepalived does to an instance whose
+// priority trackers may not change: on an address owner (priority 255),
+// and in a sync group without sync_group_tracking_weight, it ignores a
+// weighted track_script ("ignoring tracked script ... with weights due
+// to address_owner" / "SYNC group") and uses 0 for a track_file's weight
+// ("ignoring weight from tracked file ...").
+func (c *Conf) ignoreWeights(in *Instance) {
+	where, why := "", ""
+	if g := c.SyncGroup(in.SyncGroup); g != nil && !g.TrackingWeight {
+		where, why = "in sync group "+g.Name, "SYNC group; use weight 0 or sync_group_tracking_weight"
+	}
+	if in.Priority == 255 {
+		where, why = "on an address owner (priority 255)", "address_owner"
+	}
+	if where == "" {
 		return
 	}
 	subject := "vrrp_instance " + in.Name
 	keep := in.TrackScripts[:0]
 	for _, r := range in.TrackScripts {
-		w := r.Weight
-		if sc := c.Script(r.Name); sc != nil && !r.WeightSet {
-			w = sc.Weight
-		}
-		if w != 0 {
-			c.report(r.Pos, subject, false, "track_script %s has weight %d in sync group %s: keepalived ignores it (\"ignoring tracked script with weights due to SYNC group\"); use weight 0 or sync_group_tracking_weight", r.Name, w, g.Name)
+		if w := weightOf(r, c.Script(r.Name) != nil, func() int { return c.Script(r.Name).Weight }); w != 0 {
+			c.report(r.Pos, subject, false, "track_script %s has weight %d %s: keepalived ignores it (\"ignoring tracked script with weights due to %s\")", r.Name, w, where, why)
 			continue
 		}
 		keep = append(keep, r)
 	}
 	in.TrackScripts = keep
 	for i, r := range in.TrackFiles {
-		w := r.Weight
-		if tf := c.TrackFile(r.Name); tf != nil && !r.WeightSet {
-			w = tf.Weight
-		}
-		if w != 0 {
-			c.report(r.Pos, subject, false, "track_file %s has weight %d in sync group %s: keepalived ignores the weight and uses 0 (\"ignoring weight from tracked file due to SYNC group\")", r.Name, w, g.Name)
+		if w := weightOf(r, c.TrackFile(r.Name) != nil, func() int { return c.TrackFile(r.Name).Weight }); w != 0 {
+			c.report(r.Pos, subject, false, "track_file %s has weight %d %s: keepalived ignores the weight and uses 0 (\"ignoring weight from tracked file due to %s\")", r.Name, w, where, why)
 			in.TrackFiles[i].Weight, in.TrackFiles[i].WeightSet = 0, true
 		}
 	}
+}
+
+// weightOf is a reference's weight: its own override, else the block's.
+func weightOf(r TrackRef, defined bool, block func() int) int {
+	if r.WeightSet || !defined {
+		return r.Weight
+	}
+	return block()
 }
 
 // vridClash: keepalived refuses a file in which two instances use the

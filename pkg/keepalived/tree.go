@@ -211,39 +211,3 @@ func command(s *stmt) *Command {
 	cmd.Argv = argv
 	return cmd
 }
-
-// addressOwner: keepalived ignores a weighted track_script, and the
-// weight of a track_file, on an instance with priority 255 (the address owner), whose priority
-// cannot change ("ignoring tracked script ... with weights due to
-// address_owner").
-func (c *Conf) addressOwner(in *Instance, subject string) {
-	if in.Priority != 255 {
-		return
-	}
-	keep := in.TrackScripts[:0]
-	for _, r := range in.TrackScripts {
-		w := 0
-		if sc := c.Script(r.Name); sc != nil {
-			w = sc.Weight
-		}
-		if r.WeightSet {
-			w = r.Weight
-		}
-		if w != 0 {
-			c.report(r.Pos, subject, false, "track_script %s has weight %d on an address owner (priority 255): keepalived ignores it (\"ignoring tracked script with weights due to address_owner\")", r.Name, w)
-			continue
-		}
-		keep = append(keep, r)
-	}
-	in.TrackScripts = keep
-	for i, r := range in.TrackFiles {
-		w := r.Weight
-		if tf := c.TrackFile(r.Name); tf != nil && !r.WeightSet {
-			w = tf.Weight
-		}
-		if w != 0 {
-			c.report(r.Pos, subject, false, "track_file %s has weight %d on an address owner (priority 255): keepalived ignores the weight and uses 0 (\"ignoring weight from tracked file due to address_owner\")", r.Name, w)
-			in.TrackFiles[i].Weight, in.TrackFiles[i].WeightSet = 0, true
-		}
-	}
-}
