@@ -465,6 +465,11 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 					in.AuthType = a.arg(1)
 				case "auth_pass":
 					in.AuthPass = a.arg(1)
+					if len(in.AuthPass) > 8 {
+						// VRRPv2's password field has 8 bytes.
+						in.AuthPass = in.AuthPass[:8]
+						c.report(a.pos, a.subject, false, "auth_pass is longer than 8 characters: keepalived uses the first 8 (\"Truncating auth_pass to 8 characters\")")
+					}
 				}
 			}
 		case "unicast_src_ip", "mcast_src_ip":

@@ -6,6 +6,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -196,6 +197,24 @@ func oracleView(l *kaoracle.Loaded) []string {
 		add(s, "interface %s", in.Interface)
 		add(s, "virtual_router_id %d", in.VRID)
 		add(s, "priority %d", in.Priority)
+		advert := in.Advert
+		if ms, ok := strings.CutSuffix(advert, " milli-sec"); ok {
+			if n, err := strconv.Atoi(ms); err == nil && n%1000 == 0 {
+				advert = fmt.Sprintf("%d sec", n/1000)
+			}
+		}
+		add(s, "advert %s", advert)
+		auth := in.AuthType
+		if auth == "" {
+			auth = "none"
+		}
+		add(s, "auth %s", auth)
+		if in.AuthPass != "" {
+			add(s, "password %s", in.AuthPass)
+		}
+		for _, p := range in.UnicastPeers {
+			add(s, "unicast peer %s", p)
+		}
 		if in.SyncGroup != "" {
 			add(s, "sync group %s", in.SyncGroup)
 		}
@@ -285,6 +304,21 @@ func vipkitView(c *keepalived.Conf, stubs []string) []string {
 			prio = 100
 		}
 		add(s, "priority %d", prio)
+		switch a := in.AdvertInt; {
+		case a == 0:
+			add(s, "advert 1 sec")
+		case a == float64(int(a)):
+			add(s, "advert %d sec", int(a))
+		default:
+			add(s, "advert %s", "(fractional: not compared)")
+		}
+		add(s, "auth %s", map[string]string{"": "none", "PASS": "SIMPLE_PASSWORD", "AH": "IPSEC_AH"}[in.AuthType])
+		if in.AuthType == "PASS" && in.AuthPass != "" {
+			add(s, "password %s", in.AuthPass)
+		}
+		for _, p := range in.UnicastPeers {
+			add(s, "unicast peer %s", p)
+		}
 		if in.SyncGroup != "" {
 			add(s, "sync group %s", in.SyncGroup)
 		}

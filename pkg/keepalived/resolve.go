@@ -13,6 +13,9 @@ func (c *Conf) resolve() {
 		}
 	}
 	c.vridClash()
+	for _, in := range c.Instances {
+		c.authentication(in)
+	}
 	for _, g := range c.SyncGroups {
 		for _, m := range g.Members {
 			if in := c.Instance(m); in != nil && in.SyncGroup == "" {
@@ -52,6 +55,25 @@ func (c *Conf) resolve() {
 			c.Problems = append(c.Problems, Problem{Pos: sc.Pos, Subject: "vrrp_script " + sc.Name, Msg: fmt.Sprintf("vrrp_script %s is tracked by no instance or sync group: keepalived does not run it (\"script %s is not used\")", sc.Name, sc.Name)})
 		}
 	}
+}
+
+// authentication: keepalived ignores an authentication block in strict
+// mode and with VRRPv3, which has none.
+func (c *Conf) authentication(in *Instance) {
+	if in.AuthType == "" && in.AuthPass == "" {
+		return
+	}
+	why := ""
+	switch {
+	case in.StrictMode || c.Global.VRRPStrict:
+		why = "strict mode does not support authentication"
+	case in.Version == 3 || (in.Version == 0 && c.Global.VRRPVersion == 3):
+		why = "VRRPv3 has no authentication"
+	default:
+		return
+	}
+	c.report(in.Pos, "vrrp_instance "+in.Name, false, "vrrp_instance %s: %s: keepalived ignores the authentication block", in.Name, why)
+	in.AuthType, in.AuthPass = "", ""
 }
 
 // ignoreWeights applies what keepalived does to an instance whose
