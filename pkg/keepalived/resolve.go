@@ -1,6 +1,9 @@
 package keepalived
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // resolve does what keepalived does once the whole file is read: it
 // checks instances against each other, puts them in their sync groups,
@@ -15,6 +18,11 @@ func (c *Conf) resolve() {
 	c.vridClash()
 	for _, in := range c.Instances {
 		c.authentication(in)
+		v2 := in.Version == 2 || (in.Version == 0 && c.Global.VRRPVersion != 3)
+		if a := in.AdvertInt; v2 && a != 0 && a != math.Round(a) {
+			in.AdvertInt = max(1, math.Round(a))
+			c.report(in.Pos, "vrrp_instance "+in.Name, false, "advert_int %g: VRRPv2 counts whole seconds, keepalived rounds it to %g (\"must be an integer. rounding\")", a, in.AdvertInt)
+		}
 	}
 	for _, g := range c.SyncGroups {
 		for _, m := range g.Members {
