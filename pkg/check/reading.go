@@ -19,6 +19,9 @@ func (x *inspector) problems() {
 	relied := x.reliedOn()
 	for _, p := range x.c.Problems {
 		fix := fmt.Sprintf("correct the line; `keepalived -t -f %s` logs how keepalived reads it", x.mainFile())
+		if p.Fix != "" {
+			fix = p.Fix
+		}
 		sev := Warning
 		subject := p.Subject
 		if subject == "" {

@@ -134,3 +134,25 @@ func TestProgramsFencedOnlyWhenUsed(t *testing.T) {
 		t.Errorf("with fenced: %q", got)
 	}
 }
+
+// TestReadingFixesSayWhatToWrite: findings from the reading carry a fix
+// specific to the construct, not only "correct the line".
+func TestReadingFixesSayWhatToWrite(t *testing.T) {
+	for _, tc := range []struct {
+		edit         []string
+		prepend, fix string
+	}{
+		{edit: []string{`file "/run/vipkit/VI_1.fence"`, `file '/run/vipkit/VI_1.fence'`}, fix: "write the path in double quotes"},
+		{edit: []string{`    notify_backup "`, "    notify_master \"/usr/local/bin/mine\"\n    notify_backup \""}, fix: "keep one line per block"},
+		{edit: []string{"    priority 100\n", "    priority 100\n    prority 90\n"}, fix: "correct the keyword's spelling"},
+		{prepend: "$VIP=192.0.2.100\n", edit: []string{`notify_fault "/usr/local/sbin/vipctl down --dev eth0 192.0.2.100"`, `notify_fault "/usr/local/sbin/vipctl down --dev eth0 $VIP"`}, fix: "write ${VIP}"},
+	} {
+		found := false
+		for _, is := range Inspect(parse(t, tc.prepend+edited(t, baseConf, tc.edit, 1)), baseExpect()) {
+			found = found || strings.HasPrefix(is.Fix, tc.fix)
+		}
+		if !found {
+			t.Errorf("no finding with the fix %q for %q", tc.fix, tc.edit)
+		}
+	}
+}

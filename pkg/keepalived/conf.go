@@ -322,6 +322,9 @@ func (c *Conf) report(pos Pos, subject string, fatal bool, format string, args .
 	c.Problems = append(c.Problems, Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Syntax: true, Fatal: fatal, Subject: subject})
 }
 
+// fix sets the fix of the problem just reported.
+func (c *Conf) fix(fix string) { c.Problems[len(c.Problems)-1].Fix = fix }
+
 // Fatal is the first problem that makes keepalived refuse the file, nil
 // when it runs it.
 func (c *Conf) Fatal() *Problem {
@@ -355,6 +358,7 @@ func (c *Conf) top(s *stmt) {
 	dup := func(exists bool) bool {
 		if exists {
 			c.report(s.pos, s.subject, false, "%s %s is defined again: keepalived keeps the first definition and skips this block (\"already defined\")", kw, name)
+			c.fix("remove or rename the second block")
 		}
 		return exists
 	}
@@ -431,6 +435,7 @@ func (c *Conf) global(s *stmt) {
 func (c *Conf) hook(p **Command, k *stmt) {
 	if *p != nil {
 		c.report(k.pos, k.subject, false, "%s is given again: keepalived keeps the first one (%s: %q) and ignores this one (%q, \"script already specified - ignoring\")", k.arg(0), (*p).Pos, (*p).Script, k.arg(1))
+		c.fix("keep one line per block: put both commands in one script, or drop the one you do not need")
 		return
 	}
 	*p = command(k)
@@ -441,6 +446,7 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 	defer func() {
 		if !vrid {
 			c.report(s.pos, s.subject, true, "vrrp_instance %s has no valid virtual_router_id (1-255): keepalived refuses the configuration (\"the virtual router id must be set\") and runs nothing", in.Name)
+			c.fix("set virtual_router_id to a number from 1 to 255, the same on every node of the instance")
 		}
 	}()
 	for _, k := range s.block {
@@ -624,6 +630,7 @@ func (c *Conf) trackInterfaces(k *stmt) {
 	for _, e := range k.block {
 		if _, kw := keywords["vrrp_instance"][e.arg(0)]; kw {
 			c.report(e.pos, k.subject, true, "track_interface takes %q for an interface name (its block swallowed the line), finds no such interface and refuses the configuration (\"Non-existent interface specified\"): keepalived runs nothing", e.arg(0))
+			c.fix("write the block as `track_interface {`, one interface per line, then `}`")
 			return
 		}
 	}
@@ -640,6 +647,7 @@ func (c *Conf) defined(refs []TrackRef, k *stmt, exists func(string) bool) []Tra
 			continue
 		}
 		c.report(r.Pos, k.subject, false, "%s %s is not defined above this line: keepalived resolves the reference as it reads it, finds nothing and ignores it (\"not found, ignoring\"); define the block before the instance", k.arg(0), r.Name)
+		c.fix("move the block it names above the instance")
 	}
 	return out
 }
@@ -676,6 +684,7 @@ func (c *Conf) trackFile(name string, s *stmt) *TrackFile {
 			}
 			if strings.ContainsRune(tf.File, '\'') {
 				c.report(k.pos, k.subject, false, "file %s: keepalived takes the single quotes as part of the path, finds no such directory and drops track_file %s (\"Track file directory ... does not exist - removing\"); write the path in double quotes or none", tf.File, name)
+				c.fix("write the path in double quotes, or without quotes")
 			}
 		case "weight":
 			tf.Weight, tf.WeightSet = c.num(k, 1), true

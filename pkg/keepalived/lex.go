@@ -42,6 +42,8 @@ type Problem struct {
 	// Subject is the block whose reading it changes ("vrrp_instance VI_1",
 	// "vrrp_script chk", "global_defs", ...), "" when none.
 	Subject string
+	// Fix is what to write instead, "" when the message says it.
+	Fix string
 }
 
 // maxIncludeDepth bounds include nesting.
@@ -82,6 +84,9 @@ type lexer struct {
 func (lx *lexer) problem(pos Pos, fatal bool, format string, args ...any) {
 	lx.problems = append(lx.problems, Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Syntax: true, Fatal: fatal})
 }
+
+// fix sets the fix of the problem just reported.
+func (lx *lexer) fix(fix string) { lx.problems[len(lx.problems)-1].Fix = fix }
 
 func (lx *lexer) file(name string, data []byte) error {
 	lx.chain = append(lx.chain, name)
@@ -127,6 +132,7 @@ func (lx *lexer) file(name string, data []byte) error {
 		raw, kept = lx.expand(raw)
 		for _, name := range kept {
 			lx.problem(pos, false, "`%s`: keepalived 2.2.7 expands a bare $%s only before whitespace or the end of the line, so it stays \"$%s\" here; write ${%s}", strings.TrimSpace(raw), name, name, name)
+			lx.fix(fmt.Sprintf("write ${%s}", name))
 		}
 		// keepalived handles include lines before splitting words: quotes
 		// are part of the file name.
@@ -179,6 +185,7 @@ func (lx *lexer) includeLine(name string, pos Pos, f []string) error {
 	pattern := f[1]
 	if strings.ContainsAny(pattern, "\"'") {
 		lx.problem(pos, false, "include %s: keepalived takes the quotes as part of the file name, matches no file and includes nothing (\"Config files missing\")", pattern)
+		lx.fix("remove the quotes around the file name")
 		return nil
 	}
 	if !filepath.IsAbs(pattern) {
@@ -203,6 +210,7 @@ func (lx *lexer) includeLine(name string, pos Pos, f []string) error {
 		if slices.Contains(lx.chain, f.Name) {
 			lx.looped = true
 			lx.problem(pos, true, "include %s includes %s again, which is already being read: keepalived 2.2.7 recurses into it without end (it reopens the files until it runs out of descriptors and never loads this configuration)", pattern, f.Name)
+			lx.fix("include each file once: files that a glob matches must not include that glob (or the file that includes them)")
 			return nil
 		}
 		if len(lx.chain) >= maxIncludeDepth {

@@ -13,6 +13,7 @@ func (c *Conf) resolve() {
 	for _, in := range c.Instances {
 		if in.Interface == "" {
 			c.report(in.Pos, "vrrp_instance "+in.Name, true, "vrrp_instance %s names no interface: keepalived refuses the configuration (\"Unknown interface!\") and runs nothing", in.Name)
+			c.fix("add `interface IF` to the instance")
 		}
 	}
 	c.vridClash()
@@ -142,6 +143,7 @@ func (c *Conf) vridClash() {
 		key := fmt.Sprintf("%s/%d/%s", in.Interface, in.VirtualRouterID, fam)
 		if first := seen[key]; first != nil {
 			c.report(in.Pos, "vrrp_instance "+in.Name, true, "vrrp_instance %s uses VRID %d for %s on %s like vrrp_instance %s (%s): keepalived refuses the configuration and runs nothing", in.Name, in.VirtualRouterID, fam, in.Interface, first.Name, first.Pos)
+			c.fix("give each instance on an interface its own virtual_router_id")
 			continue
 		}
 		seen[key] = in

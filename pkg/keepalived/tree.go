@@ -132,10 +132,12 @@ func (c *Conf) open(top *frame, s *stmt, brace bool, pos Pos) *frame {
 			msg += " and ignores its '{', so the '}' that was meant to close it closes " + top.ctx + " instead: every line after that is read outside of it"
 		}
 		c.report(pos, s.subject, false, "%s", msg)
+		c.fix("correct the keyword's spelling (see docs/keepalived-conf.md for the keywords keepalived knows) or remove the line")
 		return nil
 	}
 	if spec.arg && len(s.words) < 2 {
 		c.report(pos, s.subject, true, "%s has no parameter: keepalived refuses the configuration (\"missing a parameter\", permanent error CONFIG) and runs nothing", kw)
+		c.fix("give the keyword its parameter or remove the line")
 	}
 	if spec.kind == kwPlain {
 		if brace {
