@@ -29,7 +29,7 @@ var (
 	flagTTLs   = flag.String("fleet.ttls", "5s", "lease TTLs, comma separated")
 	flagWindow = flag.Duration("fleet.window", 60*time.Second, "measurement window of each step")
 	flagFaults = flag.String("fleet.faults", "none", "per step: none, kill-leader, stop-leader, starve-client (comma separated)")
-	flagRenew  = flag.String("fleet.renew", "once", "renewal path: once (a KeepAliveOnce per renewal, as fenced) or stream (one keepalive stream per holder)")
+	flagRenew  = flag.String("fleet.renew", "once", "renewal paths, comma separated: once (a KeepAliveOnce per renewal, as fenced), stream (one keepalive stream per holder)")
 	flagJitter = flag.Bool("fleet.jitter", true, "start holders spread over one renewal interval instead of all at once")
 	flagAssert = flag.Int("fleet.assert-up-to", 1000, "fail on a false fence without faults up to this many holders")
 	flagReport = flag.String("fleet.report", "", "also append the table to this file")
@@ -52,14 +52,16 @@ func TestIntegrationFleet(t *testing.T) {
 	for _, ttl := range durations(t, *flagTTLs) {
 		for _, n := range ints(t, *flagSteps) {
 			for _, fault := range strings.Split(*flagFaults, ",") {
-				r := runStep(t, srv, step{n: n, ttl: ttl, fault: strings.TrimSpace(fault), renew: *flagRenew, jitter: *flagJitter, window: *flagWindow, requestTimeout: *flagReqTO})
-				rows = append(rows, r)
-				t.Log(r.row())
-				if r.fault == "none" && n <= *flagAssert && r.fences > 0 {
-					t.Errorf("%d holders, ttl %s, no fault: %d false fence(s): %v", n, ttl, r.fences, r.reasons)
-				}
-				if r.healthy < n {
-					t.Errorf("%d holders, ttl %s, %s: only %d became healthy", n, ttl, r.fault, r.healthy)
+				for _, renew := range strings.Split(*flagRenew, ",") {
+					r := runStep(t, srv, step{n: n, ttl: ttl, fault: strings.TrimSpace(fault), renew: strings.TrimSpace(renew), jitter: *flagJitter, window: *flagWindow, requestTimeout: *flagReqTO})
+					rows = append(rows, r)
+					t.Log(r.row())
+					if r.fault == "none" && n <= *flagAssert && r.fences > 0 {
+						t.Errorf("%d holders, ttl %s, no fault: %d false fence(s): %v", n, ttl, r.fences, r.reasons)
+					}
+					if r.healthy < n {
+						t.Errorf("%d holders, ttl %s, %s: only %d became healthy", n, ttl, r.fault, r.healthy)
+					}
 				}
 			}
 		}
@@ -68,20 +70,20 @@ func TestIntegrationFleet(t *testing.T) {
 	for _, r := range rows {
 		table += r.row() + "\n"
 	}
-	t.Logf("fleet report (renew=%s, jitter=%v, window %s):\n%s", *flagRenew, *flagJitter, *flagWindow, table)
+	t.Logf("fleet report (jitter=%v, window %s):\n%s", *flagJitter, *flagWindow, table)
 	if *flagReport != "" {
 		f, err := os.OpenFile(*flagReport, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err == nil {
-			fmt.Fprintf(f, "# %s renew=%s jitter=%v window=%s\n%s\n", time.Now().UTC().Format(time.RFC3339), *flagRenew, *flagJitter, *flagWindow, table)
+			fmt.Fprintf(f, "# %s jitter=%v window=%s\n%s\n", time.Now().UTC().Format(time.RFC3339), *flagJitter, *flagWindow, table)
 			f.Close()
 		}
 	}
 }
 
 type step struct {
-	n      int
-	ttl    time.Duration
-	fault  string
+	n              int
+	ttl            time.Duration
+	fault          string
 	renew          string
 	jitter         bool
 	window         time.Duration
@@ -104,7 +106,7 @@ type result struct {
 }
 
 func header() string {
-	return fmt.Sprintf("%-6s %6s %-13s %7s %8s %8s %8s %8s %9s %6s %7s %7s %8s  %s", "ttl", "n", "fault", "healthy", "renew/s", "p50", "p99", "max", "min-left", "fails", "fences", "ldr-cpu", "ldr-rss", "fence reasons")
+	return fmt.Sprintf("%-6s %6s %-13s %-6s %7s %8s %8s %8s %8s %9s %6s %7s %7s %8s  %s", "ttl", "n", "fault", "renew", "healthy", "renew/s", "p50", "p99", "max", "min-left", "fails", "fences", "ldr-cpu", "ldr-rss", "fence reasons")
 }
 
 func (r result) row() string {
@@ -117,8 +119,8 @@ func (r result) row() string {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, v))
 	}
 	slices.Sort(reasons)
-	return fmt.Sprintf("%-6s %6d %-13s %7d %8.0f %8s %8s %8s %9s %6d %7d %7s %6dMB  %s",
-		r.ttl, r.n, r.fault, r.healthy, float64(r.renewals)/r.window.Seconds(), ms(r.p50), ms(r.p99), ms(r.max), ms(r.minLeft), r.failed, r.fences, cpu, r.leaderRSS>>20, strings.Join(reasons, " "))
+	return fmt.Sprintf("%-6s %6d %-13s %-6s %7d %8.0f %8s %8s %8s %9s %6d %7d %7s %6dMB  %s",
+		r.ttl, r.n, r.fault, r.renew, r.healthy, float64(r.renewals)/r.window.Seconds(), ms(r.p50), ms(r.p99), ms(r.max), ms(r.minLeft), r.failed, r.fences, cpu, r.leaderRSS>>20, strings.Join(reasons, " "))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
