@@ -35,13 +35,15 @@ $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum
 	@mkdir -p $(BIN)
 	cd tools/etcd && $(GO) build -trimpath -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 
-## keepalived: bin/keepalived-2.3.3, built from Debian 13's source package (pinned below)
+## keepalived: bin/keepalived-2.3.3/keepalived, built from Debian 13's source package (pinned below)
 # keepalived 2.3.3 (Debian 13 "trixie", 1:2.3.3-1), the second version the
 # lab and the e2e suite run on (2.2.7 is Debian 12's package). apt fetches
 # the source package with a private configuration (nothing is added to the
 # machine's sources); sha256sum pins the three files; it builds with
 # Debian 12's libraries. One file, keyed by version: a second make is a no-op.
-KEEPALIVED_233 := $(BIN)/keepalived-2.3.3
+# Named keepalived, as installed: fenced and vipctl check know the running
+# daemon by that name (/proc/PID/comm).
+KEEPALIVED_233 := $(BIN)/keepalived-2.3.3/keepalived
 KA233_DEBVER := 1:2.3.3-1
 KA233_DSC := keepalived_2.3.3-1.dsc
 KA233_SHA256 := \
@@ -76,11 +78,19 @@ $(KEEPALIVED_233):
 	@cd $(KA233_WORK)/src && ./configure $(KA233_CONFIGURE) >../configure.log 2>&1 || { tail -20 ../configure.log; exit 1; }
 	@cd $(KA233_WORK)/src && env -u MAKEFLAGS -u MAKELEVEL make -j2 >../make.log 2>&1 || { tail -20 ../make.log; exit 1; }
 	@$(KA233_WORK)/src/bin/keepalived --version 2>&1 | grep -q '^Keepalived v2\.3\.3 ' || { echo "built keepalived is not 2.3.3"; exit 1; }
-	install -m 0755 $(KA233_WORK)/src/bin/keepalived $@.tmp && mv $@.tmp $@
+	install -D -m 0755 $(KA233_WORK)/src/bin/keepalived $@.tmp && mv $@.tmp $@
+
+## test-keepalived-2.3.3: the e2e suite and the vipkit lab on keepalived 2.3.3 (make test runs both versions)
+# The rest of the suite runs once, on Debian's 2.2.7; the tests of the shipped
+# configs run on every version each file claims, whichever keepalived is chosen.
+.PHONY: test-keepalived-2.3.3
+test-keepalived-2.3.3: deps build etcd keepalived
+	VIPKIT_KEEPALIVED=$(KEEPALIVED_233) $(GO) test -count=1 -timeout 18m ./test/e2e/ ./test/lab/vipkit/
 
 ## test: every tier (unit, privileged netns, integration with etcd, e2e lab) as root
 test: deps build etcd keepalived
 	$(GO) test -count=1 -timeout 18m ./...
+	@$(MAKE) --no-print-directory test-keepalived-2.3.3
 
 ## test-unit: only what needs neither root nor binaries
 test-unit:

@@ -87,10 +87,17 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 		opts.Mode = Hooks
 	}
 	lo := opts.Lab
+	if lo.Keepalived == "" {
+		lo.Keepalived = repo.Keepalived()
+	}
+	ka, err := repo.KeepalivedVersion(lo.Keepalived)
+	if err != nil {
+		return nil, fmt.Errorf("build vipkit lab: %w", err)
+	}
 	if opts.Control {
 		lo.AdvertInt = ""
 	} else if lo.AdvertInt == "" {
-		lo.AdvertInt = opts.Mode.AdvertInt()
+		lo.AdvertInt = opts.Mode.AdvertInt(ka)
 	}
 	log := lo.Logger
 	if log == nil {
@@ -107,7 +114,7 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 				return nil, err
 			}
 		}
-		if v.Conf, err = KeepalivedConfig(dir, opts.Mode, opts.Second); err != nil {
+		if v.Conf, err = KeepalivedConfig(dir, opts.Mode, ka, opts.Second); err != nil {
 			return nil, err
 		}
 		if v.vipctl, err = proc.FindBinary("vipctl"); err != nil {
@@ -120,9 +127,11 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 	if v.Lab, err = lab.New(ctx, lo); err != nil {
 		return nil, err
 	}
+	// The returns below set v to nil: close the lab they leave behind.
+	built := v.Lab
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, v.Lab.Close())
+			err = errors.Join(err, built.Close())
 			v = nil
 		}
 	}()
