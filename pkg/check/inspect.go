@@ -343,7 +343,8 @@ func (x *inspector) noVIPs(ei ExpectedInstance, in *keepalived.Instance) {
 	if version == 0 {
 		version = x.c.Global.VRRPVersion
 	}
-	strict := version == 3 || in.StrictMode || x.c.Global.VRRPStrict
+	strictMode := in.StrictMode || x.c.Global.VRRPStrict
+	strict := version == 3 || strictMode
 	ka, err := keepalived.ParseVersion(x.want.KeepalivedVersion)
 	known := err == nil
 	switch {
@@ -354,6 +355,9 @@ func (x *inspector) noVIPs(ei ExpectedInstance, in *keepalived.Instance) {
 		}
 		x.add(sev, subject, in.Pos, fmt.Sprintf("keepalived %s does not know no_virtual_ipaddress (keepalived 2.2.8 and later): it %s", ka, what),
 			"remove no_virtual_ipaddress, version 3 / vrrp_version 3 and strict_mode / vrrp_strict for this instance (VRRPv2), or upgrade keepalived to 2.2.8 or later")
+	case in.NoVIPs && strictMode:
+		x.add(Error, subject, in.Pos, "keepalived clears no_virtual_ipaddress under strict mode and then rejects the vrrp_instance without VIPs, so it would not run this instance at all",
+			"remove strict_mode / vrrp_strict for this instance")
 	case in.NoVIPs:
 	case strict && known && ka.AtLeast(keepalived.NoVIPv3):
 		x.add(Error, subject, in.Pos, "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode unless it says no_virtual_ipaddress, so it would not run this instance at all",

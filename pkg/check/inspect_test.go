@@ -227,6 +227,9 @@ func TestInspect(t *testing.T) {
 		{name: "own VRRPv2 no_virtual_ipaddress on 2.2.7", expect: func(e *Expect) { e.Instances[0].Own = true },
 			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "    no_virtual_ipaddress\n", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"},
 			want: []want{{Warning, "vrrp_instance VI_1", "keepalived 2.2.7 does not know no_virtual_ipaddress (keepalived 2.2.8 and later): it ignores it", ""}}},
+		{name: "own no_virtual_ipaddress under vrrp_strict on 2.3.3", expect: func(e *Expect) { e.Instances[0].Own = true; e.KeepalivedVersion = "2.3.3" },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "    version 3\n    no_virtual_ipaddress\n", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev", "    enable_script_security\n", "    enable_script_security\n    vrrp_strict\n"},
+			want: []want{{Error, "vrrp_instance VI_1", "keepalived clears no_virtual_ipaddress under strict mode", ""}}},
 		{name: "keepalived-owned on 2.3.3: no recommendation", expect: func(e *Expect) { e.KeepalivedVersion = "2.3.3" }},
 
 		// fenced's track file.
