@@ -164,7 +164,7 @@ func checkKeepalived(ctx context.Context, cfg *config.Config, path string, add a
 		return
 	}
 	self, _ := os.Executable()
-	want := check.Expectations(cfg, filepath.Join(filepath.Dir(self), "vipctl"), self, check.KeepalivedVersion(ctx), check.UserExists)
+	want := check.Expectations(cfg, filepath.Join(filepath.Dir(self), "vipctl"), self, check.KeepalivedVersion(ctx, cfg.Fenced.VRRPPIDFile), check.UserExists)
 	for _, is := range check.Inspect(kc, want) {
 		subject := is.Subject
 		if is.Line != "" {

@@ -336,13 +336,46 @@ func (x *inspector) ownership(ei ExpectedInstance, in *keepalived.Instance) {
 				"add %s to virtual_ipaddress (virtual_ipaddress_excluded for a second address family), or set own = true in vipkit.toml", p.Addr())
 		}
 	}
+	if ei.Own && len(in.VIPs) == 0 {
+		x.noVIPs(ei, in)
+	}
+}
+
+// noVIPs checks a vipctl-owned instance without VIPs against the keepalived
+// release: before 2.2.8 it must run VRRPv2 (whole-second adverts); from
+// 2.2.8 no_virtual_ipaddress lets it run VRRPv3 with sub-second adverts,
+// which makes its takeover as quick as a keepalived-owned one.
+func (x *inspector) noVIPs(ei ExpectedInstance, in *keepalived.Instance) {
+	subject := "vrrp_instance " + ei.Name
 	version := in.Version
 	if version == 0 {
 		version = x.c.Global.VRRPVersion
 	}
-	if ei.Own && len(in.VIPs) == 0 && (version == 3 || in.StrictMode || x.c.Global.VRRPStrict) {
+	strictMode := in.StrictMode || x.c.Global.VRRPStrict
+	strict := version == 3 || strictMode
+	ka, err := keepalived.ParseVersion(x.want.KeepalivedVersion)
+	known := err == nil
+	switch {
+	case in.NoVIPs && known && ka.Less(keepalived.NoVIPv3):
+		sev, what := Warning, "ignores it"
+		if strict {
+			sev, what = Error, "ignores it and, under VRRPv3 or strict mode, rejects the instance without VIPs, so it would not run this instance at all"
+		}
+		x.add(sev, subject, in.Pos, fmt.Sprintf("keepalived %s does not know no_virtual_ipaddress (keepalived 2.2.8 and later): it %s", ka, what),
+			"remove no_virtual_ipaddress, version 3 / vrrp_version 3 and strict_mode / vrrp_strict for this instance (VRRPv2), or upgrade keepalived to 2.2.8 or later")
+	case in.NoVIPs && strictMode:
+		x.add(Error, subject, in.Pos, "keepalived clears no_virtual_ipaddress under strict mode and then rejects the vrrp_instance without VIPs, so it would not run this instance at all",
+			"remove strict_mode / vrrp_strict for this instance")
+	case in.NoVIPs:
+	case strict && known && ka.AtLeast(keepalived.NoVIPv3):
+		x.add(Error, subject, in.Pos, "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode unless it says no_virtual_ipaddress, so it would not run this instance at all",
+			"add `no_virtual_ipaddress` to vrrp_instance %s", ei.Name)
+	case strict:
 		x.add(Error, subject, in.Pos, "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode, so it would not run this instance at all",
 			"remove version 3 / vrrp_version 3 and strict_mode / vrrp_strict for this instance")
+	case known && ka.AtLeast(keepalived.NoVIPv3):
+		x.add(Info, subject, in.Pos, fmt.Sprintf("keepalived %s runs an instance without VIPs under VRRPv3 when it says no_virtual_ipaddress: sub-second adverts make vipctl's takeover as quick as keepalived's, where VRRPv2 adverts are whole seconds", ka),
+			"add `no_virtual_ipaddress`, `version 3` and `advert_int 0.1` to vrrp_instance %s (as contrib/keepalived/vipctl-owned-v3*.conf)", ei.Name)
 	}
 }
 

@@ -128,6 +128,9 @@ type Instance struct {
 	// HigherPrioSendAdvert is higher_prio_send_advert; nil if unset (the
 	// global setting applies).
 	HigherPrioSendAdvert *bool
+	// NoVIPs is no_virtual_ipaddress (keepalived 2.2.8 and later): the
+	// instance has no VIP on purpose and may run VRRPv3.
+	NoVIPs bool
 	// SyncGroup names the vrrp_sync_group listing this instance, if any.
 	SyncGroup string
 	// AdvertInt is advert_int in seconds, 0 if unset (keepalived: 1).
@@ -506,6 +509,8 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 			in.VIPs = append(in.VIPs, c.addresses(k)...)
 		case "virtual_ipaddress_excluded":
 			in.ExcludedVIPs = append(in.ExcludedVIPs, c.addresses(k)...)
+		case "no_virtual_ipaddress":
+			in.NoVIPs = true
 		case "virtual_routes":
 			for _, e := range k.block {
 				in.Routes = append(in.Routes, route(e))

@@ -45,6 +45,11 @@ func merge(ms ...map[string]kwSpec) map[string]kwSpec {
 }
 
 // keywords by context. The top level's roots open the other contexts.
+// keywordSince lists the keywords of the tables that older keepalived
+// releases do not know (2.2.7 reads them as "Unknown keyword"); vipctl check
+// judges them against the running release.
+var keywordSince = map[string]Version{"no_virtual_ipaddress": NoVIPv3}
+
 var keywords = map[string]map[string]kwSpec{
 	"top": merge(
 		map[string]kwSpec{
@@ -71,7 +76,7 @@ var keywords = map[string]map[string]kwSpec{
 			"notify", "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_master_rx_lower_pri"),
 		kws(kwPlain, false, "accept", "no_accept", "check_unicast_src", "dont_track_primary", "garp_extra_if",
 			"higher_prio_send_advert", "kernel_rx_buf_size", "linkbeat_use_polling", "lower_prio_no_advert",
-			"native_ipv6", "nopreempt", "preempt", "notify_deleted", "notify_priority_changes", "old_unicast_checksum",
+			"native_ipv6", "no_virtual_ipaddress", "nopreempt", "preempt", "notify_deleted", "notify_priority_changes", "old_unicast_checksum",
 			"promote_secondaries", "skip_check_adv_addr", "smtp_alert", "strict_mode", "track_src_ip",
 			"unicast_fault_no_peer", "use_ipvlan", "use_vmac", "vmac_xmit_base", "mcast_dst_ip"),
 	),

@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -45,6 +46,20 @@ func keywordFile(skip map[string]bool) string {
 	return b.String()
 }
 
+// oracleVersion is the release of the keepalived the oracle runs.
+func oracleVersion(t *testing.T) Version {
+	t.Helper()
+	out, err := exec.Command(kaoracle.Binary(), "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s --version: %v", kaoracle.Binary(), err)
+	}
+	v, err := ParseVersion(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func sortedKW(m map[string]kwSpec) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -62,6 +77,13 @@ func TestOracleKeywords(t *testing.T) {
 	// lvs_sync_daemon_interface makes keepalived start IPVS, which this
 	// kernel may lack; the top level's roots are read by every other test.
 	skip := map[string]bool{"lvs_sync_daemon_interface": true}
+	// Keywords newer than the keepalived under test are unknown to it.
+	v := oracleVersion(t)
+	for kw, since := range keywordSince {
+		if v.Less(since) {
+			skip[kw] = true
+		}
+	}
 	l, err := kaoracle.Run(t, kaoracle.Input{Main: "/etc/keepalived/keepalived.conf", Files: map[string][]byte{"/etc/keepalived/keepalived.conf": []byte(keywordFile(skip))}, Interfaces: []string{"eth0"}})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, strings.Join(l.Log, "\n"))
