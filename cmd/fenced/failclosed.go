@@ -49,7 +49,7 @@ nothing: the operator asked to keep the VIPs.`,
 			var ins []fence.Instance
 			for _, in := range cfg.Instances {
 				if in.Cluster != "" {
-					ins = append(ins, fence.Instance{Name: in.Name, Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, TrackFile: in.TrackFile})
+					ins = append(ins, fence.Instance{Target: in.Target(), TrackFile: in.TrackFile})
 				}
 			}
 			ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)

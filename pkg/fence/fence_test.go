@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"reflect"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,21 +22,43 @@ import (
 type rec struct {
 	log      []string
 	lockBusy bool
+	passes   int // calls to the holder's Fence
 }
 
-func (r *rec) Fence(ctx context.Context, req holder.Request, action string) ([]holder.Outcome, error) {
+func (r *rec) Fence(ctx context.Context, reqs []holder.Request, action string) ([]holder.Outcome, error) {
+	r.passes++
 	if r.lockBusy {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	for _, v := range req.VIPs {
-		r.log = append(r.log, fmt.Sprintf("%s %s own=%v ticket=%d", action, v, req.Own, req.Ticket.PID))
+	for _, req := range reqs {
+		for _, v := range req.VIPs {
+			r.log = append(r.log, fmt.Sprintf("%s %s own=%v ticket=%d", action, v, req.Own, req.Ticket.PID))
+		}
 	}
 	return nil, nil
 }
-func (r *rec) Link(dev string) (hostnet.Link, error) { return hostnet.Link{Name: dev}, nil }
-func (r *rec) Release(l hostnet.Link, v vip.VIP) error {
-	r.log = append(r.log, "direct-release "+v.String())
+func (r *rec) Link(dev string) (hostnet.Link, error) {
+	if dev == "gone0" {
+		return hostnet.Link{}, hostnet.ErrNoSuchDevice
+	}
+	return hostnet.Link{Name: dev}, nil
+}
+func (r *rec) View(l hostnet.Link) (hostnet.View, error) { return recView{r}, nil }
+
+// recView is the lock-free path's view of the link.
+type recView struct{ r *rec }
+
+func (v recView) Link() hostnet.Link                    { return hostnet.Link{} }
+func (v recView) Primary(vip.VIP) (netip.Addr, error)   { return netip.Addr{}, nil }
+func (v recView) CheckSource(vip.VIP, netip.Addr) error { return nil }
+func (v recView) IsAssigned(vip.VIP) (bool, error)      { return true, nil }
+func (v recView) AddVIP(vip.VIP) error                  { return errors.New("a fence never adds") }
+func (v recView) SetHint(vip.VIP, netip.Addr) error     { return errors.New("a fence never sets a hint") }
+func (v recView) ClearHint(vip.VIP) error               { return errors.New("a fence removes the VIP") }
+func (v recView) Settle() error                         { return nil }
+func (v recView) Release(x vip.VIP) error {
+	v.r.log = append(v.r.log, "direct-release "+x.String())
 	return nil
 }
 
@@ -48,8 +75,8 @@ func actuator(r *rec) *Actuator {
 }
 
 var ins = []Instance{
-	{Name: "VI_1", Dev: "eth0", VIPs: []vip.VIP{vip.MustParse("192.0.2.100")}, TrackFile: "/run/vipkit/VI_1.fence"},
-	{Name: "VI_2", Dev: "eth0", VIPs: []vip.VIP{vip.MustParse("2001:db8::100")}, Own: true, TrackFile: "/run/vipkit/VI_2.fence"},
+	{Target: vip.Target{Instance: "VI_1", Dev: "eth0", VIPs: []vip.VIP{vip.MustParse("192.0.2.100")}}, TrackFile: "/run/vipkit/VI_1.fence"},
+	{Target: vip.Target{Instance: "VI_2", Dev: "eth0", VIPs: []vip.VIP{vip.MustParse("2001:db8::100")}, Own: true}, TrackFile: "/run/vipkit/VI_2.fence"},
 }
 
 // I3: every VIP is gone before any track file says FAULT, also for
@@ -119,4 +146,125 @@ func TestReassertWritesOnlyWrongFiles(t *testing.T) {
 	if !reflect.DeepEqual(r.log, want) {
 		t.Fatalf("reassert = %q, want %q", r.log, want)
 	}
+}
+
+// I10: a fence of many instances with vipctl's lock held by a stopped
+// process waits for the lock once, not once per instance, and still
+// releases every instance's VIPs before any track file says FAULT (I3).
+func TestFenceWaitsForAWedgedLockOnce(t *testing.T) {
+	dir := t.TempDir()
+	// A real process holds vipctl's real lock, then is stopped: a wedged hook.
+	locker := exec.Command("flock", filepath.Join(dir, runstate.LockFile), "sleep", "60")
+	if err := locker.Start(); err != nil {
+		t.Fatalf("flock(1) (util-linux): %v", err)
+	}
+	t.Cleanup(func() {
+		_ = locker.Process.Signal(syscall.SIGCONT)
+		_ = locker.Process.Kill()
+		_ = locker.Wait()
+	})
+	store := &countingStore{Store: runstate.New(dir)}
+	waitFor(t, func() bool { // flock(1) has the lock once a probe cannot take it
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		tx, err := runstate.New(dir).Lock(ctx)
+		if err == nil {
+			tx.Unlock()
+		}
+		return err != nil
+	})
+	if err := locker.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	r := &rec{}
+	h := &holder.Holder{Host: r, Store: store}
+	a := actuator(r)
+	a.Releaser = h
+	var many []Instance
+	for i := range 10 {
+		var vips []vip.VIP
+		for j := range 5 {
+			vips = append(vips, vip.MustParse(fmt.Sprintf("2001:db8::%d:%d", i, j)))
+		}
+		many = append(many, Instance{Target: vip.Target{Instance: fmt.Sprintf("VI_%d", i), Dev: "eth0", VIPs: vips}, TrackFile: fmt.Sprintf("/run/vipkit/VI_%d.fence", i)})
+	}
+	// A lease's fence carries the earliest server expiry as its deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := a.Fence(ctx, many, "deadline"); err != nil {
+		t.Fatal(err)
+	}
+	if store.locks != 1 {
+		t.Fatalf("the fence asked for vipctl's lock %d times, want once for all %d instances", store.locks, len(many))
+	}
+	var released, tracks int
+	for _, l := range r.log {
+		switch {
+		case strings.HasPrefix(l, "direct-release "):
+			if tracks > 0 {
+				t.Fatalf("a VIP was released after a track file said FAULT (I3): %q", r.log)
+			}
+			released++
+		case strings.HasPrefix(l, "track "):
+			tracks++
+		}
+	}
+	if released != 50 || tracks != 10 {
+		t.Fatalf("released %d VIPs and wrote %d track files, want 50 and 10: %q", released, tracks, r.log)
+	}
+}
+
+// The lock wait is derived from the time the fence has (its deadline), not
+// a constant: a quarter of it.
+func TestFenceLockWaitFollowsTheDeadline(t *testing.T) {
+	a := &Actuator{LockWait: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if w := a.lockWait(ctx); w > 375*time.Millisecond || w < 300*time.Millisecond {
+		t.Fatalf("lock wait with 1.5 s left = %s, want about 375 ms", w)
+	}
+	if w := a.lockWait(context.Background()); w != time.Hour {
+		t.Fatalf("lock wait without a deadline = %s, want the configured %s", w, time.Hour)
+	}
+}
+
+// An instance whose interface is gone does not keep the others held.
+func TestFenceGoesOnPastAMissingLink(t *testing.T) {
+	r := &rec{}
+	gone := Instance{Target: vip.Target{Instance: "VI_0", Dev: "gone0", VIPs: []vip.VIP{vip.MustParse("192.0.2.99")}}, TrackFile: "/run/vipkit/VI_0.fence"}
+	err := actuator(r).Fence(context.Background(), append([]Instance{gone}, ins...), "deadline")
+	if err == nil || !strings.Contains(err.Error(), "VI_0") {
+		t.Fatalf("Fence = %v, want the missing link of VI_0 reported", err)
+	}
+	want := []string{
+		"fence 192.0.2.100 own=false ticket=7", "fence 2001:db8::100 own=true ticket=7",
+		"track /run/vipkit/VI_0.fence=1", "track /run/vipkit/VI_1.fence=1", "track /run/vipkit/VI_2.fence=1",
+	}
+	if !reflect.DeepEqual(r.log, want) || r.passes != 1 {
+		t.Fatalf("fence: %q in %d passes, want %q in one", r.log, r.passes, want)
+	}
+}
+
+type countingStore struct {
+	*runstate.Store
+	locks int
+}
+
+func (s *countingStore) Lock(ctx context.Context) (*runstate.Tx, error) {
+	s.locks++
+	return s.Store.Lock(ctx)
+}
+
+func (r *rec) Orphans() ([]hostnet.LocalRoute, error) { return nil, nil }
+func (r *rec) DeleteRoute(hostnet.LocalRoute) error   { return nil }
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	for range 500 {
+		if ok() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not met within 5 s")
 }

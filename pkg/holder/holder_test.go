@@ -26,6 +26,7 @@ type world struct {
 	nextPID   int
 	alive     map[runstate.Proc]bool
 	failSpawn bool
+	views     int // reads of a link
 }
 
 func newWorld() *world {
@@ -42,6 +43,27 @@ func (w *world) Link(dev string) (hostnet.Link, error) {
 	}
 	return hostnet.Link{Name: "eth0", Index: 2}, nil
 }
+
+// View implements Host: the fake world answers every question live.
+func (w *world) View(l hostnet.Link) (hostnet.View, error) {
+	w.views++
+	return worldView{w, l}, nil
+}
+
+type worldView struct {
+	w *world
+	l hostnet.Link
+}
+
+func (v worldView) Link() hostnet.Link                          { return v.l }
+func (v worldView) Primary(x vip.VIP) (netip.Addr, error)       { return v.w.Primary(v.l, x) }
+func (v worldView) CheckSource(x vip.VIP, src netip.Addr) error { return v.w.CheckSource(v.l, x, src) }
+func (v worldView) IsAssigned(x vip.VIP) (bool, error)          { return v.w.IsAssigned(v.l, x) }
+func (v worldView) AddVIP(x vip.VIP) error                      { return v.w.AddVIP(v.l, x) }
+func (v worldView) SetHint(x vip.VIP, src netip.Addr) error     { return v.w.SetHint(v.l, x, src) }
+func (v worldView) ClearHint(x vip.VIP) error                   { return v.w.ClearHint(v.l, x) }
+func (v worldView) Release(x vip.VIP) error                     { return v.w.Release(v.l, x) }
+func (v worldView) Settle() error                               { return nil }
 
 func (w *world) Primary(l hostnet.Link, v vip.VIP) (netip.Addr, error) {
 	p := primary4

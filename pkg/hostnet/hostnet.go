@@ -66,6 +66,34 @@ type LocalRoute struct {
 	Metric    int
 }
 
+// View is one link's addresses and the host's local routes, read from the
+// kernel once and kept current by the changes made through it. A command or
+// a fence takes one View per link and plans every VIP from it, so its cost
+// is linear in the VIPs it names (I10); asking the kernel per VIP made it
+// quadratic (each netlink dump lists every address and route of the host).
+//
+// A View is not safe for concurrent use. Callers hold vipctl's lock, so only
+// keepalived can change the link meanwhile, and every deletion tolerates
+// finding the thing already gone.
+type View interface {
+	Link() Link
+	// Primary picks the hint source for v (PickPrimary).
+	Primary(v vip.VIP) (netip.Addr, error)
+	// CheckSource validates an operator-chosen hint source.
+	CheckSource(v vip.VIP, src netip.Addr) error
+	// IsAssigned reports whether v's address is on the link.
+	IsAssigned(v vip.VIP) (bool, error)
+	AddVIP(v vip.VIP) error
+	SetHint(v vip.VIP, src netip.Addr) error
+	ClearHint(v vip.VIP) error
+	// Release removes v's hint routes, then its address (DESIGN §2).
+	Release(v vip.VIP) error
+	// Settle finishes what the kernel completes asynchronously: the swap of
+	// the IPv6 local routes of freshly added VIPs for their hints. Call it
+	// once after a batch of SetHint.
+	Settle() error
+}
+
 // IsHint reports whether vipkit installed the route.
 func (r LocalRoute) IsHint() bool { return r.Protocol == HintProtocol }
 

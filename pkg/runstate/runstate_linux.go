@@ -124,8 +124,12 @@ func (s *Store) Read() (*State, error) {
 	return st, nil
 }
 
-// Save writes the state atomically (temp file and rename).
+// Save writes the state atomically (temp file and rename), forgetting the
+// entries that can no longer matter (State.Prune).
 func (tx *Tx) Save() error {
+	if now, err := NowTicket(); err == nil {
+		tx.State.Prune(now)
+	}
 	b := tx.State.Format()
 	path := filepath.Join(tx.store.Dir, StateFile)
 	tmp := path + ".tmp"

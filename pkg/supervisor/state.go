@@ -63,7 +63,7 @@ func (s *Supervisor) Snapshot() Snapshot {
 		}
 		fenced := c.isFenced()
 		for _, in := range c.memberList() {
-			is := InstanceSnapshot{Name: in.Name, Cluster: name, TrackFile: in.TrackFile, Fenced: fenced}
+			is := InstanceSnapshot{Name: in.Instance, Cluster: name, TrackFile: in.TrackFile, Fenced: fenced}
 			for _, v := range in.VIPs {
 				is.VIPs = append(is.VIPs, v.String())
 			}

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -163,7 +162,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 		old := memberMap(c.memberList())
 		var fresh []fence.Instance
 		for _, in := range want[name] {
-			if prev, ok := old[in.Name]; !ok || !reflect.DeepEqual(prev, in) {
+			if prev, ok := old[in.Instance]; !ok || !reflect.DeepEqual(prev, in) {
 				fresh = append(fresh, in)
 			}
 		}
@@ -395,13 +394,13 @@ func (s *Supervisor) log() *slog.Logger {
 }
 
 func toFence(in config.Instance) fence.Instance {
-	return fence.Instance{Name: in.Name, Dev: in.Dev, VIPs: slices.Clone(in.VIPs), Own: in.Own, TrackFile: in.TrackFile}
+	return fence.Instance{Target: in.Target(), TrackFile: in.TrackFile}
 }
 
 func memberMap(ms []fence.Instance) map[string]fence.Instance {
 	m := map[string]fence.Instance{}
 	for _, in := range ms {
-		m[in.Name] = in
+		m[in.Instance] = in
 	}
 	return m
 }
@@ -409,7 +408,7 @@ func memberMap(ms []fence.Instance) map[string]fence.Instance {
 func names(ins []fence.Instance) []string {
 	out := make([]string, len(ins))
 	for i, in := range ins {
-		out[i] = in.Name
+		out[i] = in.Instance
 	}
 	sort.Strings(out)
 	return out

@@ -31,8 +31,8 @@ func (r *recorder) set(ins []fence.Instance, v int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, in := range ins {
-		r.value[in.Name] = v
-		r.writes[in.Name]++
+		r.value[in.Instance] = v
+		r.writes[in.Instance]++
 	}
 }
 
@@ -49,7 +49,7 @@ func (r *recorder) Reassert(ins []fence.Instance, fenced bool) error {
 	}
 	var wrong []fence.Instance
 	for _, in := range ins {
-		if v, _, ok := r.get(in.Name); !ok || v != want {
+		if v, _, ok := r.get(in.Instance); !ok || v != want {
 			wrong = append(wrong, in)
 		}
 	}
