@@ -94,10 +94,10 @@ type State struct {
 }
 
 // PruneAfter is how old (in clock ticks) a released entry must be before
-// Prune forgets it: far longer than any vipctl process may wait for the
+// Prune forgets it: six times longer than any vipctl process waits for the
 // lock (10 s), so no process that could still act predates a pruned entry
 // unless it was stopped for that long, and such a process is refused.
-const PruneAfter = 10 * 60 * clockTicks
+const PruneAfter = 60 * clockTicks
 
 // ActionPruned names the stand-in entry of a VIP forgotten by Prune.
 const ActionPruned = "pruned"
