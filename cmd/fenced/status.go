@@ -118,7 +118,7 @@ func printStatus(w io.Writer, s supervisor.Snapshot) {
 	fmt.Fprintf(w, "fenced %s pid %d, node %s, started %s, heartbeat %s\nstate: %s\n\n",
 		s.Version, s.PID, s.Node, s.Started.Local().Format("2006-01-02 15:04:05"), beat, s.State)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tSTATE\tLEASE\tTTL\tVALID FOR\tLAST RENEW\tRENEWALS OK/FAILED\tFENCES\tLAST FENCE LEAD")
+	fmt.Fprintln(tw, "CLUSTER\tSTATE\tLEASE\tTTL\tVALID FOR\tLAST RENEW\tRENEWALS OK/FAILED\tFENCES\tLAST FENCE LEAD\tFENCE TAKES")
 	for _, c := range s.Clusters {
 		st := c.Lease
 		var fences []string
@@ -133,8 +133,12 @@ func printStatus(w io.Writer, s supervisor.Snapshot) {
 		if st.LeaseID != 0 {
 			lid = fmt.Sprintf("%x", int64(st.LeaseID))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", c.Name, st.State, lid, st.TTL, st.ValidFor.Round(time.Millisecond),
-			st.LastRenewLatency.Round(time.Microsecond), st.RenewalsOK, st.RenewalsFailed, orDash(strings.Join(fences, ",")), lead)
+		took := "-"
+		if c.FenceDuration > 0 {
+			took = c.FenceDuration.Round(10 * time.Microsecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", c.Name, st.State, lid, st.TTL, st.ValidFor.Round(time.Millisecond),
+			st.LastRenewLatency.Round(time.Microsecond), st.RenewalsOK, st.RenewalsFailed, orDash(strings.Join(fences, ",")), lead, took)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -35,6 +35,11 @@ type ClusterSnapshot struct {
 	Name      string       `json:"name"`
 	Endpoints []string     `json:"endpoints"`
 	Lease     lease.Status `json:"lease"`
+	// Margin is the configured margin; FenceDuration how long the last
+	// fence of all the cluster's instances took (0: none yet). The margin
+	// must cover the fence with room to spare (fenced check).
+	Margin        time.Duration `json:"margin"`
+	FenceDuration time.Duration `json:"fence_duration"`
 }
 
 // InstanceSnapshot is one guarded instance.
@@ -57,7 +62,8 @@ func (s *Supervisor) Snapshot() Snapshot {
 		if p := c.status.Load(); p != nil {
 			st = *p
 		}
-		snap.Clusters = append(snap.Clusters, ClusterSnapshot{Name: name, Endpoints: slices.Clone(c.cfg.Endpoints), Lease: st})
+		snap.Clusters = append(snap.Clusters, ClusterSnapshot{Name: name, Endpoints: slices.Clone(c.cfg.Endpoints), Lease: st,
+			Margin: c.cfg.Margin, FenceDuration: time.Duration(c.fenceTook.Load())})
 		if rank[st.State.String()] > rank[snap.State] {
 			snap.State = st.State.String()
 		}

@@ -72,14 +72,36 @@ type cluster struct {
 
 	status       atomic.Pointer[lease.Status]
 	lastProgress atomic.Int64
+	// fenceTook is how long the last fence of all the cluster's instances
+	// took (ns): what the margin must cover, with room to spare.
+	fenceTook atomic.Int64
 }
 
-// Fence implements lease.Fencer for the cluster's instances.
+// Fence implements lease.Fencer for the cluster's instances: all of them in
+// one pass.
 func (c *cluster) Fence(ctx context.Context, reason string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fenced = true
-	return c.act.Fence(ctx, c.members, reason)
+	return c.fence(ctx, c.members, reason)
+}
+
+// fence runs one pass over ins and measures it. Without a deadline from the
+// lease (start, reload) the pass gets the margin, the time a lease's fence
+// has too, so that a wedged vipctl costs a fence the same bounded wait
+// everywhere.
+func (c *cluster) fence(ctx context.Context, ins []fence.Instance, reason string) error {
+	if _, ok := ctx.Deadline(); !ok && c.cfg.Margin > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Margin)
+		defer cancel()
+	}
+	start := time.Now()
+	err := c.act.Fence(ctx, ins, reason)
+	if len(ins) == len(c.members) {
+		c.fenceTook.Store(int64(time.Since(start)))
+	}
+	return err
 }
 
 // Unfence implements lease.Fencer.
@@ -100,7 +122,7 @@ func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance) er
 		return nil
 	}
 	if c.fenced {
-		return c.act.Fence(ctx, fresh, "configured while fenced")
+		return c.fence(ctx, fresh, "configured while fenced")
 	}
 	return c.act.Unfence(fresh)
 }
@@ -189,7 +211,7 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 	c := &cluster{cfg: cl, act: s.Actuator, members: members, fenced: true, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
 	// Fail closed first: nothing of this cluster's may be held before its
 	// lease is.
-	if err := s.Actuator.Fence(ctx, members, "starting"); err != nil {
+	if err := c.fence(ctx, members, "starting"); err != nil {
 		c.log.Error("fence before start", "error", err)
 	}
 	node := cfg.Node
