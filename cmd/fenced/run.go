@@ -19,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/vipkit/vipkit/pkg/announce"
+	"github.com/vipkit/vipkit/pkg/clock"
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/fence"
 	"github.com/vipkit/vipkit/pkg/guard"
@@ -56,13 +56,7 @@ From flags alone, for one instance:
 	}
 }
 
-func boottime() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return time.Duration(time.Now().UnixNano())
-	}
-	return time.Duration(ts.Nano())
-}
+func boottime() time.Duration { return clock.Boottime() }
 
 // noSpawn lets the holder stop vipctl's refreshers when fencing; fenced
 // itself never starts one.

@@ -170,23 +170,31 @@ func (a *Actuator) release(ctx context.Context, ins []Instance) error {
 	// Remove the addresses directly, every instance in this one pass; a
 	// refresher sends only under the lock, so it cannot announce meanwhile.
 	a.log().Error("vipctl lock busy: releasing without it", "waited", wait, "instances", names(held), "vips", count(held))
-	views := map[string]hostnet.View{}
+	var devs []string
+	byDev := map[string][]vip.VIP{}
+	owner := map[vip.VIP]string{}
 	for _, in := range held {
-		w, ok := views[in.Dev]
-		if !ok {
-			l, err := a.Host.Link(in.Dev)
-			if err == nil {
-				w, err = a.Host.View(l)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("fence %s: %w", in.Instance, err))
-				continue
-			}
-			views[in.Dev] = w
+		if _, ok := byDev[in.Dev]; !ok {
+			devs = append(devs, in.Dev)
 		}
+		byDev[in.Dev] = append(byDev[in.Dev], in.VIPs...)
 		for _, v := range in.VIPs {
-			if err := w.Release(v); err != nil {
-				errs = append(errs, fmt.Errorf("fence %s: %w", in.Instance, err))
+			owner[v] = in.Instance
+		}
+	}
+	for _, dev := range devs {
+		l, err := a.Host.Link(dev)
+		var w hostnet.View
+		if err == nil {
+			w, err = a.Host.View(l)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("fence %s: %w", dev, err))
+			continue
+		}
+		for i, err := range w.ReleaseAll(byDev[dev]) {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("fence %s: %w", owner[byDev[dev][i]], err))
 			}
 		}
 	}

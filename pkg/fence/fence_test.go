@@ -57,6 +57,13 @@ func (v recView) AddVIP(vip.VIP) error                  { return errors.New("a f
 func (v recView) SetHint(vip.VIP, netip.Addr) error     { return errors.New("a fence never sets a hint") }
 func (v recView) ClearHint(vip.VIP) error               { return errors.New("a fence removes the VIP") }
 func (v recView) Settle() error                         { return nil }
+func (v recView) ReleaseAll(xs []vip.VIP) []error {
+	errs := make([]error, len(xs))
+	for i, x := range xs {
+		errs[i] = v.Release(x)
+	}
+	return errs
+}
 func (v recView) Release(x vip.VIP) error {
 	v.r.log = append(v.r.log, "direct-release "+x.String())
 	return nil

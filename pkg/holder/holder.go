@@ -472,24 +472,47 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 	if err := h.stopUnreferenced(tx); err != nil {
 		return out, h.saveAfter(tx, err)
 	}
-	// A VIP that cannot be released does not keep the others held: a
-	// half-released host is worse than one released as far as it goes.
-	var errs []error
-	for i, req := range reqs {
-		w := vs[ls[i].Name]
+	// Every VIP of a link in one batch (hints, then addresses); a VIP that
+	// cannot be released does not keep the others held: a half-released
+	// host is worse than one released as far as it goes.
+	type item struct {
+		req *Request
+		v   vip.VIP
+	}
+	batches := map[string][]item{}
+	var devs []string
+	for i := range reqs {
+		dev := ls[i].Name
+		if _, ok := batches[dev]; !ok {
+			devs = append(devs, dev)
+		}
 		for _, v := range todos[i] {
-			var err error
-			if removeAddr {
-				err = w.Release(v)
-			} else {
-				err = w.ClearHint(v)
+			batches[dev] = append(batches[dev], item{&reqs[i], v})
+		}
+	}
+	var errs []error
+	for _, dev := range devs {
+		b := batches[dev]
+		vips := make([]vip.VIP, len(b))
+		for i, it := range b {
+			vips[i] = it.v
+		}
+		var berrs []error
+		if removeAddr {
+			berrs = vs[dev].ReleaseAll(vips)
+		} else {
+			berrs = make([]error, len(vips))
+			for i, v := range vips {
+				berrs[i] = vs[dev].ClearHint(v)
 			}
-			if err != nil {
-				errs = append(errs, err)
+		}
+		for i, it := range b {
+			if berrs[i] != nil {
+				errs = append(errs, berrs[i])
 				continue
 			}
-			out = append(out, Outcome{VIP: v, Result: Applied})
-			h.log().Info("released VIP", "vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance, "address_removed", removeAddr)
+			out = append(out, Outcome{VIP: it.v, Result: Applied})
+			h.log().Info("released VIP", "vip", it.v.String(), "dev", dev, "action", action, "instance", it.req.Instance, "address_removed", removeAddr)
 		}
 	}
 	return out, h.saveAfter(tx, errors.Join(errs...))

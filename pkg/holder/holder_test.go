@@ -63,7 +63,14 @@ func (v worldView) AddVIP(x vip.VIP) error                      { return v.w.Add
 func (v worldView) SetHint(x vip.VIP, src netip.Addr) error     { return v.w.SetHint(v.l, x, src) }
 func (v worldView) ClearHint(x vip.VIP) error                   { return v.w.ClearHint(v.l, x) }
 func (v worldView) Release(x vip.VIP) error                     { return v.w.Release(v.l, x) }
-func (v worldView) Settle() error                               { return nil }
+func (v worldView) ReleaseAll(xs []vip.VIP) []error {
+	errs := make([]error, len(xs))
+	for i, x := range xs {
+		errs[i] = v.w.Release(v.l, x)
+	}
+	return errs
+}
+func (v worldView) Settle() error { return nil }
 
 func (w *world) Primary(l hostnet.Link, v vip.VIP) (netip.Addr, error) {
 	p := primary4
@@ -140,6 +147,9 @@ func (w *world) Alive(p runstate.Proc) bool { return w.alive[p] }
 func newHolder(t *testing.T, w *world) (*Holder, *runstate.Store) {
 	t.Helper()
 	st := runstate.New(t.TempDir())
+	// The tests' tickets count from 1: "now" is just after them, so that
+	// nothing is old enough to prune unless a test says so.
+	st.Now = func() (runstate.Ticket, error) { return runstate.Ticket{Ticks: 1000}, nil }
 	h := &Holder{
 		Host:       w,
 		Store:      st,
@@ -487,5 +497,42 @@ func TestUpWithoutRefreshStopsEarlierRefresher(t *testing.T) {
 	}
 	if len(w.alive) != 0 {
 		t.Fatalf("%d refreshers alive after an up without refresh", len(w.alive))
+	}
+}
+
+// I6 after pruning: once the released entry is forgotten (I10), a late
+// MASTER hook forked before it still cannot re-add the VIP, and one forked
+// later still can.
+func TestLateHookIsSupersededAfterPruning(t *testing.T) {
+	w := newWorld()
+	h, st := newHolder(t, w)
+	if _, err := h.Up(context.Background(), req(5, true, v4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Down(context.Background(), req(6, true, v4)); err != nil {
+		t.Fatal(err)
+	}
+	// Long after: the next write forgets the released entry.
+	st.Now = func() (runstate.Ticket, error) { return runstate.Ticket{Ticks: 6 + runstate.PruneAfter + 1}, nil }
+	if _, err := h.Down(context.Background(), req(7, true, v6)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := st.Read(); s.Entry(v4) != nil || s.Horizon.IsZero() {
+		t.Fatalf("the released entry was not pruned: %+v, horizon %v", s.Entry(v4), s.Horizon)
+	}
+	w.log = nil
+	out, err := h.Up(context.Background(), req(4, true, v4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0].Result != Superseded || len(w.log) != 0 {
+		t.Fatalf("late up after pruning: %+v, side effects %q; want superseded, nothing done", out, w.log)
+	}
+	out, err = h.Up(context.Background(), req(8, true, v4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0].Result != Applied {
+		t.Fatalf("a later up after pruning: %+v, want applied", out)
 	}
 }

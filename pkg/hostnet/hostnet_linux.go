@@ -123,6 +123,8 @@ type view struct {
 	// may still appear and shadow it.
 	settle []netip.Addr
 	hints  map[netip.Addr]netip.Addr // the hint source set for each of settle
+	// assigned counts addrs by address, built at the first question.
+	assigned map[netip.Addr]int
 }
 
 func (v *view) Link() Link { return v.l }
@@ -136,12 +138,27 @@ func (v *view) CheckSource(x vip.VIP, src netip.Addr) error {
 }
 
 func (v *view) IsAssigned(x vip.VIP) (bool, error) {
-	for _, a := range v.addrs {
-		if a.Prefix.Addr() == x.Addr() {
-			return true, nil
+	if v.assigned == nil {
+		v.assigned = make(map[netip.Addr]int, len(v.addrs))
+		for _, a := range v.addrs {
+			v.assigned[a.Prefix.Addr()]++
 		}
 	}
-	return false, nil
+	return v.assigned[x.Addr()] > 0, nil
+}
+
+// added and removed keep addrs and its index in step.
+func (v *view) added(a Addr) {
+	v.addrs = append(v.addrs, a)
+	if v.assigned != nil {
+		v.assigned[a.Prefix.Addr()]++
+	}
+}
+
+func (v *view) removed(a Addr) {
+	if v.assigned != nil {
+		v.assigned[a.Prefix.Addr()]--
+	}
 }
 
 func (v *view) localRoutes(addr netip.Addr) ([]LocalRoute, error) {
@@ -264,7 +281,7 @@ func (v *view) AddVIP(x vip.VIP) error {
 		return fmt.Errorf("add %s to %s: %w", x.Prefix(), v.l.Name, err)
 	}
 	if ok, _ := v.IsAssigned(x); !ok {
-		v.addrs = append(v.addrs, Addr{Prefix: x.Prefix(), Deprecated: x.Is6(), Global: true})
+		v.added(Addr{Prefix: x.Prefix(), Deprecated: x.Is6(), Global: true})
 	}
 	return nil
 }
@@ -283,9 +300,14 @@ func (v *view) delVIP(x vip.VIP) error {
 			kept = append(kept, a)
 			continue
 		}
-		if derr := v.n.h.AddrDel(dummy(v.l), &netlink.Addr{IPNet: ipNet(a.Prefix)}); derr != nil && !errors.Is(derr, unix.EADDRNOTAVAIL) && err == nil {
-			err = fmt.Errorf("delete %s from %s: %w", a.Prefix, v.l.Name, derr)
+		if derr := v.n.h.AddrDel(dummy(v.l), &netlink.Addr{IPNet: ipNet(a.Prefix)}); derr != nil && !errors.Is(derr, unix.EADDRNOTAVAIL) {
+			if err == nil {
+				err = fmt.Errorf("delete %s from %s: %w", a.Prefix, v.l.Name, derr)
+			}
+			kept = append(kept, a)
+			continue
 		}
+		v.removed(a)
 	}
 	v.addrs = kept
 	return err
@@ -556,36 +578,104 @@ func (n *Net) Release(l Link, v vip.VIP) error {
 // address first would leave the hint, and the host would go on treating the
 // VIP as local and answering ARP for it.
 func (v *view) Release(x vip.VIP) error {
-	routes, err := v.localRoutes(x.Addr())
-	if err != nil {
-		return err
-	}
-	var kept []LocalRoute
-	for _, r := range routes {
-		if !r.IsHint() {
-			kept = append(kept, r)
+	return v.ReleaseAll([]vip.VIP{x})[0]
+}
+
+// ReleaseAll removes the hint routes of every VIP, then every address: each
+// VIP still loses its route before its address (see View.ReleaseAll).
+//
+// Two things keep the kernel's side linear. An IPv6 /128 address comes with
+// a kernel prefix route (main table, metric 256), and the kernel walks the
+// whole IPv6 routing table for each address it deletes: those routes go
+// with the hints, first (the kernel would delete each with its address a
+// moment later). And addresses are deleted in the order the kernel lists
+// them, so that each is found at the head of the link's address list.
+func (v *view) ReleaseAll(xs []vip.VIP) []error {
+	errs := make([]error, len(xs))
+	for i, x := range xs {
+		routes, err := v.localRoutes(x.Addr())
+		if err != nil {
+			errs[i] = err
 			continue
 		}
-		if err := v.n.delete(r); err != nil {
-			return fmt.Errorf("release %s: delete %s: %w", x.Addr(), r, err)
+		var kept []LocalRoute
+		for _, r := range routes {
+			if !r.IsHint() {
+				kept = append(kept, r)
+				continue
+			}
+			if err := v.n.delete(r); err != nil && errs[i] == nil {
+				errs[i] = fmt.Errorf("release %s: delete %s: %w", x.Addr(), r, err)
+				kept = append(kept, r)
+			}
+		}
+		v.setRoutes(x.Addr(), kept)
+	}
+	for i, x := range xs {
+		if errs[i] == nil && x.Is6() && x.Prefix().Bits() == 128 {
+			if err := v.n.deletePrefixRoute(v.l, x); err != nil {
+				errs[i] = fmt.Errorf("release %s: delete its prefix route: %w", x.Addr(), err)
+			}
 		}
 	}
-	v.setRoutes(x.Addr(), kept)
-	if err := v.delVIP(x); err != nil {
-		return err
+	index := make(map[netip.Addr]int, len(xs))
+	for i, x := range xs {
+		if errs[i] == nil { // a VIP whose hint is still there keeps its address (I1)
+			index[x.Addr()] = i
+		}
 	}
-	// The kernel deletes its own route with the address.
-	if kept = v.routes[x.Addr()]; len(kept) > 0 {
+	kept := v.addrs[:0]
+	for _, a := range v.addrs {
+		i, ok := index[a.Prefix.Addr()]
+		if !ok {
+			kept = append(kept, a)
+			continue
+		}
+		if err := v.n.h.AddrDel(dummy(v.l), &netlink.Addr{IPNet: ipNet(a.Prefix)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("delete %s from %s: %w", a.Prefix, v.l.Name, err)
+			}
+			kept = append(kept, a)
+			continue
+		}
+		v.removed(a)
+	}
+	v.addrs = kept
+	for a, i := range index {
+		if errs[i] != nil {
+			continue
+		}
+		// The kernel deletes its own route with the address.
 		var rest []LocalRoute
-		for _, r := range kept {
+		for _, r := range v.routes[a] {
 			if !r.IsKernel() {
 				rest = append(rest, r)
 			}
 		}
-		v.setRoutes(x.Addr(), rest)
+		v.setRoutes(a, rest)
+	}
+	return errs
+}
+
+// deletePrefixRoute removes the kernel's prefix route of an IPv6 /128
+// address (main table, metric 256), if it is there.
+func (n *Net) deletePrefixRoute(l Link, v vip.VIP) error {
+	err := n.h.RouteDel(&netlink.Route{
+		Table:     unix.RT_TABLE_MAIN,
+		Dst:       ipNet(v.Prefix()),
+		LinkIndex: l.Index,
+		Protocol:  kernelProtocol,
+		Priority:  ip6PrefixMetric,
+	})
+	if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		return err
 	}
 	return nil
 }
+
+// ip6PrefixMetric is the metric of the kernel's prefix routes for IPv6
+// addresses (IP6_RT_PRIO_ADDRCONF).
+const ip6PrefixMetric = 256
 
 // DeleteRoute removes one local route (orphan cleanup).
 func (n *Net) DeleteRoute(r LocalRoute) error {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipkit/vipkit/pkg/clock"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat start times. It is 100
@@ -20,6 +22,8 @@ const clockTicks = 100
 // Store is the state directory.
 type Store struct {
 	Dir string
+	// Now is the ticket Save prunes against (State.Prune); NowTicket when nil.
+	Now func() (Ticket, error)
 }
 
 // New returns a store rooted at dir; nothing is touched until Lock.
@@ -127,8 +131,12 @@ func (s *Store) Read() (*State, error) {
 // Save writes the state atomically (temp file and rename), forgetting the
 // entries that can no longer matter (State.Prune).
 func (tx *Tx) Save() error {
-	if now, err := NowTicket(); err == nil {
-		tx.State.Prune(now)
+	now := tx.store.Now
+	if now == nil {
+		now = NowTicket
+	}
+	if t, err := now(); err == nil {
+		tx.State.Prune(t)
 	}
 	b := tx.State.Format()
 	path := filepath.Join(tx.store.Dir, StateFile)
@@ -162,11 +170,7 @@ func ForkTicket() (Ticket, error) {
 
 // NowTicket is a ticket for an action decided now by a long-running process.
 func NowTicket() (Ticket, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return Ticket{}, fmt.Errorf("read CLOCK_BOOTTIME: %w", err)
-	}
-	return Ticket{Ticks: ts.Nano() / (int64(time.Second) / clockTicks), PID: nowPID}, nil
+	return Ticket{Ticks: int64(clock.Boottime() / (time.Second / clockTicks)), PID: nowPID}, nil
 }
 
 // Self identifies this process.
