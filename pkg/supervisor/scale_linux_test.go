@@ -404,4 +404,3 @@ func TestPrivilegedFenceAtScaleReleasesBeforeResign(t *testing.T) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
