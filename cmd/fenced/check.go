@@ -14,8 +14,8 @@ import (
 
 	"github.com/vipkit/vipkit/pkg/check"
 	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/keepalived"
-	"github.com/vipkit/vipkit/pkg/supervisor"
 	"github.com/vipkit/vipkit/pkg/trackfile"
 )
 
@@ -167,11 +167,11 @@ const fenceSafety = 3
 // checkFenceCost compares each cluster's margin with the duration of its
 // last fence, as the running fenced measured it (fenced.json).
 func checkFenceCost(cfg *config.Config, add addFinding) {
-	b, err := os.ReadFile(filepath.Join(cfg.StateDir, supervisor.StateFile))
+	b, err := os.ReadFile(filepath.Join(cfg.StateDir, fencedstate.File))
 	if err != nil {
 		return // not running here: nothing measured
 	}
-	var snap supervisor.Snapshot
+	var snap fencedstate.Snapshot
 	if err := json.Unmarshal(b, &snap); err != nil {
 		return
 	}

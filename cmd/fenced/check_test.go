@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vipkit/vipkit/pkg/config"
-	"github.com/vipkit/vipkit/pkg/supervisor"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 )
 
 // fenced check warns when the margin leaves less than fenceSafety times the
@@ -31,9 +31,9 @@ func TestCheckWarnsWhenTheMarginIsTightForTheFence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			snap := supervisor.Snapshot{Clusters: []supervisor.ClusterSnapshot{{Name: "a", FenceDuration: tt.took}}}
+			snap := fencedstate.Snapshot{Clusters: []fencedstate.Cluster{{Name: "a", FenceDuration: tt.took}}}
 			b, _ := json.Marshal(snap)
-			if err := os.WriteFile(filepath.Join(dir, supervisor.StateFile), b, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, fencedstate.File), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			var got []string

@@ -68,13 +68,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		st := c.Lease
 		for _, s := range []lease.State{lease.Starting, lease.Healthy, lease.Fenced} {
 			v := 0.0
-			if st.State == s {
+			if st.State == s.String() {
 				v = 1
 			}
 			ch <- prometheus.MustNewConstMetric(m.clusterState, prometheus.GaugeValue, v, c.Name, s.String())
 		}
 		for reason, n := range st.Fences {
-			ch <- prometheus.MustNewConstMetric(m.fences, prometheus.CounterValue, float64(n), c.Name, string(reason))
+			ch <- prometheus.MustNewConstMetric(m.fences, prometheus.CounterValue, float64(n), c.Name, reason)
 		}
 		ch <- prometheus.MustNewConstMetric(m.renewals, prometheus.CounterValue, float64(st.RenewalsOK), c.Name, "ok")
 		ch <- prometheus.MustNewConstMetric(m.renewals, prometheus.CounterValue, float64(st.RenewalsFailed), c.Name, "failed")

@@ -323,7 +323,7 @@ func (h *scaleHost) run(t *testing.T, size scaleSize, wedge bool) scaleResult {
 	waitFor(t, 5*time.Second, "the fence recorded", func() bool { c, _ := h.sup.cluster("a"); return c.Lease.LastFenceReason != "" })
 	c, _ := h.sup.cluster("a")
 	st := c.Lease
-	if st.LastFenceReason != lease.ReasonDeadline {
+	if st.LastFenceReason != string(lease.ReasonDeadline) {
 		t.Errorf("fence reason %q, want %q", st.LastFenceReason, lease.ReasonDeadline)
 	}
 	expiry := st.LastFenceAt + st.LastFenceLead // send time of the last acknowledged renewal + TTL

@@ -50,6 +50,7 @@ type Supervisor struct {
 	// Clock is CLOCK_BOOTTIME, for progress ages.
 	Clock func() time.Duration
 
+	applyMu  sync.Mutex
 	mu       sync.Mutex
 	cfg      *config.Config
 	clusters map[string]*cluster
@@ -156,31 +157,43 @@ var ErrNoClusters = errors.New("no etcd cluster is configured")
 // its holder starts, so keepalived stays in FAULT until a lease is held
 // and the hold-down has passed (I5).
 func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.clusters == nil {
-		s.clusters = map[string]*cluster{}
-	}
+	// applyMu orders reloads; mu is held only for moments, so that the
+	// heartbeat (Alive) and the state file (Snapshot) go on while a changed
+	// cluster stops or a new one fences before it starts.
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	want := map[string][]fence.Instance{}
 	for _, in := range cfg.Instances {
 		if in.Cluster != "" {
 			want[in.Cluster] = append(want[in.Cluster], toFence(in))
 		}
 	}
-	var errs []error
-	// Stop clusters that are gone or changed, detached first.
+	s.mu.Lock()
+	if s.clusters == nil {
+		s.clusters = map[string]*cluster{}
+	}
+	var stopping []*cluster
+	kept := map[string]*cluster{}
 	for name, c := range s.clusters {
 		ncl, ok := cfg.ClusterByName(name)
 		if ok && reflect.DeepEqual(ncl, c.cfg) {
+			kept[name] = c
 			continue
 		}
 		s.log().Info("stopping cluster", "cluster", name, "reason", map[bool]string{true: "changed", false: "removed"}[ok])
+		// Detached first: nothing of this cluster's acts on an instance
+		// that now belongs elsewhere.
 		c.detach()
-		s.stop(c)
+		stopping = append(stopping, c)
 		delete(s.clusters, name)
 	}
+	s.mu.Unlock()
+	for _, c := range stopping {
+		s.stop(c)
+	}
+	var errs []error
 	// Update the instance lists of unchanged clusters.
-	for name, c := range s.clusters {
+	for name, c := range kept {
 		old := memberMap(c.memberList())
 		var fresh []fence.Instance
 		for _, in := range want[name] {
@@ -197,12 +210,17 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	}
 	// Start new and changed clusters.
 	for _, cl := range cfg.Clusters {
-		if _, ok := s.clusters[cl.Name]; ok {
+		if _, ok := kept[cl.Name]; ok {
 			continue
 		}
-		s.clusters[cl.Name] = s.start(ctx, cfg, cl, want[cl.Name])
+		c := s.start(ctx, cfg, cl, want[cl.Name])
+		s.mu.Lock()
+		s.clusters[cl.Name] = c
+		s.mu.Unlock()
 	}
+	s.mu.Lock()
 	s.cfg = cfg
+	s.mu.Unlock()
 	s.changed()
 	return errors.Join(errs...)
 }
@@ -323,6 +341,8 @@ func (s *Supervisor) stop(c *cluster) {
 // Stop stops every cluster (each holder fences on stop unless on_stop is
 // keep, and revokes its lease) and waits for them.
 func (s *Supervisor) Stop() {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	s.mu.Lock()
 	cs := s.clusters
 	s.clusters = map[string]*cluster{}
