@@ -186,12 +186,21 @@ func Self() (Proc, error) {
 // ProcStart reads a process's start time in clock ticks since boot
 // (/proc/PID/stat field 22).
 func ProcStart(pid int) (int64, error) {
-	start, _, err := procStat(pid)
+	start, _, err := ProcStat(pid)
 	return start, err
 }
 
-// procStat reads a process's start time and state letter.
-func procStat(pid int) (int64, byte, error) {
+// Running reports whether pid is a process that still runs: not gone, not
+// a zombie.
+func Running(pid int) bool {
+	_, state, err := ProcStat(pid)
+	return err == nil && state != 'Z' && state != 'X'
+}
+
+// ProcStat reads a process's start time and state letter from
+// /proc/PID/stat: the one parser of that file (vipctl's refreshers and
+// tickets, fenced's keepalived reaper).
+func ProcStat(pid int) (int64, byte, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, 0, fmt.Errorf("read start time of pid %d: %w", pid, err)
@@ -230,7 +239,7 @@ func parseStatStart(b []byte) (int64, error) {
 // Alive reports whether p is still the running process it was recorded as.
 // A zombie is not alive: its parent exited before reaping it.
 func Alive(p Proc) bool {
-	start, state, err := procStat(p.PID)
+	start, state, err := ProcStat(p.PID)
 	return err == nil && start == p.Start && state != 'Z' && state != 'X'
 }
 
