@@ -26,7 +26,8 @@ func apply(ctx context.Context, e *env, h *holder.Holder, ev keepalived.Event, t
 	var errs []error
 	for _, a := range acts {
 		in := a.Instance
-		req := holder.Request{Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, Instance: in.Name, Schedule: toSchedule(in.Announce), Ticket: ticket}
+		req := holder.For(in.Target(), ticket)
+		req.Schedule = toSchedule(in.Announce)
 		fn := map[hooks.Verb]holdFunc{hooks.Up: (*holder.Holder).Up, hooks.Down: (*holder.Holder).Down, hooks.Announce: (*holder.Holder).Announce}[a.Verb]
 		lctx, cancel := context.WithTimeout(ctx, lockWait)
 		out, err := fn(h, lctx, req)
