@@ -249,7 +249,6 @@ func routerPointsAt(t *testing.T, v *vipkit.Lab, vips []netip.Addr, n *lab.Node)
 	return bad
 }
 
-
 // poll checks cond every 10 ms until it holds or within passes.
 func poll(ctx context.Context, within time.Duration, cond func() bool) error {
 	deadline := time.Now().Add(within)
