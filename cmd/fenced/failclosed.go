@@ -26,7 +26,10 @@ With on_stop = "keep" and a clean stop (systemd sets SERVICE_RESULT=success), it
 nothing: the operator asked to keep the VIPs.`,
 		Flags: append([]cli.Flag{configFlag, stateFlag, levelFlag, logFile}, runFlags()...),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadRunConfig(c)
+			// Not loadRunConfig: a VIP that is the host's own address must
+			// not stop this from writing 1 (the fence skips that VIP, and
+			// keepalived goes to FAULT all the same).
+			cfg, err := readRunConfig(c)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vipkit/vipkit/pkg/check"
+	"github.com/vipkit/vipkit/pkg/hostnet"
 )
 
 // errFindings makes check exit 1 without an extra error line: the report
@@ -55,6 +56,17 @@ usage or configuration errors. --json prints a machine-readable report for Ansib
 				fencedPath = filepath.Join(filepath.Dir(vipctlPath), "fenced")
 			}
 			e.cfg.StateDir = e.stateDir
+			// A configured VIP that is an interface's own address is a
+			// configuration error (exit 2), as fenced refuses it at load.
+			n, err := hostnet.Open()
+			if err != nil {
+				return err
+			}
+			err = e.cfg.CheckVIPs(n.CheckFloating)
+			n.Close()
+			if err != nil {
+				return err
+			}
 			facts, err := check.Gather(c.Context, e.cfg, c.String("keepalived-conf"), vipctlPath, fencedPath)
 			if err != nil {
 				return err

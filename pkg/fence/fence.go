@@ -192,9 +192,20 @@ func (a *Actuator) release(ctx context.Context, ins []Instance) error {
 			errs = append(errs, fmt.Errorf("fence %s: %w", dev, err))
 			continue
 		}
-		for i, err := range w.ReleaseAll(byDev[dev]) {
+		// The same rule as under the lock: the fence never takes the host's
+		// own address (without the state, nothing counts as added by vipkit).
+		var vips []vip.VIP
+		for _, v := range byDev[dev] {
+			if err := w.CheckRelease(v, true, false); err != nil {
+				a.log().Error("fence: not deleting "+v.String()+": "+err.Error(), "instance", owner[v])
+				errs = append(errs, fmt.Errorf("fence %s: %w", owner[v], err))
+				continue
+			}
+			vips = append(vips, v)
+		}
+		for i, err := range w.ReleaseAll(vips) {
 			if err != nil {
-				errs = append(errs, fmt.Errorf("fence %s: %w", owner[byDev[dev][i]], err))
+				errs = append(errs, fmt.Errorf("fence %s: %w", owner[vips[i]], err))
 			}
 		}
 	}

@@ -52,11 +52,21 @@ type recView struct{ r *rec }
 func (v recView) Link() hostnet.Link                    { return hostnet.Link{} }
 func (v recView) Primary(vip.VIP) (netip.Addr, error)   { return netip.Addr{}, nil }
 func (v recView) CheckSource(vip.VIP, netip.Addr) error { return nil }
-func (v recView) IsAssigned(vip.VIP) (bool, error)      { return true, nil }
-func (v recView) AddVIP(vip.VIP) error                  { return errors.New("a fence never adds") }
-func (v recView) SetHint(vip.VIP, netip.Addr) error     { return errors.New("a fence never sets a hint") }
-func (v recView) ClearHint(vip.VIP) error               { return errors.New("a fence removes the VIP") }
-func (v recView) Settle() error                         { return nil }
+
+// CheckRelease applies the real rule to an interface holding 192.0.2.11/24
+// and the VIPs.
+func (v recView) CheckRelease(x vip.VIP, removeAddr, added bool) error {
+	addrs := []hostnet.Addr{
+		{Prefix: netip.MustParsePrefix("192.0.2.11/24"), Global: true},
+		{Prefix: netip.MustParsePrefix("192.0.2.100/32"), Global: true},
+	}
+	return hostnet.CheckRelease("eth0", addrs, x, removeAddr, added)
+}
+func (v recView) IsAssigned(vip.VIP) (bool, error)  { return true, nil }
+func (v recView) AddVIP(vip.VIP) error              { return errors.New("a fence never adds") }
+func (v recView) SetHint(vip.VIP, netip.Addr) error { return errors.New("a fence never sets a hint") }
+func (v recView) ClearHint(vip.VIP) error           { return errors.New("a fence removes the VIP") }
+func (v recView) Settle() error                     { return nil }
 func (v recView) ReleaseAll(xs []vip.VIP) []error {
 	errs := make([]error, len(xs))
 	for i, x := range xs {
@@ -114,6 +124,21 @@ func TestFenceDoesNotWaitForABusyLock(t *testing.T) {
 	}
 	if time.Since(start) > time.Second {
 		t.Fatalf("fence waited %s for the lock", time.Since(start))
+	}
+}
+
+// Without the lock the fence still never deletes the host's own address:
+// it releases the VIP, leaves the primary, and writes the track file.
+func TestFenceWithoutLockSparesThePrimary(t *testing.T) {
+	r := &rec{lockBusy: true}
+	in := Instance{Target: vip.Target{Instance: "VI_1", Dev: "eth0", VIPs: []vip.VIP{vip.MustParse("192.0.2.11"), vip.MustParse("192.0.2.100")}}, TrackFile: "/run/vipkit/VI_1.fence"}
+	err := actuator(r).Fence(context.Background(), []Instance{in}, "deadline")
+	if !errors.Is(err, hostnet.ErrVIPIsPrimary) {
+		t.Fatalf("fence error = %v, want ErrVIPIsPrimary", err)
+	}
+	want := []string{"direct-release 192.0.2.100", "track /run/vipkit/VI_1.fence=1"}
+	if !reflect.DeepEqual(r.log, want) {
+		t.Fatalf("fence without lock: %q, want %q", r.log, want)
 	}
 }
 

@@ -126,7 +126,8 @@ func (h *Holder) now() time.Time {
 func bad(err error) error {
 	if errors.Is(err, hostnet.ErrNoSuchDevice) || errors.Is(err, hostnet.ErrNoPrimary) ||
 		errors.Is(err, hostnet.ErrVIPIsPrimary) || errors.Is(err, hostnet.ErrFamilyMismatch) ||
-		errors.Is(err, hostnet.ErrNotAssigned) {
+		errors.Is(err, hostnet.ErrNotAssigned) || errors.Is(err, hostnet.ErrNotFloating) ||
+		errors.Is(err, hostnet.ErrLastAddress) {
 		return fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	return err
@@ -454,13 +455,33 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 	vs := views{}
 	todos := make([][]vip.VIP, len(reqs))
 	var out []Outcome
+	// Every VIP is checked before anything changes (I7): a typo must never
+	// take the host's own address. A fence cannot refuse as a whole, since
+	// its track file is written anyway: it releases what may be released
+	// and reports the rest.
+	var refused []error
 	for i, req := range reqs {
-		if _, err := h.view(vs, ls[i]); err != nil {
+		w, err := h.view(vs, ls[i])
+		if err != nil {
 			return nil, err
 		}
 		todo, done := admit(tx.State, req)
-		todos[i], out = todo, append(out, done...)
+		out = append(out, done...)
 		for _, v := range todo {
+			prev := tx.State.Entry(v)
+			if err := w.CheckRelease(v, removeAddr, prev != nil && prev.Own); err != nil {
+				if action != runstate.ActionFence {
+					return nil, bad(fmt.Errorf("%s: %w", action, err))
+				}
+				h.log().Error("fence: not deleting "+v.String()+": "+err.Error(), "vip", v.String(), "dev", req.Dev, "instance", req.Instance)
+				refused = append(refused, err)
+				continue
+			}
+			todos[i] = append(todos[i], v)
+		}
+	}
+	for i, req := range reqs {
+		for _, v := range todos[i] {
 			prev := tx.State.Entry(v)
 			e := h.entry(req, v, action, prev)
 			if prev != nil && !req.Own {
@@ -490,7 +511,7 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 			batches[dev] = append(batches[dev], item{&reqs[i], v})
 		}
 	}
-	var errs []error
+	errs := refused
 	for _, dev := range devs {
 		b := batches[dev]
 		vips := make([]vip.VIP, len(b))

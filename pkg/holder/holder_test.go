@@ -21,6 +21,7 @@ import (
 type world struct {
 	log       []string
 	assigned  map[netip.Addr]bool
+	prefixes  map[netip.Addr]netip.Prefix // as added, when not a host prefix
 	hints     map[netip.Addr]netip.Addr
 	orphans   []hostnet.LocalRoute
 	nextPID   int
@@ -30,7 +31,7 @@ type world struct {
 }
 
 func newWorld() *world {
-	return &world{assigned: map[netip.Addr]bool{}, hints: map[netip.Addr]netip.Addr{}, nextPID: 1000, alive: map[runstate.Proc]bool{}}
+	return &world{assigned: map[netip.Addr]bool{}, prefixes: map[netip.Addr]netip.Prefix{}, hints: map[netip.Addr]netip.Addr{}, nextPID: 1000, alive: map[runstate.Proc]bool{}}
 }
 
 func (w *world) logf(f string, a ...any) { w.log = append(w.log, fmt.Sprintf(f, a...)) }
@@ -58,11 +59,14 @@ type worldView struct {
 func (v worldView) Link() hostnet.Link                          { return v.l }
 func (v worldView) Primary(x vip.VIP) (netip.Addr, error)       { return v.w.Primary(v.l, x) }
 func (v worldView) CheckSource(x vip.VIP, src netip.Addr) error { return v.w.CheckSource(v.l, x, src) }
-func (v worldView) IsAssigned(x vip.VIP) (bool, error)          { return v.w.IsAssigned(v.l, x) }
-func (v worldView) AddVIP(x vip.VIP) error                      { return v.w.AddVIP(v.l, x) }
-func (v worldView) SetHint(x vip.VIP, src netip.Addr) error     { return v.w.SetHint(v.l, x, src) }
-func (v worldView) ClearHint(x vip.VIP) error                   { return v.w.ClearHint(v.l, x) }
-func (v worldView) Release(x vip.VIP) error                     { return v.w.Release(v.l, x) }
+func (v worldView) CheckRelease(x vip.VIP, removeAddr, added bool) error {
+	return v.w.CheckRelease(v.l, x, removeAddr, added)
+}
+func (v worldView) IsAssigned(x vip.VIP) (bool, error)      { return v.w.IsAssigned(v.l, x) }
+func (v worldView) AddVIP(x vip.VIP) error                  { return v.w.AddVIP(v.l, x) }
+func (v worldView) SetHint(x vip.VIP, src netip.Addr) error { return v.w.SetHint(v.l, x, src) }
+func (v worldView) ClearHint(x vip.VIP) error               { return v.w.ClearHint(v.l, x) }
+func (v worldView) Release(x vip.VIP) error                 { return v.w.Release(v.l, x) }
 func (v worldView) ReleaseAll(xs []vip.VIP) []error {
 	errs := make([]error, len(xs))
 	for i, x := range xs {
@@ -93,10 +97,37 @@ func (w *world) CheckSource(l hostnet.Link, v vip.VIP, src netip.Addr) error {
 	return nil
 }
 
+// addrs is the interface as the kernel would list it: the host's own
+// addresses, a secondary an operator added by hand, and the VIPs assigned
+// (as host prefixes).
+func (w *world) addrs() []hostnet.Addr {
+	out := []hostnet.Addr{
+		{Prefix: netip.PrefixFrom(primary4, 24), Global: true},
+		{Prefix: netip.PrefixFrom(primary6, 64), Global: true},
+		{Prefix: netip.PrefixFrom(manual4, 24), Global: true, Secondary: true},
+	}
+	for a := range w.assigned {
+		p, ok := w.prefixes[a]
+		if !ok {
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, hostnet.Addr{Prefix: p, Global: true, Secondary: a.Is4() && p.Bits() < 32, Deprecated: a.Is6()})
+	}
+	return out
+}
+
+// manual4 is a secondary /24 address vipkit did not add.
+var manual4 = netip.MustParseAddr("192.0.2.50")
+
+func (w *world) CheckRelease(l hostnet.Link, v vip.VIP, removeAddr, added bool) error {
+	return hostnet.CheckRelease(l.Name, w.addrs(), v, removeAddr, added)
+}
+
 func (w *world) IsAssigned(l hostnet.Link, v vip.VIP) (bool, error) { return w.assigned[v.Addr()], nil }
 func (w *world) AddVIP(l hostnet.Link, v vip.VIP) error {
 	w.logf("add %s", v)
 	w.assigned[v.Addr()] = true
+	w.prefixes[v.Addr()] = v.Prefix()
 	return nil
 }
 func (w *world) SetHint(l hostnet.Link, v vip.VIP, src netip.Addr) error {
@@ -246,6 +277,84 @@ func TestBadInputChangesNothing(t *testing.T) {
 				t.Fatalf("bad input recorded state: %+v", s.Entries)
 			}
 		})
+	}
+}
+
+// TestReleaseRefusesTheHostsOwnAddresses: every path that deletes
+// addresses or hints refuses, before changing anything, an address that
+// is not a floating one (issue: `down --own` of the primary took the host
+// off the network).
+func TestReleaseRefusesTheHostsOwnAddresses(t *testing.T) {
+	primary, manual := vip.MustParse("192.0.2.11"), vip.MustParse("192.0.2.50")
+	ops := []struct {
+		name string
+		run  func(h *Holder, r Request) error
+	}{
+		{"down --own", func(h *Holder, r Request) error { _, err := h.Down(context.Background(), r); return err }},
+		{"down", func(h *Holder, r Request) error { r.Own = false; _, err := h.Down(context.Background(), r); return err }},
+		{"route-src del", func(h *Holder, r Request) error { _, err := h.RouteSrcDel(context.Background(), r); return err }},
+		{"handover", func(h *Holder, r Request) error {
+			_, err := h.Handover(context.Background(), r, "/run/vipkit/VI_1.maint")
+			return err
+		}},
+	}
+	for _, bad := range []vip.VIP{primary, vip.MustParse("192.0.2.11/24"), vip.MustParse("2001:db8::11"), manual} {
+		for _, op := range ops {
+			if bad == manual && (op.name == "down" || op.name == "route-src del") {
+				continue // only the hint is at stake: a secondary may carry one
+			}
+			t.Run(op.name+" "+bad.String(), func(t *testing.T) {
+				w := newWorld()
+				w.assigned[v4.Addr()] = true
+				h, st := newHolder(t, w)
+				err := op.run(h, req(1, true, v4, bad))
+				if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), bad.Addr().String()) {
+					t.Fatalf("error = %v, want ErrBadInput naming %s", err, bad.Addr())
+				}
+				if len(w.log) != 0 {
+					t.Fatalf("refused release changed something: %q", w.log)
+				}
+				if s, _ := st.Read(); len(s.Entries) != 0 {
+					t.Fatalf("refused release recorded state: %+v", s.Entries)
+				}
+			})
+		}
+	}
+}
+
+// TestFenceSkipsTheHostsOwnAddresses: a fence cannot refuse as a whole (its
+// track file is written whatever happens); it releases the VIPs and leaves
+// the host's own address, reporting it.
+func TestFenceSkipsTheHostsOwnAddresses(t *testing.T) {
+	w := newWorld()
+	w.assigned[v4.Addr()] = true
+	h, _ := newHolder(t, w)
+	out, err := h.Fence(context.Background(), []Request{req(1, false, v4, vip.MustParse("192.0.2.11"))}, runstate.ActionFence)
+	if !errors.Is(err, hostnet.ErrVIPIsPrimary) {
+		t.Fatalf("fence error = %v, want ErrVIPIsPrimary", err)
+	}
+	if want := []string{"release 192.0.2.100"}; !reflect.DeepEqual(w.log, want) {
+		t.Fatalf("fence side effects = %q, want %q", w.log, want)
+	}
+	if len(out) != 1 || out[0].VIP != v4 || out[0].Result != Applied {
+		t.Fatalf("fence outcomes = %+v", out)
+	}
+}
+
+// TestReleaseOfWhatVipkitAdded: a subnet-prefixed VIP that vipctl added is
+// its own to delete, named with or without the prefix.
+func TestReleaseOfWhatVipkitAdded(t *testing.T) {
+	w := newWorld()
+	h, _ := newHolder(t, w)
+	v := vip.MustParse("192.0.2.60/24")
+	if _, err := h.Up(context.Background(), req(1, true, v)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Down(context.Background(), req(2, true, vip.MustParse("192.0.2.60"))); err != nil {
+		t.Fatalf("down of a VIP vipctl added: %v", err)
+	}
+	if w.assigned[v.Addr()] {
+		t.Fatal("VIP still assigned after down")
 	}
 }
 

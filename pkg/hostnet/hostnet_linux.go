@@ -137,6 +137,10 @@ func (v *view) CheckSource(x vip.VIP, src netip.Addr) error {
 	return CheckSource(v.l.Name, v.addrs, x, src)
 }
 
+func (v *view) CheckRelease(x vip.VIP, removeAddr, added bool) error {
+	return CheckRelease(v.l.Name, v.addrs, x, removeAddr, added)
+}
+
 func (v *view) IsAssigned(x vip.VIP) (bool, error) {
 	if v.assigned == nil {
 		v.assigned = make(map[netip.Addr]int, len(v.addrs))
@@ -206,6 +210,29 @@ func (n *Net) CheckSource(l Link, v vip.VIP, src netip.Addr) error {
 		return err
 	}
 	return CheckSource(l.Name, addrs, v, src)
+}
+
+// CheckRelease validates a release of v on l against the kernel's
+// addresses (see CheckRelease).
+func (n *Net) CheckRelease(l Link, v vip.VIP, removeAddr, added bool) error {
+	addrs, err := n.Addrs(l, familyOf(v))
+	if err != nil {
+		return err
+	}
+	return CheckRelease(l.Name, addrs, v, removeAddr, added)
+}
+
+// CheckFloating reports a VIP that is one of dev's own addresses (see
+// Owned). An interface that does not exist yet passes: it is checked again
+// when vipkit acts on it.
+func (n *Net) CheckFloating(dev string, v vip.VIP) error {
+	l, err := n.Link(dev)
+	if errors.Is(err, ErrNoSuchDevice) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return n.CheckRelease(l, v, false, false)
 }
 
 // IsAssigned reports whether v's address is on l (any prefix length).

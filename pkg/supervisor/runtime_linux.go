@@ -105,11 +105,11 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 	r.reloads = make(chan struct{}, 1)
 	r.mu.Unlock()
 	every := r.Sup.progressEvery()
-	st := &stateWriter{dir: cfg.StateDir, pid: os.Getpid(), started: time.Now(), log: r.log()}
+	st := NewStateWriter(cfg.StateDir, os.Getpid(), time.Now(), r.log())
 	if err := r.Sup.Apply(ctx, cfg); err != nil {
 		r.log().Error("start: some clusters did not start: "+err.Error(), "error", err)
 	}
-	st.write(r.Sup.Snapshot(), time.Now()) // the first heartbeat: the loops just started
+	st.Write(r.Sup.Snapshot(), time.Now()) // the first heartbeat: the loops just started
 	r.notify("READY=1\nSTATUS=" + statusLine(r.Sup.Snapshot()))
 	r.log().Info("fenced started", "node", cfg.Node, "clusters", len(cfg.Clusters), "instances", len(cfg.Instances), "state_dir", cfg.StateDir)
 
@@ -132,7 +132,12 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	stalled := false
+	hb := &Heartbeat{
+		Alive:  func() bool { return r.Sup.Alive(3 * every) },
+		Beat:   func() { st.Write(r.Sup.Snapshot(), time.Now()) },
+		Notify: func() { r.notify("WATCHDOG=1") },
+		Log:    r.log(),
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -145,7 +150,7 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 			<-guards
 			snap := r.Sup.Snapshot()
 			snap.State = "stopped"
-			st.write(snap, time.Time{})
+			st.Write(snap, time.Time{})
 			return nil
 		case <-r.reloads:
 			// The guards watch the interfaces and files of the configuration.
@@ -155,21 +160,10 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 			guards = r.startGuards(gctx, r.Sup.Config(), metrics)
 		case <-r.Sup.Changed:
 			snap := r.Sup.Snapshot()
-			st.write(snap, time.Time{})
+			st.Write(snap, time.Time{})
 			r.notify("STATUS=" + statusLine(snap))
 		case <-tick.C:
-			// The heartbeat and the watchdog go on only while every lease
-			// loop makes progress: a hung holder gets fenced's restart.
-			if !r.Sup.Alive(3 * every) {
-				if !stalled {
-					r.log().Error("a lease holder is not making progress; heartbeat and watchdog stopped")
-				}
-				stalled = true
-				continue
-			}
-			stalled = false
-			st.write(r.Sup.Snapshot(), time.Now())
-			r.notify("WATCHDOG=1")
+			hb.Tick()
 		}
 	}
 }
@@ -359,8 +353,37 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func
 	return func() { _ = srv.Close(); <-done }, nil
 }
 
-// stateWriter keeps fenced.json current.
-type stateWriter struct {
+// Heartbeat keeps the state file's heartbeat and the systemd watchdog
+// going only while every lease holder makes progress (I5): a holder stuck
+// in a live process stops both, so keepalived's liveness check puts the
+// instances in FAULT and systemd restarts fenced.
+type Heartbeat struct {
+	Alive   func() bool // every holder showed progress lately
+	Beat    func()      // a new heartbeat in the state file
+	Notify  func()      // WATCHDOG=1
+	Log     *slog.Logger
+	stalled bool
+}
+
+// Tick beats, or does not, once.
+func (h *Heartbeat) Tick() {
+	if !h.Alive() {
+		if !h.stalled {
+			h.Log.Error("a lease holder is not making progress; heartbeat and watchdog stopped")
+		}
+		h.stalled = true
+		return
+	}
+	if h.stalled {
+		h.Log.Info("every lease holder makes progress again; heartbeat resumed")
+	}
+	h.stalled = false
+	h.Beat()
+	h.Notify()
+}
+
+// StateWriter keeps fenced.json current.
+type StateWriter struct {
 	dir     string
 	pid     int
 	started time.Time
@@ -369,8 +392,13 @@ type stateWriter struct {
 	beatB   time.Duration
 }
 
-// write replaces the state file; heartbeat, when set, is a new heartbeat.
-func (w *stateWriter) write(s fencedstate.Snapshot, heartbeat time.Time) {
+// NewStateWriter writes dir's fenced.json for process pid, started then.
+func NewStateWriter(dir string, pid int, started time.Time, log *slog.Logger) *StateWriter {
+	return &StateWriter{dir: dir, pid: pid, started: started, log: log}
+}
+
+// Write replaces the state file; heartbeat, when set, is a new heartbeat.
+func (w *StateWriter) Write(s fencedstate.Snapshot, heartbeat time.Time) {
 	if !heartbeat.IsZero() {
 		w.beat, w.beatB = heartbeat, clock.Boottime()
 	}

@@ -64,10 +64,12 @@ type cluster struct {
 	done   chan struct{} // closed when the holder has stopped and the client is closed
 
 	// mu orders fence actions: the holder's Fence and Unfence, and the
-	// catch-up writes for instances added by a reload.
+	// catch-up writes for instances added by a reload. fenced and members
+	// change only under it, but are read without it, so that a status
+	// snapshot never waits behind a fence in progress.
 	mu      sync.Mutex
-	fenced  bool
-	members []fence.Instance
+	fenced  atomic.Bool
+	members atomic.Pointer[[]fence.Instance]
 	act     Actuator
 	log     *slog.Logger
 
@@ -83,8 +85,8 @@ type cluster struct {
 func (c *cluster) Fence(ctx context.Context, reason string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.fenced = true
-	return c.fence(ctx, c.members, reason)
+	c.fenced.Store(true)
+	return c.fence(ctx, c.memberList(), reason)
 }
 
 // fence runs one pass over ins and measures it. Without a deadline from the
@@ -99,7 +101,7 @@ func (c *cluster) fence(ctx context.Context, ins []fence.Instance, reason string
 	}
 	start := time.Now()
 	err := c.act.Fence(ctx, ins, reason)
-	if len(ins) == len(c.members) {
+	if len(ins) == len(c.memberList()) {
 		c.fenceTook.Store(int64(time.Since(start)))
 	}
 	return err
@@ -109,8 +111,8 @@ func (c *cluster) fence(ctx context.Context, ins []fence.Instance, reason string
 func (c *cluster) Unfence(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.fenced = false
-	return c.act.Unfence(c.members)
+	c.fenced.Store(false)
+	return c.act.Unfence(c.memberList())
 }
 
 // setMembers replaces the instance list; the instances in fresh get the
@@ -118,11 +120,11 @@ func (c *cluster) Unfence(context.Context) error {
 func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.members = ms
+	c.members.Store(&ms)
 	if len(fresh) == 0 {
 		return nil
 	}
-	if c.fenced {
+	if c.fenced.Load() {
 		return c.fence(ctx, fresh, "configured while fenced")
 	}
 	return c.act.Unfence(fresh)
@@ -133,20 +135,17 @@ func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance) er
 func (c *cluster) detach() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.members = nil
+	c.members.Store(nil)
 }
 
 func (c *cluster) memberList() []fence.Instance {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.members
+	if p := c.members.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
-func (c *cluster) isFenced() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.fenced
-}
+func (c *cluster) isFenced() bool { return c.fenced.Load() }
 
 // ErrNoClusters means there is nothing to hold.
 var ErrNoClusters = errors.New("no etcd cluster is configured")
@@ -226,7 +225,9 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 }
 
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
-	c := &cluster{cfg: cl, act: s.Actuator, members: members, fenced: true, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
+	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
+	c.members.Store(&members)
+	c.fenced.Store(true)
 	// Fail closed first: nothing of this cluster's may be held before its
 	// lease is.
 	if err := c.fence(ctx, members, "starting"); err != nil {
@@ -382,7 +383,7 @@ func (s *Supervisor) RewriteTracks(ctx context.Context) {
 	s.mu.Unlock()
 	for _, c := range cs {
 		c.mu.Lock()
-		if err := c.act.Reassert(c.members, c.fenced); err != nil {
+		if err := c.act.Reassert(c.memberList(), c.isFenced()); err != nil {
 			c.log.Error("rewrite track files", "error", err)
 		}
 		c.mu.Unlock()
