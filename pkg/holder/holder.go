@@ -212,17 +212,17 @@ func (h *Holder) entry(req Request, v vip.VIP, action string, prev *runstate.Ent
 // first burst of announcements goes out and a refresher takes the rest of
 // the schedule.
 func (h *Holder) Up(ctx context.Context, req Request) ([]Outcome, error) {
-	return h.hold(ctx, req, runstate.ActionUp)
+	return h.hold(ctx, []Request{req}, runstate.ActionUp)
 }
 
 // RouteSrcAdd sets the hint alone, on VIPs that are assigned.
 func (h *Holder) RouteSrcAdd(ctx context.Context, req Request) ([]Outcome, error) {
 	req.Own = false
-	return h.hold(ctx, req, runstate.ActionRouteSrcAdd)
+	return h.hold(ctx, []Request{req}, runstate.ActionRouteSrcAdd)
 }
 
-func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcome, error) {
-	ls, err := h.links([]Request{req})
+func (h *Holder) hold(ctx context.Context, reqs []Request, action string) ([]Outcome, error) {
+	ls, err := h.links(reqs)
 	if err != nil {
 		return nil, err
 	}
@@ -231,49 +231,60 @@ func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcom
 		return nil, err
 	}
 	defer tx.Unlock()
-	w, err := h.Host.View(ls[0])
-	if err != nil {
-		return nil, err
-	}
-	srcs, err := sources(w, req)
-	if err != nil {
-		return nil, err // nothing changed, nothing to save
-	}
-	todo, out := admit(tx.State, req)
-	var held []vip.VIP
-	for _, v := range todo {
-		log := h.log().With("vip", v.String(), "dev", req.Dev, "action", action)
-		if req.Instance != "" {
-			log = log.With("instance", req.Instance)
+	vs := views{}
+	srcs := make([]map[vip.VIP]netip.Addr, len(reqs))
+	for i, req := range reqs {
+		w, err := h.view(vs, ls[i])
+		if err != nil {
+			return nil, err
 		}
-		prev := tx.State.Entry(v)
-		e := h.entry(req, v, action, prev)
-		if prev != nil && action != runstate.ActionUp {
-			e.Refresher = prev.Refresher // the hint alone leaves announcing as it is
+		if srcs[i], err = sources(w, req); err != nil {
+			return nil, err // nothing changed, nothing to save
 		}
-		if req.Own && action == runstate.ActionUp {
-			if err := w.AddVIP(v); err != nil {
+	}
+	var out []Outcome
+	held := make([][]vip.VIP, len(reqs))
+	for i, req := range reqs {
+		w := vs[ls[i].Name]
+		todo, done := admit(tx.State, req)
+		out = append(out, done...)
+		for _, v := range todo {
+			log := h.log().With("vip", v.String(), "dev", req.Dev, "action", action)
+			if req.Instance != "" {
+				log = log.With("instance", req.Instance)
+			}
+			prev := tx.State.Entry(v)
+			e := h.entry(req, v, action, prev)
+			if prev != nil && action != runstate.ActionUp {
+				e.Refresher = prev.Refresher // the hint alone leaves announcing as it is
+			}
+			if req.Own && action == runstate.ActionUp {
+				if err := w.AddVIP(v); err != nil {
+					return out, h.saveAfter(tx, err)
+				}
+			} else if ok, err := w.IsAssigned(v); err != nil {
+				return out, h.saveAfter(tx, err)
+			} else if !ok {
+				log.Info("VIP not assigned here; nothing to hold")
+				tx.State.Record(e)
+				out = append(out, Outcome{VIP: v, Result: Absent})
+				continue
+			}
+			src := srcs[i][v]
+			if err := w.SetHint(v, src); err != nil {
 				return out, h.saveAfter(tx, err)
 			}
-		} else if ok, err := w.IsAssigned(v); err != nil {
-			return out, h.saveAfter(tx, err)
-		} else if !ok {
-			log.Info("VIP not assigned here; nothing to hold")
+			e.Src = src
 			tx.State.Record(e)
-			out = append(out, Outcome{VIP: v, Result: Absent})
-			continue
+			held[i] = append(held[i], v)
+			out = append(out, Outcome{VIP: v, Result: Applied, Src: src})
+			log.Info("holding VIP", "src", src.String(), "own", req.Own)
 		}
-		if err := w.SetHint(v, srcs[v]); err != nil {
+	}
+	for _, w := range vs {
+		if err := w.Settle(); err != nil {
 			return out, h.saveAfter(tx, err)
 		}
-		e.Src = srcs[v]
-		tx.State.Record(e)
-		held = append(held, v)
-		out = append(out, Outcome{VIP: v, Result: Applied, Src: srcs[v]})
-		log.Info("holding VIP", "src", srcs[v].String(), "own", req.Own)
-	}
-	if err := w.Settle(); err != nil {
-		return out, h.saveAfter(tx, err)
 	}
 	if action == runstate.ActionUp {
 		// A new up replaces any refresher of these VIPs, even with none of
@@ -281,9 +292,11 @@ func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcom
 		if err := h.stopUnreferenced(tx); err != nil {
 			return out, h.saveAfter(tx, err)
 		}
-		if len(held) > 0 {
-			if err := h.announce(ctx, tx, req, held, held); err != nil {
-				return out, h.saveAfter(tx, err)
+		for i, req := range reqs {
+			if len(held[i]) > 0 {
+				if err := h.announce(ctx, tx, req, held[i], held[i]); err != nil {
+					return out, h.saveAfter(tx, err)
+				}
 			}
 		}
 	}
@@ -424,13 +437,55 @@ func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
 // address if owned. A VIP that stays assigned (keepalived owns it) keeps the
 // kernel's own local route.
 func (h *Holder) Down(ctx context.Context, req Request) ([]Outcome, error) {
-	return h.release(ctx, []Request{req}, runstate.ActionDown, req.Own)
+	return h.release(ctx, []Request{req}, runstate.ActionDown, ownedOnly)
 }
+
+// Verb is what a keepalived transition asks of the holder (pkg/hooks).
+type Verb string
+
+// Verbs of Apply.
+const (
+	VerbUp       Verb = "up"
+	VerbDown     Verb = "down"
+	VerbAnnounce Verb = "announce"
+)
+
+// Apply carries out one keepalived transition for many instances (a sync
+// group): up and down in one pass, under one lock, with one read per link
+// and one state write, as the fence does. Announcing is no transition: each
+// instance announces on its own.
+func (h *Holder) Apply(ctx context.Context, verb Verb, reqs []Request) ([]Outcome, error) {
+	switch verb {
+	case VerbUp:
+		return h.hold(ctx, reqs, runstate.ActionUp)
+	case VerbDown:
+		return h.release(ctx, reqs, runstate.ActionDown, ownedOnly)
+	case VerbAnnounce:
+		var out []Outcome
+		var errs []error
+		for _, req := range reqs {
+			o, err := h.Announce(ctx, req)
+			out = append(out, o...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return out, errors.Join(errs...)
+	}
+	return nil, fmt.Errorf("%w: unknown verb %q", ErrBadInput, verb)
+}
+
+// removal says, per request, whether a release deletes the addresses.
+type removal func(Request) bool
+
+func ownedOnly(r Request) bool { return r.Own }
+func hintOnly(Request) bool    { return false }
+func always(Request) bool      { return true }
 
 // RouteSrcDel removes the hint alone.
 func (h *Holder) RouteSrcDel(ctx context.Context, req Request) ([]Outcome, error) {
 	req.Own = false
-	return h.release(ctx, []Request{req}, runstate.ActionRouteSrcDel, false)
+	return h.release(ctx, []Request{req}, runstate.ActionRouteSrcDel, hintOnly)
 }
 
 // Fence releases the VIPs of every request whoever owns the addresses (I3:
@@ -439,10 +494,10 @@ func (h *Holder) RouteSrcDel(ctx context.Context, req Request) ([]Outcome, error
 // state write. A host's whole fence costs one wait for the lock, however
 // many instances it has.
 func (h *Holder) Fence(ctx context.Context, reqs []Request, action string) ([]Outcome, error) {
-	return h.release(ctx, reqs, action, true)
+	return h.release(ctx, reqs, action, always)
 }
 
-func (h *Holder) release(ctx context.Context, reqs []Request, action string, removeAddr bool) ([]Outcome, error) {
+func (h *Holder) release(ctx context.Context, reqs []Request, action string, remove removal) ([]Outcome, error) {
 	ls, err := h.links(reqs)
 	if err != nil {
 		return nil, err
@@ -469,7 +524,7 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 		out = append(out, done...)
 		for _, v := range todo {
 			prev := tx.State.Entry(v)
-			if err := w.CheckRelease(v, removeAddr, prev != nil && prev.Own); err != nil {
+			if err := w.CheckRelease(v, remove(req), prev != nil && prev.Own); err != nil {
 				if action != runstate.ActionFence {
 					return nil, bad(fmt.Errorf("%s: %w", action, err))
 				}
@@ -513,27 +568,31 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 	}
 	errs := refused
 	for _, dev := range devs {
-		b := batches[dev]
-		vips := make([]vip.VIP, len(b))
-		for i, it := range b {
-			vips[i] = it.v
-		}
-		var berrs []error
-		if removeAddr {
-			berrs = vs[dev].ReleaseAll(vips)
-		} else {
-			berrs = make([]error, len(vips))
-			for i, v := range vips {
-				berrs[i] = vs[dev].ClearHint(v)
+		// Addresses go in one batch per link; VIPs keepalived owns (a hook's
+		// down) lose only their hint.
+		var rel, clr []item
+		for _, it := range batches[dev] {
+			if remove(*it.req) {
+				rel = append(rel, it)
+			} else {
+				clr = append(clr, it)
 			}
 		}
-		for i, it := range b {
+		vips := make([]vip.VIP, len(rel))
+		for i, it := range rel {
+			vips[i] = it.v
+		}
+		berrs := vs[dev].ReleaseAll(vips)
+		for _, it := range clr {
+			rel, berrs = append(rel, it), append(berrs, vs[dev].ClearHint(it.v))
+		}
+		for i, it := range rel {
 			if berrs[i] != nil {
 				errs = append(errs, berrs[i])
 				continue
 			}
 			out = append(out, Outcome{VIP: it.v, Result: Applied})
-			h.log().Info("released VIP", "vip", it.v.String(), "dev", dev, "action", action, "instance", it.req.Instance, "address_removed", removeAddr)
+			h.log().Info("released VIP", "vip", it.v.String(), "dev", dev, "action", action, "instance", it.req.Instance, "address_removed", remove(*it.req))
 		}
 	}
 	return out, h.saveAfter(tx, errors.Join(errs...))

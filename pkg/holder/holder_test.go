@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,13 +30,18 @@ type world struct {
 	alive     map[runstate.Proc]bool
 	failSpawn bool
 	views     int // reads of a link
+	mu        sync.Mutex
 }
 
 func newWorld() *world {
 	return &world{assigned: map[netip.Addr]bool{}, prefixes: map[netip.Addr]netip.Prefix{}, hints: map[netip.Addr]netip.Addr{}, nextPID: 1000, alive: map[runstate.Proc]bool{}}
 }
 
-func (w *world) logf(f string, a ...any) { w.log = append(w.log, fmt.Sprintf(f, a...)) }
+func (w *world) logf(f string, a ...any) {
+	w.mu.Lock() // refreshers are stopped in parallel
+	defer w.mu.Unlock()
+	w.log = append(w.log, fmt.Sprintf(f, a...))
+}
 
 var primary4, primary6 = netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8::11")
 
@@ -170,7 +177,9 @@ func (w *world) Spawn(ctx context.Context, r SpawnRequest) (runstate.Proc, error
 }
 func (w *world) Stop(p runstate.Proc) error {
 	w.logf("stop %d", p.PID)
+	w.mu.Lock()
 	delete(w.alive, p)
+	w.mu.Unlock()
 	return nil
 }
 func (w *world) Alive(p runstate.Proc) bool { return w.alive[p] }
@@ -643,5 +652,45 @@ func TestLateHookIsSupersededAfterPruning(t *testing.T) {
 	}
 	if len(out) != 1 || out[0].Result != Applied {
 		t.Fatalf("a later up after pruning: %+v, want applied", out)
+	}
+}
+
+type lockCounter struct {
+	Store
+	locks int
+}
+
+func (c *lockCounter) Lock(ctx context.Context) (*runstate.Tx, error) {
+	c.locks++
+	return c.Store.Lock(ctx)
+}
+
+// A sync group's transition is one pass: one lock for all its instances,
+// and a down that deletes the addresses vipctl owns and only the hints of
+// those keepalived owns.
+func TestApplyIsOnePassPerTransition(t *testing.T) {
+	w := newWorld()
+	h, _ := newHolder(t, w)
+	lc := &lockCounter{Store: h.Store}
+	h.Store = lc
+	w.assigned[v4.Addr()] = true // keepalived's
+	owned := req(1, true, v6)
+	kept := req(1, false, v4)
+	if _, err := h.Apply(context.Background(), VerbUp, []Request{owned, kept}); err != nil {
+		t.Fatal(err)
+	}
+	w.log = nil
+	owned.Ticket, kept.Ticket = runstate.Ticket{Ticks: 2, PID: 100}, runstate.Ticket{Ticks: 2, PID: 100}
+	out, err := h.Apply(context.Background(), VerbDown, []Request{owned, kept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.locks != 2 {
+		t.Fatalf("two transitions of two instances took the lock %d times, want 2", lc.locks)
+	}
+	want := []string{"stop 1001", "stop 1002", "release 2001:db8::100", "clear-hint 192.0.2.100"}
+	slices.Sort(w.log[:2]) // stopped together
+	if !reflect.DeepEqual(w.log, want) || len(out) != 2 {
+		t.Fatalf("down of the group: %q (%d outcomes), want %q", w.log, len(out), want)
 	}
 }
