@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/pkg/runstate"
 	"github.com/vipkit/vipkit/pkg/vip"
+	"github.com/vipkit/vipkit/test/wedge"
 )
 
 type rec struct {
@@ -185,29 +183,8 @@ func TestReassertWritesOnlyWrongFiles(t *testing.T) {
 // releases every instance's VIPs before any track file says FAULT (I3).
 func TestFenceWaitsForAWedgedLockOnce(t *testing.T) {
 	dir := t.TempDir()
-	// A real process holds vipctl's real lock, then is stopped: a wedged hook.
-	locker := exec.Command("flock", filepath.Join(dir, runstate.LockFile), "sleep", "60")
-	if err := locker.Start(); err != nil {
-		t.Fatalf("flock(1) (util-linux): %v", err)
-	}
-	t.Cleanup(func() {
-		_ = locker.Process.Signal(syscall.SIGCONT)
-		_ = locker.Process.Kill()
-		_ = locker.Wait()
-	})
+	wedge.Lock(t, dir) // a hook wedged while it holds vipctl's lock
 	store := &countingStore{Store: runstate.New(dir)}
-	waitFor(t, func() bool { // flock(1) has the lock once a probe cannot take it
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-		defer cancel()
-		tx, err := runstate.New(dir).Lock(ctx)
-		if err == nil {
-			tx.Unlock()
-		}
-		return err != nil
-	})
-	if err := locker.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
 	r := &rec{}
 	h := &holder.Holder{Host: r, Store: store}
 	a := actuator(r)
@@ -289,14 +266,3 @@ func (s *countingStore) Lock(ctx context.Context) (*runstate.Tx, error) {
 
 func (r *rec) Orphans() ([]hostnet.LocalRoute, error) { return nil, nil }
 func (r *rec) DeleteRoute(hostnet.LocalRoute) error   { return nil }
-
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	for range 500 {
-		if ok() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition not met within 5 s")
-}

@@ -6,11 +6,9 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/vip"
 	"github.com/vipkit/vipkit/test/etcdtest"
 	"github.com/vipkit/vipkit/test/netnstest"
+	"github.com/vipkit/vipkit/test/wedge"
 )
 
 // scaleHost is one node namespace holding the VIPs of many instances, with
@@ -271,7 +270,7 @@ type scaleResult struct {
 
 // run starts the runtime, takes every VIP, cuts etcd silently at a random
 // phase of the renewal cycle and measures the fence.
-func (h *scaleHost) run(t *testing.T, size scaleSize, wedge bool) scaleResult {
+func (h *scaleHost) run(t *testing.T, size scaleSize, wedged bool) scaleResult {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -284,8 +283,8 @@ func (h *scaleHost) run(t *testing.T, size scaleSize, wedge bool) scaleResult {
 	if left := h.left(t); len(left) != 2*size.instances*size.vips {
 		t.Fatalf("%d addresses and hints held before the cut, want %d (one each per VIP)", len(left), 2*size.instances*size.vips)
 	}
-	if wedge {
-		wedgeLock(t, h.cfg.StateDir)
+	if wedged {
+		wedge.Lock(t, h.cfg.StateDir)
 	}
 	ns := h.node.NsHandle()
 	events, err := guard.SubscribeAddrs(ctx, &ns, nil)
@@ -335,33 +334,6 @@ func (h *scaleHost) run(t *testing.T, size scaleSize, wedge bool) scaleResult {
 	return res
 }
 
-// wedgeLock has a process take vipctl's lock and stops it: a hook wedged
-// while holding it.
-func wedgeLock(t *testing.T, stateDir string) {
-	t.Helper()
-	locker := exec.Command("flock", filepath.Join(stateDir, runstate.LockFile), "sleep", "120")
-	if err := locker.Start(); err != nil {
-		t.Fatalf("flock(1) (util-linux): %v", err)
-	}
-	t.Cleanup(func() {
-		_ = locker.Process.Signal(syscall.SIGCONT)
-		_ = locker.Process.Kill()
-		_ = locker.Wait()
-	})
-	waitFor(t, 5*time.Second, "flock(1) to hold vipctl's lock", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-		defer cancel()
-		tx, err := runstate.New(stateDir).Lock(ctx)
-		if err == nil {
-			tx.Unlock()
-		}
-		return err != nil
-	})
-	if err := locker.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // I10 with I3 and I4: a host of up to 1000 VIPs in up to 100 instances,
 // keepalived-owned and vipctl-owned, IPv4 and IPv6, loses etcd silently:
 // every VIP and hint is gone and every track file says FAULT before the
@@ -389,16 +361,16 @@ func TestPrivilegedFenceAtScale(t *testing.T) {
 func TestPrivilegedFenceAtScaleReleasesBeforeResign(t *testing.T) {
 	netnstest.Require(t)
 	srv := etcdtest.Start(t)
-	for _, wedge := range []bool{false, true} {
-		t.Run(map[bool]string{false: "lock free", true: "lock wedged"}[wedge], func(t *testing.T) {
+	for _, wedged := range []bool{false, true} {
+		t.Run(map[bool]string{false: "lock free", true: "lock wedged"}[wedged], func(t *testing.T) {
 			size := scaleSize{20, 50}
 			h := newScaleHost(t, srv, size)
 			h.checkI3 = true
-			r := h.run(t, size, wedge)
+			r := h.run(t, size, wedged)
 			if len(h.violated) > 0 {
 				t.Fatalf("I3 violated %d times, first: %s", len(h.violated), h.violated[0])
 			}
-			t.Logf("I3 checked at every track file of %s (wedged lock %v): lead %.1f ms", size, wedge, ms(r.lead))
+			t.Logf("I3 checked at every track file of %s (wedged lock %v): lead %.1f ms", size, wedged, ms(r.lead))
 		})
 	}
 }

@@ -181,21 +181,13 @@ func measureHooks(exe func(args ...string) func() error, empty, hook, vipctl str
 		{"vipctl up --own (starts refresher)", exe(vipctl, "up", "--own", "--dev", "eth0", "192.0.2.102"), nil},
 		{"vipctl down --own (stops refresher)", exe(vipctl, "down", "--own", "--dev", "eth0", "192.0.2.102"), settle(func() error { return nil })},
 	}
-	samples := make([][]time.Duration, len(variants))
-	for r := 0; r < rounds; r++ {
-		// Interleaved, so that machine noise hits every variant alike.
-		for i, v := range variants {
-			if v.before != nil {
-				if err := v.before(); err != nil {
-					return err
-				}
-			}
-			start := time.Now()
-			if err := v.fn(); err != nil {
-				return err
-			}
-			samples[i] = append(samples[i], time.Since(start))
-		}
+	vs := make([]variant, len(variants))
+	for i, v := range variants {
+		vs[i] = variant{name: v.name, fn: v.fn, before: v.before}
+	}
+	samples, err := interleaved(vs, rounds)
+	if err != nil {
+		return err
 	}
 	med := make([]time.Duration, len(variants))
 	fmt.Printf("%d rounds, interleaved, in one network namespace (%s, %d CPUs); state on tmpfs\n\n", rounds, runtime.Version(), runtime.NumCPU())
@@ -259,11 +251,6 @@ func measureScale(vipctl, stateDir string, rounds int) error {
 			return del()
 		}
 	}
-	type variant struct {
-		name   string
-		before func() error
-		fn     func() error
-	}
 	// The kernel's own cost, side by side: ip(8) in batch mode adding and
 	// deleting the same addresses (one netlink request each, no hint). The
 	// kernel's IPv6 address add and delete grow with the addresses already
@@ -323,20 +310,9 @@ func measureScale(vipctl, stateDir string, rounds int) error {
 	if err := seed(); err != nil {
 		return err
 	}
-	samples := make([][]time.Duration, len(vs))
-	for range rounds {
-		for i, v := range vs {
-			if v.before != nil {
-				if err := v.before(); err != nil {
-					return err
-				}
-			}
-			start := time.Now()
-			if err := v.fn(); err != nil {
-				return err
-			}
-			samples[i] = append(samples[i], time.Since(start))
-		}
+	samples, err := interleaved(vs, rounds)
+	if err != nil {
+		return err
 	}
 	med := make([]time.Duration, len(vs))
 	fmt.Printf("\nhost scale: %d rounds, interleaved; IPv6 VIPs added and removed by vipctl (--own), no refresher\n\n", rounds)
@@ -357,4 +333,32 @@ func measureScale(vipctl, stateDir string, rounds int) error {
 	fmt.Printf("one-VIP hook after 10,000 stale entries / empty state: %.2fx (goal <= 1.10x)\n", float64(med[prunedIdx])/float64(med[emptyIdx]))
 	fmt.Printf("one-VIP hook that prunes 10,000 stale entries / empty state: %.2fx (paid once)\n", float64(med[firstIdx])/float64(med[emptyIdx]))
 	return nil
+}
+
+// variant is one measured command; before runs untimed ahead of each call.
+type variant struct {
+	name   string
+	before func() error
+	fn     func() error
+}
+
+// interleaved runs every variant once per round, in turn, so that machine
+// noise hits every variant alike, and returns the timings per variant.
+func interleaved(vs []variant, rounds int) ([][]time.Duration, error) {
+	samples := make([][]time.Duration, len(vs))
+	for range rounds {
+		for i, v := range vs {
+			if v.before != nil {
+				if err := v.before(); err != nil {
+					return nil, err
+				}
+			}
+			start := time.Now()
+			if err := v.fn(); err != nil {
+				return nil, err
+			}
+			samples[i] = append(samples[i], time.Since(start))
+		}
+	}
+	return samples, nil
 }
