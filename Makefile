@@ -29,11 +29,23 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(GO_LDFLAGS)' -o $(BIN)/vipctl ./cmd/vipctl
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/fenced ./cmd/fenced
 
-## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod
-etcd: $(BIN)/etcd
+## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod, and bin/etcd-3.4.23
+etcd: $(BIN)/etcd $(BIN)/etcd-3.4.23
 $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum
 	@mkdir -p $(BIN)
 	cd tools/etcd && $(GO) build -trimpath -o $(BIN)/etcd go.etcd.io/etcd/server/v3
+
+# Debian 12's etcd server, a release with known lease bugs (pkg/etcdversion):
+# the version check is tested against what it really reports. Taken from the
+# package (apt verifies it against the signed archive), not installed: the
+# package would start a server on the machine.
+ETCD34_DEB := etcd-server=3.4.23-4+b4
+$(BIN)/etcd-3.4.23:
+	@mkdir -p $(BIN)/.etcd34
+	cd $(BIN)/.etcd34 && rm -f *.deb && { apt-get download -q $(ETCD34_DEB) || { apt-get update -qq && apt-get download -q $(ETCD34_DEB); }; }
+	dpkg-deb --fsys-tarfile $(BIN)/.etcd34/etcd-server_*.deb | tar -xO ./usr/bin/etcd > $@.tmp
+	chmod 0755 $@.tmp && mv $@.tmp $@ && rm -rf $(BIN)/.etcd34
+	$@ --version | grep -q '^etcd Version: 3.4.23$$'
 
 ## test: every tier (unit, privileged netns, integration with etcd, e2e lab) as root
 test: deps build etcd

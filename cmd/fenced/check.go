@@ -14,6 +14,7 @@ import (
 
 	"github.com/vipkit/vipkit/pkg/check"
 	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/etcdversion"
 	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/pkg/trackfile"
@@ -120,11 +121,27 @@ func checkCluster(ctx context.Context, cl config.Cluster, timeout time.Duration,
 			continue
 		}
 		add("info", subject, "", "endpoint %s: etcd %s, leader %x", ep, st.Version, st.Leader)
+		checkServerVersion(subject, ep, st.Version, add)
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if _, err := cli.Get(rctx, cl.Prefix+"/members/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		add("error", subject, "check user, password_file and the user's permissions on "+cl.Prefix, "read %s/members/: %v", cl.Prefix, err)
+	}
+}
+
+// checkServerVersion reports a member whose release has a bug that voids
+// the rule fenced relies on (an acknowledged renewal proves the lease until
+// its send time + TTL).
+func checkServerVersion(subject, ep, version string, add addFinding) {
+	v, err := etcdversion.Parse(version)
+	if err != nil {
+		add("warning", subject, "", "endpoint %s: %v", ep, err)
+		return
+	}
+	if problem, up, ok := etcdversion.Advice(v); ok {
+		add("error", subject, fmt.Sprintf("upgrade every member to etcd %s or later; until then an acknowledged renewal does not prove the lease alive", up),
+			"endpoint %s: %s", ep, problem)
 	}
 }
 

@@ -526,3 +526,44 @@ func TestPrivilegedFencedRestoresOverwrittenTrackFile(t *testing.T) {
 		t.Fatalf("track file restored after %s, want at once", took)
 	}
 }
+
+// fenced check against real servers whose reported version it cannot fake:
+// Debian 12's etcd 3.4.23 has both lease bugs (an error naming the version,
+// the bugs and the release that fixes them); the pinned 3.6 build has none.
+func TestIntegrationFencedCheckEtcdVersion(t *testing.T) {
+	tests := []struct {
+		binary string
+		code   int
+		want   []string
+	}{
+		{"etcd-3.4.23", exitFail, []string{"ERROR   cluster default: endpoint ", ": etcd 3.4.23 has etcd#15247", "and etcd#20615", "fix: upgrade every member to etcd 3.4.38 or later"}},
+		{"etcd", 0, []string{": etcd 3.6."}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.binary, func(t *testing.T) {
+			srv := etcdtest.Start(t, etcdtest.WithBinary(tt.binary))
+			state := filepath.Join(t.TempDir(), "state")
+			os.MkdirAll(state, 0o700)
+			c := exec.Command(fencedBin, "check", "--keepalived-conf", "", "--endpoints", srv.Endpoints()[0], "--node", "node-a",
+				"--dev", "lo", "--vip", "192.0.2.100", "--state-dir", state)
+			c.Env = append(os.Environ(), "VIPKIT_CONFIG=")
+			out, err := c.CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+			if code != tt.code {
+				t.Errorf("fenced check against %s: exit %d, want %d\n%s", tt.binary, code, tt.code, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("fenced check against %s does not say %q:\n%s", tt.binary, w, out)
+				}
+			}
+			if tt.code == 0 && strings.Contains(string(out), " has etcd#") {
+				t.Errorf("fenced check reports a lease bug in %s:\n%s", tt.binary, out)
+			}
+		})
+	}
+}
