@@ -48,7 +48,7 @@ nothing: the operator asked to keep the VIPs.`,
 			}
 			defer n.Close()
 			h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
-			act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Write, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
+			act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Publish, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
 			var ins []fence.Instance
 			for _, in := range cfg.Instances {
 				if in.Cluster != "" {

@@ -99,7 +99,7 @@ func runAction(c *cli.Context) error {
 	defer senders.Close()
 	h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Senders: senders.Get,
 		Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
-	act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Write, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
+	act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Publish, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
 	progressEvery := time.Second
 	watchdog, _ := daemon.SdWatchdogEnabled(false)
 	if watchdog > 0 && watchdog/2 < progressEvery {

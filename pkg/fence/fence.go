@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/vipkit/vipkit/pkg/holder"
@@ -29,7 +28,7 @@ type Instance struct {
 // Releaser releases VIPs under vipctl's lock (holder.Holder), all the
 // requests in one pass.
 type Releaser interface {
-	Fence(ctx context.Context, reqs []holder.Request, action string) ([]holder.Outcome, error)
+	Fence(ctx context.Context, reqs []holder.Request, action string, after func(i int) error) ([]holder.Outcome, error)
 }
 
 // Host removes addresses without the lock: the fallback when a vipctl
@@ -56,21 +55,30 @@ type Actuator struct {
 	LockWait time.Duration
 }
 
-// Fence releases every instance's VIPs in one pass (refreshers stopped, then
-// per instance its hints and VIPs), then writes FAULT to each track file:
-// every VIP is gone before any file says FAULT (I3). It keeps going after
-// an error (a half-fenced host is worse than a fully fenced one) and returns
-// all errors.
+// Fence releases every instance's VIPs in one pass and writes FAULT to
+// each track file: refreshers stopped, every hint dropped, then instance by
+// instance its VIPs and at once its track file. No file says FAULT before
+// its instance's VIPs are gone (I3), and an instance's VIPs are never gone
+// long before its file says FAULT: keepalived, losing VIPs it owns, would
+// re-elect itself and add them back. It keeps going after an error (a
+// half-fenced host is worse than a fully fenced one) and returns all
+// errors; every track file is written.
 func (a *Actuator) Fence(ctx context.Context, ins []Instance, reason string) error {
 	start := time.Now()
-	errs := []error{a.release(ctx, ins)}
-	for _, in := range ins {
-		if in.TrackFile == "" {
-			continue
+	written := make([]bool, len(ins))
+	var errs []error
+	track := func(k int) {
+		if written[k] || ins[k].TrackFile == "" {
+			return
 		}
-		if err := a.Track(in.TrackFile, trackfile.Fault); err != nil {
-			errs = append(errs, fmt.Errorf("fence %s: %w", in.Instance, err))
+		written[k] = true
+		if err := a.Track(ins[k].TrackFile, trackfile.Fault); err != nil {
+			errs = append(errs, fmt.Errorf("fence %s: %w", ins[k].Instance, err))
 		}
+	}
+	errs = append(errs, a.release(ctx, ins, track))
+	for k := range ins {
+		track(k) // no VIP, a link gone, a failed release: FAULT all the same
 	}
 	a.log().Warn("fenced: VIPs released, keepalived told FAULT", "reason", reason, "instances", names(ins), "vips", count(ins), "took", time.Since(start))
 	return errors.Join(errs...)
@@ -79,7 +87,7 @@ func (a *Actuator) Fence(ctx context.Context, ins []Instance, reason string) err
 // Release removes the instances' VIPs and hints without touching the track
 // files (keepalived died: there is nobody to tell).
 func (a *Actuator) Release(ctx context.Context, ins []Instance) error {
-	return a.release(ctx, ins)
+	return a.release(ctx, ins, nil)
 }
 
 // Unfence writes OK to each track file; keepalived then runs its election
@@ -133,15 +141,16 @@ func (a *Actuator) lockWait(ctx context.Context) time.Duration {
 
 // release removes every instance's VIPs under vipctl's lock, waiting for it
 // once; if the lock does not come in time, it removes them without it.
-func (a *Actuator) release(ctx context.Context, ins []Instance) error {
+// done, when set, is called with an instance's index once its VIPs are gone.
+func (a *Actuator) release(ctx context.Context, ins []Instance, done func(k int)) error {
 	var reqs []holder.Request
+	var held []int // index in ins of each request
 	var errs []error
 	ticket, err := a.Ticket()
 	if err != nil {
 		return err
 	}
-	var held []Instance
-	for _, in := range ins {
+	for k, in := range ins {
 		if len(in.VIPs) == 0 {
 			continue
 		}
@@ -151,63 +160,92 @@ func (a *Actuator) release(ctx context.Context, ins []Instance) error {
 			continue
 		}
 		reqs = append(reqs, holder.For(in.Target, ticket))
-		held = append(held, in)
+		held = append(held, k)
 	}
 	if len(reqs) == 0 {
 		return errors.Join(errs...)
 	}
+	after := func(i int) error {
+		if done != nil {
+			done(held[i])
+		}
+		return nil
+	}
 	wait := a.lockWait(ctx)
 	lctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	_, err = a.Releaser.Fence(lctx, reqs, runstate.ActionFence)
+	_, err = a.Releaser.Fence(lctx, reqs, runstate.ActionFence, after)
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		if err != nil {
-			errs = append(errs, fmt.Errorf("fence %s: %w", strings.Join(names(held), ","), err))
+			errs = append(errs, fmt.Errorf("fence: %w", err))
 		}
 		return errors.Join(errs...)
 	}
 	// vipctl's lock is held (a hook wedged?): the fence cannot wait longer.
-	// Remove the addresses directly, every instance in this one pass; a
-	// refresher sends only under the lock, so it cannot announce meanwhile.
-	a.log().Error("vipctl lock busy: releasing without it", "waited", wait, "instances", names(held), "vips", count(held))
-	var devs []string
-	byDev := map[string][]vip.VIP{}
-	owner := map[vip.VIP]string{}
-	for _, in := range held {
-		if _, ok := byDev[in.Dev]; !ok {
-			devs = append(devs, in.Dev)
-		}
-		byDev[in.Dev] = append(byDev[in.Dev], in.VIPs...)
-		for _, v := range in.VIPs {
-			owner[v] = in.Instance
-		}
+	// Remove the addresses directly, every instance in this one pass and in
+	// the same order; a refresher sends only under the lock, so it cannot
+	// announce meanwhile.
+	heldIns := make([]Instance, len(held))
+	for i, k := range held {
+		heldIns[i] = ins[k]
 	}
-	for _, dev := range devs {
-		l, err := a.Host.Link(dev)
+	a.log().Error("vipctl lock busy: releasing without it", "waited", wait, "instances", names(heldIns), "vips", count(heldIns))
+	views := map[string]hostnet.View{}
+	for _, in := range heldIns {
+		if _, ok := views[in.Dev]; ok {
+			continue
+		}
+		l, err := a.Host.Link(in.Dev)
 		var w hostnet.View
 		if err == nil {
 			w, err = a.Host.View(l)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("fence %s: %w", dev, err))
+			errs = append(errs, fmt.Errorf("fence %s: %w", in.Instance, err))
 			continue
 		}
-		// The same rule as under the lock: the fence never takes the host's
-		// own address (without the state, nothing counts as added by vipkit).
-		var vips []vip.VIP
-		for _, v := range byDev[dev] {
+		views[in.Dev] = w
+	}
+	// The same rule as under the lock: the fence never takes the host's own
+	// address (without the state, nothing counts as added by vipkit).
+	vips := make([][]vip.VIP, len(heldIns))
+	for i, in := range heldIns {
+		w, ok := views[in.Dev]
+		if !ok {
+			continue
+		}
+		for _, v := range in.VIPs {
 			if err := w.CheckRelease(v, true, false); err != nil {
-				a.log().Error("fence: not deleting "+v.String()+": "+err.Error(), "instance", owner[v])
-				errs = append(errs, fmt.Errorf("fence %s: %w", owner[v], err))
+				a.log().Error("fence: not deleting "+v.String()+": "+err.Error(), "instance", in.Instance)
+				errs = append(errs, fmt.Errorf("fence %s: %w", in.Instance, err))
 				continue
 			}
-			vips = append(vips, v)
+			vips[i] = append(vips[i], v)
 		}
-		for i, err := range w.ReleaseAll(vips) {
+	}
+	routesGone := make([][]vip.VIP, len(heldIns))
+	for i, in := range heldIns {
+		w, ok := views[in.Dev]
+		if !ok {
+			continue
+		}
+		for n, err := range w.DropRoutes(vips[i]) {
 			if err != nil {
-				errs = append(errs, fmt.Errorf("fence %s: %w", owner[vips[i]], err))
+				errs = append(errs, fmt.Errorf("fence %s: %w", in.Instance, err))
+				continue // its hint is still there: its address stays with it (I1)
+			}
+			routesGone[i] = append(routesGone[i], vips[i][n])
+		}
+	}
+	for i, in := range heldIns {
+		if w, ok := views[in.Dev]; ok {
+			for _, err := range w.DropAddrs(routesGone[i]) {
+				if err != nil {
+					errs = append(errs, fmt.Errorf("fence %s: %w", in.Instance, err))
+				}
 			}
 		}
+		_ = after(i)
 	}
 	return errors.Join(errs...)
 }

@@ -23,15 +23,18 @@ type rec struct {
 	passes   int // calls to the holder's Fence
 }
 
-func (r *rec) Fence(ctx context.Context, reqs []holder.Request, action string) ([]holder.Outcome, error) {
+func (r *rec) Fence(ctx context.Context, reqs []holder.Request, action string, after func(int) error) ([]holder.Outcome, error) {
 	r.passes++
 	if r.lockBusy {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	for _, req := range reqs {
+	for i, req := range reqs {
 		for _, v := range req.VIPs {
 			r.log = append(r.log, fmt.Sprintf("%s %s own=%v ticket=%d", action, v, req.Own, req.Ticket.PID))
+		}
+		if after != nil {
+			_ = after(i)
 		}
 	}
 	return nil, nil
@@ -65,6 +68,8 @@ func (v recView) AddVIP(vip.VIP) error              { return errors.New("a fence
 func (v recView) SetHint(vip.VIP, netip.Addr) error { return errors.New("a fence never sets a hint") }
 func (v recView) ClearHint(vip.VIP) error           { return errors.New("a fence removes the VIP") }
 func (v recView) Settle() error                     { return nil }
+func (v recView) DropRoutes(xs []vip.VIP) []error   { return make([]error, len(xs)) }
+func (v recView) DropAddrs(xs []vip.VIP) []error    { return v.ReleaseAll(xs) }
 func (v recView) ReleaseAll(xs []vip.VIP) []error {
 	errs := make([]error, len(xs))
 	for i, x := range xs {
@@ -101,9 +106,10 @@ func TestFenceReleasesBeforeTrackFiles(t *testing.T) {
 	if err := actuator(r).Fence(context.Background(), ins, "deadline"); err != nil {
 		t.Fatal(err)
 	}
+	// Per instance, its VIPs and then at once its track file.
 	want := []string{
-		"fence 192.0.2.100 own=false ticket=7", "fence 2001:db8::100 own=true ticket=7",
-		"track /run/vipkit/VI_1.fence=1", "track /run/vipkit/VI_2.fence=1",
+		"fence 192.0.2.100 own=false ticket=7", "track /run/vipkit/VI_1.fence=1",
+		"fence 2001:db8::100 own=true ticket=7", "track /run/vipkit/VI_2.fence=1",
 	}
 	if !reflect.DeepEqual(r.log, want) {
 		t.Fatalf("fence order:\n got %q\nwant %q", r.log, want)
@@ -206,16 +212,27 @@ func TestFenceWaitsForAWedgedLockOnce(t *testing.T) {
 	if store.locks != 1 {
 		t.Fatalf("the fence asked for vipctl's lock %d times, want once for all %d instances", store.locks, len(many))
 	}
+	// I3 per instance: each track file only once all its instance's VIPs
+	// are gone.
+	gone := map[string]bool{}
 	var released, tracks int
 	for _, l := range r.log {
 		switch {
 		case strings.HasPrefix(l, "direct-release "):
-			if tracks > 0 {
-				t.Fatalf("a VIP was released after a track file said FAULT (I3): %q", r.log)
-			}
+			gone[strings.TrimPrefix(l, "direct-release ")] = true
 			released++
 		case strings.HasPrefix(l, "track "):
 			tracks++
+			for _, in := range many {
+				if !strings.Contains(l, "/"+in.Instance+".fence") {
+					continue
+				}
+				for _, v := range in.VIPs {
+					if !gone[v.String()] {
+						t.Fatalf("%s's track file said FAULT before its VIP %s was gone (I3): %q", in.Instance, v, r.log)
+					}
+				}
+			}
 		}
 	}
 	if released != 50 || tracks != 10 {
@@ -246,8 +263,9 @@ func TestFenceGoesOnPastAMissingLink(t *testing.T) {
 		t.Fatalf("Fence = %v, want the missing link of VI_0 reported", err)
 	}
 	want := []string{
-		"fence 192.0.2.100 own=false ticket=7", "fence 2001:db8::100 own=true ticket=7",
-		"track /run/vipkit/VI_0.fence=1", "track /run/vipkit/VI_1.fence=1", "track /run/vipkit/VI_2.fence=1",
+		"fence 192.0.2.100 own=false ticket=7", "track /run/vipkit/VI_1.fence=1",
+		"fence 2001:db8::100 own=true ticket=7", "track /run/vipkit/VI_2.fence=1",
+		"track /run/vipkit/VI_0.fence=1",
 	}
 	if !reflect.DeepEqual(r.log, want) || r.passes != 1 {
 		t.Fatalf("fence: %q in %d passes, want %q in one", r.log, r.passes, want)

@@ -437,7 +437,7 @@ func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
 // address if owned. A VIP that stays assigned (keepalived owns it) keeps the
 // kernel's own local route.
 func (h *Holder) Down(ctx context.Context, req Request) ([]Outcome, error) {
-	return h.release(ctx, []Request{req}, runstate.ActionDown, ownedOnly)
+	return h.release(ctx, []Request{req}, runstate.ActionDown, ownedOnly, nil)
 }
 
 // Verb is what a keepalived transition asks of the holder (pkg/hooks).
@@ -459,7 +459,7 @@ func (h *Holder) Apply(ctx context.Context, verb Verb, reqs []Request) ([]Outcom
 	case VerbUp:
 		return h.hold(ctx, reqs, runstate.ActionUp)
 	case VerbDown:
-		return h.release(ctx, reqs, runstate.ActionDown, ownedOnly)
+		return h.release(ctx, reqs, runstate.ActionDown, ownedOnly, nil)
 	case VerbAnnounce:
 		var out []Outcome
 		var errs []error
@@ -485,7 +485,7 @@ func always(Request) bool      { return true }
 // RouteSrcDel removes the hint alone.
 func (h *Holder) RouteSrcDel(ctx context.Context, req Request) ([]Outcome, error) {
 	req.Own = false
-	return h.release(ctx, []Request{req}, runstate.ActionRouteSrcDel, hintOnly)
+	return h.release(ctx, []Request{req}, runstate.ActionRouteSrcDel, hintOnly, nil)
 }
 
 // Fence releases the VIPs of every request whoever owns the addresses (I3:
@@ -493,11 +493,14 @@ func (h *Holder) RouteSrcDel(ctx context.Context, req Request) ([]Outcome, error
 // pass: one lock, one read per link, the refreshers stopped together, one
 // state write. A host's whole fence costs one wait for the lock, however
 // many instances it has.
-func (h *Holder) Fence(ctx context.Context, reqs []Request, action string) ([]Outcome, error) {
-	return h.release(ctx, reqs, action, always)
+//
+// after, when set, runs once per request right after its VIPs are gone,
+// still under the lock: a fence writes that instance's track file there.
+func (h *Holder) Fence(ctx context.Context, reqs []Request, action string, after func(i int) error) ([]Outcome, error) {
+	return h.release(ctx, reqs, action, always, after)
 }
 
-func (h *Holder) release(ctx context.Context, reqs []Request, action string, remove removal) ([]Outcome, error) {
+func (h *Holder) release(ctx context.Context, reqs []Request, action string, remove removal, after func(i int) error) ([]Outcome, error) {
 	ls, err := h.links(reqs)
 	if err != nil {
 		return nil, err
@@ -548,51 +551,75 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 	if err := h.stopUnreferenced(tx); err != nil {
 		return out, h.saveAfter(tx, err)
 	}
-	// Every VIP of a link in one batch (hints, then addresses); a VIP that
-	// cannot be released does not keep the others held: a half-released
+	// Two phases. First every route of every VIP to release, one batch per
+	// link: the kernel then walks a small routing table for each address
+	// it deletes. Then, instance by instance, its addresses and at once
+	// whatever must follow them (a fence's track file): an instance whose
+	// VIPs keepalived owns reacts to losing them within a few adverts, so
+	// the gap to its track file stays one instance's, not the host's. A VIP
+	// that cannot be released does not keep the others held: a half-released
 	// host is worse than one released as far as it goes.
-	type item struct {
-		req *Request
-		v   vip.VIP
-	}
-	batches := map[string][]item{}
+	errs := refused
+	type item struct{ req, at int } // request, index in todos[req]
+	byDev := map[string][]item{}
 	var devs []string
-	for i := range reqs {
+	for i, req := range reqs {
 		dev := ls[i].Name
-		if _, ok := batches[dev]; !ok {
+		if _, ok := byDev[dev]; !ok {
 			devs = append(devs, dev)
 		}
-		for _, v := range todos[i] {
-			batches[dev] = append(batches[dev], item{&reqs[i], v})
+		if !remove(req) {
+			continue
+		}
+		for k := range todos[i] {
+			byDev[dev] = append(byDev[dev], item{i, k})
 		}
 	}
-	errs := refused
+	routeErr := make([][]error, len(reqs))
+	for i := range reqs {
+		routeErr[i] = make([]error, len(todos[i]))
+	}
 	for _, dev := range devs {
-		// Addresses go in one batch per link; VIPs keepalived owns (a hook's
-		// down) lose only their hint.
-		var rel, clr []item
-		for _, it := range batches[dev] {
-			if remove(*it.req) {
-				rel = append(rel, it)
-			} else {
-				clr = append(clr, it)
+		vips := make([]vip.VIP, len(byDev[dev]))
+		for n, it := range byDev[dev] {
+			vips[n] = todos[it.req][it.at]
+		}
+		for n, err := range vs[dev].DropRoutes(vips) {
+			it := byDev[dev][n]
+			routeErr[it.req][it.at] = err
+		}
+	}
+	for i, req := range reqs {
+		w := vs[ls[i].Name]
+		errsOf := make([]error, len(todos[i]))
+		if remove(req) {
+			var rest []vip.VIP
+			var at []int
+			for k, v := range todos[i] {
+				if errsOf[k] = routeErr[i][k]; errsOf[k] == nil { // a VIP whose hint is still there keeps its address (I1)
+					rest, at = append(rest, v), append(at, k)
+				}
+			}
+			for n, err := range w.DropAddrs(rest) {
+				errsOf[at[n]] = err
+			}
+		} else {
+			for k, v := range todos[i] {
+				errsOf[k] = w.ClearHint(v) // keepalived owns it: the hint alone
 			}
 		}
-		vips := make([]vip.VIP, len(rel))
-		for i, it := range rel {
-			vips[i] = it.v
-		}
-		berrs := vs[dev].ReleaseAll(vips)
-		for _, it := range clr {
-			rel, berrs = append(rel, it), append(berrs, vs[dev].ClearHint(it.v))
-		}
-		for i, it := range rel {
-			if berrs[i] != nil {
-				errs = append(errs, berrs[i])
+		for k, v := range todos[i] {
+			if errsOf[k] != nil {
+				errs = append(errs, errsOf[k])
 				continue
 			}
-			out = append(out, Outcome{VIP: it.v, Result: Applied})
-			h.log().Info("released VIP", "vip", it.v.String(), "dev", dev, "action", action, "instance", it.req.Instance, "address_removed", remove(*it.req))
+			out = append(out, Outcome{VIP: v, Result: Applied})
+			h.log().Info("released VIP", "vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance, "address_removed", remove(req))
+		}
+		if after != nil {
+			if err := after(i); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return out, h.saveAfter(tx, errors.Join(errs...))
@@ -602,7 +629,7 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 // whoever owns the addresses, and only then write 1 to the instance's
 // maintenance track file so keepalived gives up MASTER.
 func (h *Holder) Handover(ctx context.Context, req Request, maintenanceFile string) ([]Outcome, error) {
-	out, err := h.Fence(ctx, []Request{req}, runstate.ActionHandover)
+	out, err := h.Fence(ctx, []Request{req}, runstate.ActionHandover, nil)
 	if err != nil {
 		return out, err
 	}

@@ -74,6 +74,8 @@ func (v worldView) AddVIP(x vip.VIP) error                  { return v.w.AddVIP(
 func (v worldView) SetHint(x vip.VIP, src netip.Addr) error { return v.w.SetHint(v.l, x, src) }
 func (v worldView) ClearHint(x vip.VIP) error               { return v.w.ClearHint(v.l, x) }
 func (v worldView) Release(x vip.VIP) error                 { return v.w.Release(v.l, x) }
+func (v worldView) DropRoutes(xs []vip.VIP) []error         { return make([]error, len(xs)) }
+func (v worldView) DropAddrs(xs []vip.VIP) []error          { return v.ReleaseAll(xs) }
 func (v worldView) ReleaseAll(xs []vip.VIP) []error {
 	errs := make([]error, len(xs))
 	for i, x := range xs {
@@ -338,7 +340,7 @@ func TestFenceSkipsTheHostsOwnAddresses(t *testing.T) {
 	w := newWorld()
 	w.assigned[v4.Addr()] = true
 	h, _ := newHolder(t, w)
-	out, err := h.Fence(context.Background(), []Request{req(1, false, v4, vip.MustParse("192.0.2.11"))}, runstate.ActionFence)
+	out, err := h.Fence(context.Background(), []Request{req(1, false, v4, vip.MustParse("192.0.2.11"))}, runstate.ActionFence, nil)
 	if !errors.Is(err, hostnet.ErrVIPIsPrimary) {
 		t.Fatalf("fence error = %v, want ErrVIPIsPrimary", err)
 	}
@@ -692,5 +694,25 @@ func TestApplyIsOnePassPerTransition(t *testing.T) {
 	slices.Sort(w.log[:2]) // stopped together
 	if !reflect.DeepEqual(w.log, want) || len(out) != 2 {
 		t.Fatalf("down of the group: %q (%d outcomes), want %q", w.log, len(out), want)
+	}
+}
+
+// A fence runs after(i) right after request i's VIPs are gone, under the
+// same lock: instance by instance, never an instance's FAULT before its VIPs.
+func TestFenceRunsAfterEachInstance(t *testing.T) {
+	w := newWorld()
+	h, _ := newHolder(t, w)
+	w.assigned[v4.Addr()], w.assigned[v6.Addr()] = true, true
+	reqs := []Request{req(1, false, v4), req(1, true, v6)}
+	reqs[0].Instance, reqs[1].Instance = "VI_1", "VI_2"
+	if _, err := h.Fence(context.Background(), reqs, runstate.ActionFence, func(i int) error {
+		w.logf("after %s", reqs[i].Instance)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"release 192.0.2.100", "after VI_1", "release 2001:db8::100", "after VI_2"}
+	if !reflect.DeepEqual(w.log, want) {
+		t.Fatalf("fence = %q, want %q", w.log, want)
 	}
 }

@@ -93,12 +93,18 @@ type View interface {
 	ClearHint(v vip.VIP) error
 	// Release removes v's hint routes, then its address (DESIGN §2).
 	Release(v vip.VIP) error
-	// ReleaseAll releases many VIPs: every hint route first, then every
-	// address, so each VIP still loses its route before its address. The
-	// kernel walks the whole IPv6 routing table for every IPv6 address it
-	// deletes; with the hints gone first that table is small, and releasing
-	// a thousand VIPs stays linear. errs[i] is the error of vs[i].
+	// ReleaseAll releases many VIPs: DropRoutes, then DropAddrs, so each
+	// VIP still loses its route before its address. The kernel walks the
+	// whole IPv6 routing table for every IPv6 address it deletes; with the
+	// routes gone first that table is small, and releasing a thousand VIPs
+	// stays linear. errs[i] is the error of vs[i].
 	ReleaseAll(vs []vip.VIP) (errs []error)
+	// DropRoutes deletes the VIPs' hint routes (and an IPv6 /128's kernel
+	// prefix route), the first half of a release.
+	DropRoutes(vs []vip.VIP) (errs []error)
+	// DropAddrs deletes the VIPs' addresses, in the order the kernel lists
+	// them; call it only for VIPs whose routes are gone (I1).
+	DropAddrs(vs []vip.VIP) (errs []error)
 	// Settle finishes what the kernel completes asynchronously: the swap of
 	// the IPv6 local routes of freshly added VIPs for their hints. Call it
 	// once after a batch of SetHint.

@@ -618,6 +618,22 @@ func (v *view) Release(x vip.VIP) error {
 // moment later). And addresses are deleted in the order the kernel lists
 // them, so that each is found at the head of the link's address list.
 func (v *view) ReleaseAll(xs []vip.VIP) []error {
+	errs := v.DropRoutes(xs)
+	var rest []vip.VIP
+	var at []int
+	for i, x := range xs {
+		if errs[i] == nil { // a VIP whose hint is still there keeps its address (I1)
+			rest, at = append(rest, x), append(at, i)
+		}
+	}
+	for k, err := range v.DropAddrs(rest) {
+		errs[at[k]] = err
+	}
+	return errs
+}
+
+// DropRoutes deletes the VIPs' hint routes and IPv6 prefix routes.
+func (v *view) DropRoutes(xs []vip.VIP) []error {
 	errs := make([]error, len(xs))
 	for i, x := range xs {
 		routes, err := v.localRoutes(x.Addr())
@@ -645,11 +661,16 @@ func (v *view) ReleaseAll(xs []vip.VIP) []error {
 			}
 		}
 	}
+	return errs
+}
+
+// DropAddrs deletes the VIPs' addresses in the kernel's list order, so that
+// each is found at the head of the link's address list.
+func (v *view) DropAddrs(xs []vip.VIP) []error {
+	errs := make([]error, len(xs))
 	index := make(map[netip.Addr]int, len(xs))
 	for i, x := range xs {
-		if errs[i] == nil { // a VIP whose hint is still there keeps its address (I1)
-			index[x.Addr()] = i
-		}
+		index[x.Addr()] = i
 	}
 	kept := v.addrs[:0]
 	for _, a := range v.addrs {

@@ -284,6 +284,9 @@ func (r *Runtime) newDefender(ctx context.Context, cfg *config.Config, wg *sync.
 			return "", vip.VIP{}, false
 		},
 		Announce: func(ctx context.Context, dev string, v vip.VIP) (bool, error) {
+			if r.Sup.Fencing() {
+				return false, nil // the VIP is going: do not take the lock from the fence
+			}
 			actx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			out, err := r.Holder.Announce(actx, holder.Request{Dev: dev, VIPs: []vip.VIP{v}, Schedule: announce.Schedule{Count: 1}})

@@ -110,7 +110,7 @@ func (h *scaleHost) track(path string, v int) error {
 	if h.checkI3 && v == trackfile.Fault {
 		h.checkReleased(path)
 	}
-	if err := trackfile.Write(path, v); err != nil {
+	if err := trackfile.Publish(path, v); err != nil {
 		return err
 	}
 	w := trackWrite{value: v, wall: time.Now(), boot: clock.Boottime()}

@@ -51,6 +51,7 @@ type Supervisor struct {
 	Clock func() time.Duration
 
 	applyMu  sync.Mutex
+	fencing  atomic.Int32 // fences in progress (Fencing)
 	mu       sync.Mutex
 	cfg      *config.Config
 	clusters map[string]*cluster
@@ -78,6 +79,8 @@ type cluster struct {
 	// fenceTook is how long the last fence of all the cluster's instances
 	// took (ns): what the margin must cover, with room to spare.
 	fenceTook atomic.Int64
+	// fencing counts the fences in progress in the whole runtime.
+	fencing *atomic.Int32
 }
 
 // Fence implements lease.Fencer for the cluster's instances: all of them in
@@ -98,6 +101,10 @@ func (c *cluster) fence(ctx context.Context, ins []fence.Instance, reason string
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.Margin)
 		defer cancel()
+	}
+	if c.fencing != nil {
+		c.fencing.Add(1)
+		defer c.fencing.Add(-1)
 	}
 	start := time.Now()
 	err := c.act.Fence(ctx, ins, reason)
@@ -146,6 +153,13 @@ func (c *cluster) memberList() []fence.Instance {
 }
 
 func (c *cluster) isFenced() bool { return c.fenced.Load() }
+
+// Fencing reports whether a fence is in progress. What would compete with
+// it for vipctl's lock without need, the defender answering claims for
+// VIPs about to go, steps aside meanwhile: under a storm of claims (both
+// nodes announcing during an election) it took the lock once per VIP and
+// the fence had to wait out its whole lock budget.
+func (s *Supervisor) Fencing() bool { return s.fencing.Load() > 0 }
 
 // ErrNoClusters means there is nothing to hold.
 var ErrNoClusters = errors.New("no etcd cluster is configured")
@@ -225,7 +239,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 }
 
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
-	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
+	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing}
 	c.members.Store(&members)
 	c.fenced.Store(true)
 	// Fail closed first: nothing of this cluster's may be held before its
