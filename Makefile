@@ -10,7 +10,7 @@ APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps systemd
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO_LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build deps etcd test test-unit lint bench demo install clean
+.PHONY: all build deps etcd test test-unit lint bench bench-fleet demo install clean
 
 all: build
 
@@ -47,9 +47,17 @@ $(BIN)/etcd-3.4.23:
 	chmod 0755 $@.tmp && mv $@.tmp $@ && rm -rf $(BIN)/.etcd34
 	$@ --version | grep -q '^etcd Version: 3.4.23$$'
 
-## test: every tier (unit, privileged netns, integration with etcd, e2e lab) as root
+## test: every tier (unit, privileged netns, integration with etcd, e2e lab) as root, then the
+## CI-sized fleet bench alone (500 lease holders, 60 s, no false fence)
 test: deps build etcd
 	$(GO) test -count=1 -timeout 18m ./...
+	VIPKIT_FLEET=1 $(GO) test -count=1 -timeout 10m -run TestIntegrationFleet -v ./test/fleet
+
+## bench-fleet: the fleet report (docs/performance.md): 100 to 10,000 lease holders, with faults (root; ~1 h)
+bench-fleet: build etcd
+	VIPKIT_FLEET=1 $(GO) test -count=1 -timeout 4h -run TestIntegrationFleet -v ./test/fleet \
+		-fleet.steps 100,1000,3000,10000 -fleet.ttls 5s,10s -fleet.window 60s \
+		-fleet.faults none,kill-leader,stop-leader,starve-client -fleet.assert-up-to 0 -fleet.report results/fleet.txt
 
 ## test-unit: only what needs neither root nor binaries
 test-unit:

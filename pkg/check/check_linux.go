@@ -67,10 +67,8 @@ func Gather(ctx context.Context, cfg *config.Config, keepalivedConf, vipctlPath,
 		f.Keepalived, f.KeepalivedErr = keepalived.LoadConf(keepalivedConf)
 		f.KeepalivedVer = KeepalivedVersion(ctx)
 	}
-	for _, p := range []string{vipctlPath, fencedPath} {
-		if p != "" {
-			f.Binaries = append(f.Binaries, chain(p))
-		}
+	for _, p := range Programs(cfg, vipctlPath, fencedPath) {
+		f.Binaries = append(f.Binaries, chain(p))
 	}
 	f.StateDir = stat(cfg.StateDir)
 	return f, nil

@@ -390,6 +390,16 @@ func (m *Member) Running() bool {
 	}
 }
 
+// PID is the member's process ID, 0 when it does not run.
+func (m *Member) PID() int {
+	if !m.Running() {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cmd.Process.Pid
+}
+
 // Stop ends the member with SIGTERM and waits for it.
 func (m *Member) Stop(t testing.TB) { t.Helper(); m.kill(syscall.SIGTERM) }
 
