@@ -608,6 +608,14 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 				errsOf[k] = w.ClearHint(v) // keepalived owns it: the hint alone
 			}
 		}
+		// What follows the VIPs comes first, before the log lines: every
+		// moment between an instance's last VIP and its track file is one
+		// in which keepalived may take back what it owns.
+		if after != nil {
+			if err := after(i); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		for k, v := range todos[i] {
 			if errsOf[k] != nil {
 				errs = append(errs, errsOf[k])
@@ -615,11 +623,6 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 			}
 			out = append(out, Outcome{VIP: v, Result: Applied})
 			h.log().Info("released VIP", "vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance, "address_removed", remove(req))
-		}
-		if after != nil {
-			if err := after(i); err != nil {
-				errs = append(errs, err)
-			}
 		}
 	}
 	return out, h.saveAfter(tx, errors.Join(errs...))
