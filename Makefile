@@ -116,9 +116,10 @@ bench-fleet: build etcd
 test-unit:
 	$(GO) test -count=1 -short ./...
 
-## lint: gofmt, go vet, staticcheck (pinned in tools/lint)
+## lint: gofmt, go mod tidy, go vet, staticcheck (pinned in tools/lint)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
 	cd tools/lint && $(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	$(BIN)/staticcheck ./...

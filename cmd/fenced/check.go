@@ -15,6 +15,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/check"
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/etcdversion"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/pkg/trackfile"
 )
@@ -55,6 +56,7 @@ Exit status: 0 no error, 1 at least one error, 2 usage or configuration error.`,
 			for _, cl := range cfg.Clusters {
 				checkCluster(c.Context, cl, c.Duration("timeout"), add)
 			}
+			checkFenceCost(cfg, add)
 			dirs := map[string]bool{}
 			for _, in := range cfg.Instances {
 				if in.TrackFile != "" {
@@ -172,4 +174,47 @@ func checkKeepalived(ctx context.Context, cfg *config.Config, path string, add a
 		}
 		add(string(is.Severity), subject, is.Fix, "%s", is.Message)
 	}
+}
+
+// fenceSafety is how many times the measured fence the margin must be: the
+// margin also pays for a wedged vipctl's lock (a quarter of it), timer
+// lateness, a process pause and the rate difference of two clocks.
+const fenceSafety = 3
+
+// checkFenceCost compares each cluster's margin with the duration of its
+// last fence, as the running fenced measured it (fenced.json).
+func checkFenceCost(cfg *config.Config, add addFinding) {
+	b, err := os.ReadFile(filepath.Join(cfg.StateDir, fencedstate.File))
+	if err != nil {
+		return // not running here: nothing measured
+	}
+	var snap fencedstate.Snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return
+	}
+	for _, cl := range cfg.Clusters {
+		for _, sc := range snap.Clusters {
+			if sc.Name != cl.Name || sc.FenceDuration <= 0 {
+				continue
+			}
+			subject := "cluster " + cl.Name
+			if cl.Margin < fenceSafety*sc.FenceDuration {
+				add("warning", subject, fmt.Sprintf("raise margin to at least %s, or guard fewer VIPs per cluster", (fenceSafety*sc.FenceDuration).Round(time.Millisecond)),
+					"margin %s is less than %dx the last fence of its %d instance(s), which took %s: the fence may end after the server can expire the lease",
+					cl.Margin, fenceSafety, instancesOf(cfg, cl.Name), sc.FenceDuration.Round(time.Microsecond))
+				continue
+			}
+			add("info", subject, "", "the last fence took %s; margin %s covers it %.0fx", sc.FenceDuration.Round(time.Microsecond), cl.Margin, float64(cl.Margin)/float64(sc.FenceDuration))
+		}
+	}
+}
+
+func instancesOf(cfg *config.Config, cluster string) int {
+	n := 0
+	for _, in := range cfg.Instances {
+		if in.Cluster == cluster {
+			n++
+		}
+	}
+	return n
 }

@@ -48,11 +48,11 @@ nothing: the operator asked to keep the VIPs.`,
 			}
 			defer n.Close()
 			h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
-			act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Write, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
+			act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Publish, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
 			var ins []fence.Instance
 			for _, in := range cfg.Instances {
 				if in.Cluster != "" {
-					ins = append(ins, fence.Instance{Name: in.Name, Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, TrackFile: in.TrackFile})
+					ins = append(ins, fence.Instance{Target: in.Target(), TrackFile: in.TrackFile})
 				}
 			}
 			ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)

@@ -21,9 +21,10 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/vipkit/vipkit/pkg/clock"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/pkg/lease"
-	"github.com/vipkit/vipkit/pkg/supervisor"
 	"github.com/vipkit/vipkit/pkg/trackfile"
 	"github.com/vipkit/vipkit/test/etcdtest"
 	"github.com/vipkit/vipkit/test/fsgate"
@@ -261,7 +262,7 @@ func TestPrivilegedFencedBeforeServerExpiry(t *testing.T) {
 		for w := range watch {
 			for _, ev := range w.Events {
 				if ev.Type == clientv3.EventTypeDelete {
-					deleted <- boottime()
+					deleted <- clock.Boottime()
 					return
 				}
 			}
@@ -288,7 +289,7 @@ func TestPrivilegedFencedBeforeServerExpiry(t *testing.T) {
 	go func() {
 		for i := 0; i < 20000; i++ {
 			if v, _, _ := trackfile.Read(r.track()); v == 1 {
-				fencedAt <- boottime() // at most a poll late: the check below only gets stricter
+				fencedAt <- clock.Boottime() // at most a poll late: the check below only gets stricter
 				return
 			}
 			time.Sleep(500 * time.Microsecond)
@@ -314,10 +315,10 @@ func TestPrivilegedFencedBeforeServerExpiry(t *testing.T) {
 	if err := netnstest.RouteBeforeAddress(rec.Drain(t), netip.MustParseAddr("192.0.2.100"), hostnet.HintProtocol); err != nil {
 		t.Errorf("I1 release order in the fence: %v", err)
 	}
-	var st lease.Status
+	var st fencedstate.Lease
 	netnstest.WaitFor(t, 5*time.Second, "fenced.json to report the fence", func() bool {
-		b, err := os.ReadFile(filepath.Join(r.dir, "state", supervisor.StateFile))
-		var s supervisor.Snapshot
+		b, err := os.ReadFile(filepath.Join(r.dir, "state", fencedstate.File))
+		var s fencedstate.Snapshot
 		if err != nil || json.Unmarshal(b, &s) != nil || len(s.Clusters) != 1 {
 			return false
 		}
@@ -325,7 +326,7 @@ func TestPrivilegedFencedBeforeServerExpiry(t *testing.T) {
 		return st.LastFenceAt != 0
 	})
 	expiry := st.LastFenceAt + st.LastFenceLead
-	if st.LastFenceReason != lease.ReasonDeadline || st.LastFenceLead <= 0 {
+	if st.LastFenceReason != string(lease.ReasonDeadline) || st.LastFenceLead <= 0 {
 		t.Errorf("fence reason %q lead %s: want %q with a positive lead", st.LastFenceReason, st.LastFenceLead, lease.ReasonDeadline)
 	}
 	if done >= expiry {

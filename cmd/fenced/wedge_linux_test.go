@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/clock"
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/fence"
 	"github.com/vipkit/vipkit/pkg/lease"
@@ -64,7 +65,7 @@ func TestIntegrationWedgedHolderStopsHeartbeat(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	act := &wedged{release: make(chan struct{})}
 	const every = 100 * time.Millisecond
-	sup := &supervisor.Supervisor{Node: "node-a", Actuator: act, Dial: dialEtcd, Log: log, ProgressEvery: every, Clock: boottime}
+	sup := &supervisor.Supervisor{Node: "node-a", Actuator: act, Dial: dialEtcd, Log: log, ProgressEvery: every, Clock: clock.Boottime}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); sup.Stop() })
 	t.Cleanup(act.unwedge) // runs first: Stop waits for the stuck holder
@@ -84,13 +85,13 @@ func TestIntegrationWedgedHolderStopsHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
-	st := &stateWriter{dir: dir, pid: sleeper.Process.Pid, started: time.Now(), log: log}
+	st := supervisor.NewStateWriter(dir, sleeper.Process.Pid, time.Now(), log)
 	var watchdogs atomic.Int64
-	hb := &heartbeat{
-		alive:  func() bool { return sup.Alive(3 * every) },
-		beat:   func() { st.write(sup.Snapshot(), time.Now()) },
-		notify: func() { watchdogs.Add(1) },
-		log:    log,
+	hb := &supervisor.Heartbeat{
+		Alive:  func() bool { return sup.Alive(3 * every) },
+		Beat:   func() { st.Write(sup.Snapshot(), time.Now()) },
+		Notify: func() { watchdogs.Add(1) },
+		Log:    log,
 	}
 	tctx, stopTicks := context.WithCancel(ctx)
 	ticks := make(chan struct{})
@@ -103,7 +104,7 @@ func TestIntegrationWedgedHolderStopsHeartbeat(t *testing.T) {
 			case <-tctx.Done():
 				return
 			case <-tick.C:
-				hb.tick()
+				hb.Tick()
 			}
 		}
 	}()

@@ -122,6 +122,12 @@ type Instance struct {
 	MaintenanceFile string
 }
 
+// Target is the instance's VIPs on its link, as vipctl and fenced act on
+// them.
+func (in Instance) Target() vip.Target {
+	return vip.Target{Instance: in.Name, Dev: in.Dev, VIPs: slices.Clone(in.VIPs), Own: in.Own}
+}
+
 // Cluster is one etcd cluster and the lease fenced holds in it.
 type Cluster struct {
 	Name           string

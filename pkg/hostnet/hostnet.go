@@ -69,6 +69,48 @@ type LocalRoute struct {
 	Metric    int
 }
 
+// View is one link's addresses and the host's local routes, read from the
+// kernel once and kept current by the changes made through it. A command or
+// a fence takes one View per link and plans every VIP from it, so its cost
+// is linear in the VIPs it names (I10); asking the kernel per VIP made it
+// quadratic (each netlink dump lists every address and route of the host).
+//
+// A View is not safe for concurrent use. Callers hold vipctl's lock, so only
+// keepalived can change the link meanwhile, and every deletion tolerates
+// finding the thing already gone.
+type View interface {
+	Link() Link
+	// Primary picks the hint source for v (PickPrimary).
+	Primary(v vip.VIP) (netip.Addr, error)
+	// CheckSource validates an operator-chosen hint source.
+	CheckSource(v vip.VIP, src netip.Addr) error
+	// CheckRelease decides whether v may be released (see CheckRelease).
+	CheckRelease(v vip.VIP, removeAddr, added bool) error
+	// IsAssigned reports whether v's address is on the link.
+	IsAssigned(v vip.VIP) (bool, error)
+	AddVIP(v vip.VIP) error
+	SetHint(v vip.VIP, src netip.Addr) error
+	ClearHint(v vip.VIP) error
+	// Release removes v's hint routes, then its address (DESIGN §2).
+	Release(v vip.VIP) error
+	// ReleaseAll releases many VIPs: DropRoutes, then DropAddrs, so each
+	// VIP still loses its route before its address. The kernel walks the
+	// whole IPv6 routing table for every IPv6 address it deletes; with the
+	// routes gone first that table is small, and releasing a thousand VIPs
+	// stays linear. errs[i] is the error of vs[i].
+	ReleaseAll(vs []vip.VIP) (errs []error)
+	// DropRoutes deletes the VIPs' hint routes (and an IPv6 /128's kernel
+	// prefix route), the first half of a release.
+	DropRoutes(vs []vip.VIP) (errs []error)
+	// DropAddrs deletes the VIPs' addresses, in the order the kernel lists
+	// them; call it only for VIPs whose routes are gone (I1).
+	DropAddrs(vs []vip.VIP) (errs []error)
+	// Settle finishes what the kernel completes asynchronously: the swap of
+	// the IPv6 local routes of freshly added VIPs for their hints. Call it
+	// once after a batch of SetHint.
+	Settle() error
+}
+
 // IsHint reports whether vipkit installed the route.
 func (r LocalRoute) IsHint() bool { return r.Protocol == HintProtocol }
 

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -51,6 +50,8 @@ type Supervisor struct {
 	// Clock is CLOCK_BOOTTIME, for progress ages.
 	Clock func() time.Duration
 
+	applyMu  sync.Mutex
+	fencing  atomic.Int32 // fences in progress (Fencing)
 	mu       sync.Mutex
 	cfg      *config.Config
 	clusters map[string]*cluster
@@ -75,14 +76,42 @@ type cluster struct {
 
 	status       atomic.Pointer[lease.Status]
 	lastProgress atomic.Int64
+	// fenceTook is how long the last fence of all the cluster's instances
+	// took (ns): what the margin must cover, with room to spare.
+	fenceTook atomic.Int64
+	// fencing counts the fences in progress in the whole runtime.
+	fencing *atomic.Int32
 }
 
-// Fence implements lease.Fencer for the cluster's instances.
+// Fence implements lease.Fencer for the cluster's instances: all of them in
+// one pass.
 func (c *cluster) Fence(ctx context.Context, reason string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fenced.Store(true)
-	return c.act.Fence(ctx, c.memberList(), reason)
+	return c.fence(ctx, c.memberList(), reason)
+}
+
+// fence runs one pass over ins and measures it. Without a deadline from the
+// lease (start, reload) the pass gets the margin, the time a lease's fence
+// has too, so that a wedged vipctl costs a fence the same bounded wait
+// everywhere.
+func (c *cluster) fence(ctx context.Context, ins []fence.Instance, reason string) error {
+	if _, ok := ctx.Deadline(); !ok && c.cfg.Margin > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Margin)
+		defer cancel()
+	}
+	if c.fencing != nil {
+		c.fencing.Add(1)
+		defer c.fencing.Add(-1)
+	}
+	start := time.Now()
+	err := c.act.Fence(ctx, ins, reason)
+	if len(ins) == len(c.memberList()) {
+		c.fenceTook.Store(int64(time.Since(start)))
+	}
+	return err
 }
 
 // Unfence implements lease.Fencer.
@@ -103,7 +132,7 @@ func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance) er
 		return nil
 	}
 	if c.fenced.Load() {
-		return c.act.Fence(ctx, fresh, "configured while fenced")
+		return c.fence(ctx, fresh, "configured while fenced")
 	}
 	return c.act.Unfence(fresh)
 }
@@ -125,6 +154,13 @@ func (c *cluster) memberList() []fence.Instance {
 
 func (c *cluster) isFenced() bool { return c.fenced.Load() }
 
+// Fencing reports whether a fence is in progress. What would compete with
+// it for vipctl's lock without need, the defender answering claims for
+// VIPs about to go, steps aside meanwhile: under a storm of claims (both
+// nodes announcing during an election) it took the lock once per VIP and
+// the fence had to wait out its whole lock budget.
+func (s *Supervisor) Fencing() bool { return s.fencing.Load() > 0 }
+
 // ErrNoClusters means there is nothing to hold.
 var ErrNoClusters = errors.New("no etcd cluster is configured")
 
@@ -134,35 +170,47 @@ var ErrNoClusters = errors.New("no etcd cluster is configured")
 // its holder starts, so keepalived stays in FAULT until a lease is held
 // and the hold-down has passed (I5).
 func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.clusters == nil {
-		s.clusters = map[string]*cluster{}
-	}
+	// applyMu orders reloads; mu is held only for moments, so that the
+	// heartbeat (Alive) and the state file (Snapshot) go on while a changed
+	// cluster stops or a new one fences before it starts.
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	want := map[string][]fence.Instance{}
 	for _, in := range cfg.Instances {
 		if in.Cluster != "" {
 			want[in.Cluster] = append(want[in.Cluster], toFence(in))
 		}
 	}
-	var errs []error
-	// Stop clusters that are gone or changed, detached first.
+	s.mu.Lock()
+	if s.clusters == nil {
+		s.clusters = map[string]*cluster{}
+	}
+	var stopping []*cluster
+	kept := map[string]*cluster{}
 	for name, c := range s.clusters {
 		ncl, ok := cfg.ClusterByName(name)
 		if ok && reflect.DeepEqual(ncl, c.cfg) {
+			kept[name] = c
 			continue
 		}
 		s.log().Info("stopping cluster", "cluster", name, "reason", map[bool]string{true: "changed", false: "removed"}[ok])
+		// Detached first: nothing of this cluster's acts on an instance
+		// that now belongs elsewhere.
 		c.detach()
-		s.stop(c)
+		stopping = append(stopping, c)
 		delete(s.clusters, name)
 	}
+	s.mu.Unlock()
+	for _, c := range stopping {
+		s.stop(c)
+	}
+	var errs []error
 	// Update the instance lists of unchanged clusters.
-	for name, c := range s.clusters {
+	for name, c := range kept {
 		old := memberMap(c.memberList())
 		var fresh []fence.Instance
 		for _, in := range want[name] {
-			if prev, ok := old[in.Name]; !ok || !reflect.DeepEqual(prev, in) {
+			if prev, ok := old[in.Instance]; !ok || !reflect.DeepEqual(prev, in) {
 				fresh = append(fresh, in)
 			}
 		}
@@ -175,23 +223,28 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	}
 	// Start new and changed clusters.
 	for _, cl := range cfg.Clusters {
-		if _, ok := s.clusters[cl.Name]; ok {
+		if _, ok := kept[cl.Name]; ok {
 			continue
 		}
-		s.clusters[cl.Name] = s.start(ctx, cfg, cl, want[cl.Name])
+		c := s.start(ctx, cfg, cl, want[cl.Name])
+		s.mu.Lock()
+		s.clusters[cl.Name] = c
+		s.mu.Unlock()
 	}
+	s.mu.Lock()
 	s.cfg = cfg
+	s.mu.Unlock()
 	s.changed()
 	return errors.Join(errs...)
 }
 
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
-	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
+	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing}
 	c.members.Store(&members)
 	c.fenced.Store(true)
 	// Fail closed first: nothing of this cluster's may be held before its
 	// lease is.
-	if err := s.Actuator.Fence(ctx, members, "starting"); err != nil {
+	if err := c.fence(ctx, members, "starting"); err != nil {
 		c.log.Error("fence before start", "error", err)
 	}
 	node := cfg.Node
@@ -303,6 +356,8 @@ func (s *Supervisor) stop(c *cluster) {
 // Stop stops every cluster (each holder fences on stop unless on_stop is
 // keep, and revokes its lease) and waits for them.
 func (s *Supervisor) Stop() {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	s.mu.Lock()
 	cs := s.clusters
 	s.clusters = map[string]*cluster{}
@@ -396,13 +451,13 @@ func (s *Supervisor) log() *slog.Logger {
 }
 
 func toFence(in config.Instance) fence.Instance {
-	return fence.Instance{Name: in.Name, Dev: in.Dev, VIPs: slices.Clone(in.VIPs), Own: in.Own, TrackFile: in.TrackFile}
+	return fence.Instance{Target: in.Target(), TrackFile: in.TrackFile}
 }
 
 func memberMap(ms []fence.Instance) map[string]fence.Instance {
 	m := map[string]fence.Instance{}
 	for _, in := range ms {
-		m[in.Name] = in
+		m[in.Instance] = in
 	}
 	return m
 }
@@ -410,7 +465,7 @@ func memberMap(ms []fence.Instance) map[string]fence.Instance {
 func names(ins []fence.Instance) []string {
 	out := make([]string, len(ins))
 	for i, in := range ins {
-		out[i] = in.Name
+		out[i] = in.Instance
 	}
 	sort.Strings(out)
 	return out

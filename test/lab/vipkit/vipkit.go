@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/test/lab"
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
@@ -518,20 +519,8 @@ func (v *Lab) Vipctl(ctx context.Context, n *lab.Node, args ...string) (string, 
 	return string(out), nil
 }
 
-// FencedState is the part of fenced's state file (fenced.json) the lab
-// reads.
-type FencedState struct {
-	PID      int    `json:"pid"`
-	State    string `json:"state"`
-	Clusters []struct {
-		Name  string `json:"name"`
-		Lease struct {
-			State         string        `json:"state"`
-			LeaseID       int64         `json:"lease_id"`
-			LastFenceLead time.Duration `json:"last_fence_lead"`
-		} `json:"lease"`
-	} `json:"clusters"`
-}
+// FencedState is fenced's state file (fenced.json, pkg/fencedstate).
+type FencedState = fencedstate.Snapshot
 
 // ReadFencedState reads node n's fenced.json.
 func (v *Lab) ReadFencedState(n *lab.Node) (FencedState, error) {
