@@ -142,6 +142,9 @@ type Cluster struct {
 	TLS            TLS
 	User           string
 	PasswordFile   string
+	// StrictEtcdVersion keeps the cluster's instances fenced while a member
+	// runs an etcd release with a known lease bug (pkg/etcdversion).
+	StrictEtcdVersion bool
 }
 
 // TLS holds file paths; the files are read by fenced, not here.
@@ -256,6 +259,7 @@ type rawCluster struct {
 	ServerName     string   `toml:"server_name"`
 	User           string   `toml:"user"`
 	PasswordFile   string   `toml:"password_file"`
+	StrictEtcd     bool     `toml:"strict_etcd_version"`
 }
 
 type rawInst struct {
@@ -517,6 +521,8 @@ func (v *validator) cluster(key string, r *rawCluster) Cluster {
 		TLS:          TLS{CACert: r.CACert, Cert: r.Cert, Key: r.Key, ServerName: r.ServerName},
 		User:         r.User,
 		PasswordFile: r.PasswordFile,
+
+		StrictEtcdVersion: r.StrictEtcd,
 	}
 	if c.Name == "" {
 		v.failf(key+".name", "missing")

@@ -37,6 +37,20 @@ type Cluster struct {
 	// must cover the fence with room to spare (fenced check).
 	Margin        time.Duration `json:"margin"`
 	FenceDuration time.Duration `json:"fence_duration"`
+	// Servers are the cluster's members as they reported their release when
+	// the holder was started (etcd's Status RPC).
+	Servers []Server `json:"servers,omitempty"`
+}
+
+// Server is one etcd member as fenced saw it.
+type Server struct {
+	Endpoint string `json:"endpoint"`
+	Version  string `json:"version,omitempty"`
+	// LeaseBugs names the known bugs of that release that void what an
+	// acknowledged renewal proves ("etcd#15247"): see fenced check.
+	LeaseBugs []string `json:"lease_bugs,omitempty"`
+	// Error says why the member did not report its release.
+	Error string `json:"error,omitempty"`
 }
 
 // Lease is a lease holder's status (pkg/lease Status, in plain types).

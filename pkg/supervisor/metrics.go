@@ -23,6 +23,8 @@ type Metrics struct {
 	validity       *prometheus.Desc
 	fenceLead      *prometheus.Desc
 	fenceDuration  *prometheus.Desc
+	etcdServer     *prometheus.Desc
+	etcdLeaseBugs  *prometheus.Desc
 }
 
 // NewMetrics registers fenced's metrics in reg.
@@ -42,6 +44,8 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 		validity:       prometheus.NewDesc("vipkit_fenced_lease_validity_remaining_seconds", "Local lease validity left (send time of the last acknowledged renewal + TTL - margin - now).", []string{"cluster"}, nil),
 		fenceLead:      prometheus.NewDesc("vipkit_fenced_last_fence_lead_seconds", "Earliest possible server expiry minus the time the last fence completed; positive means the fence came first (I4).", []string{"cluster"}, nil),
 		fenceDuration:  prometheus.NewDesc("vipkit_fenced_last_fence_duration_seconds", "How long the last fence of all the cluster's instances took (VIPs released, track files written); the margin must cover it with room to spare.", []string{"cluster"}, nil),
+		etcdServer:     prometheus.NewDesc("vipkit_fenced_etcd_server_info", "1 for each etcd member and the release it reported when the lease holder started.", []string{"cluster", "endpoint", "version"}, nil),
+		etcdLeaseBugs:  prometheus.NewDesc("vipkit_fenced_etcd_server_lease_bugs", "Known lease bugs of the member's release (etcd#15247, etcd#20615); above 0, an acknowledged renewal does not prove the lease alive.", []string{"cluster", "endpoint"}, nil),
 	}
 	reg.MustRegister(m, m.GuardWindow)
 	return m
@@ -49,7 +53,7 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.instanceFenced, m.clusterState, m.fences, m.renewals, m.renewLatency, m.validity, m.fenceLead, m.fenceDuration} {
+	for _, d := range []*prometheus.Desc{m.instanceFenced, m.clusterState, m.fences, m.renewals, m.renewLatency, m.validity, m.fenceLead, m.fenceDuration, m.etcdServer, m.etcdLeaseBugs} {
 		ch <- d
 	}
 }
@@ -85,6 +89,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if c.FenceDuration > 0 {
 			ch <- prometheus.MustNewConstMetric(m.fenceDuration, prometheus.GaugeValue, c.FenceDuration.Seconds(), c.Name)
+		}
+		for _, srv := range c.Servers {
+			if srv.Version == "" {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(m.etcdServer, prometheus.GaugeValue, 1, c.Name, srv.Endpoint, srv.Version)
+			ch <- prometheus.MustNewConstMetric(m.etcdLeaseBugs, prometheus.GaugeValue, float64(len(srv.LeaseBugs)), c.Name, srv.Endpoint)
 		}
 	}
 }

@@ -39,8 +39,12 @@ func (s *Supervisor) Snapshot() fencedstate.Snapshot {
 		if p := c.status.Load(); p != nil {
 			st = *p
 		}
-		snap.Clusters = append(snap.Clusters, fencedstate.Cluster{Name: name, Endpoints: slices.Clone(c.cfg.Endpoints), Lease: leaseOf(st),
-			Margin: c.cfg.Margin, FenceDuration: time.Duration(c.fenceTook.Load())})
+		cs := fencedstate.Cluster{Name: name, Endpoints: slices.Clone(c.cfg.Endpoints), Lease: leaseOf(st),
+			Margin: c.cfg.Margin, FenceDuration: time.Duration(c.fenceTook.Load())}
+		if p := c.servers.Load(); p != nil {
+			cs.Servers = slices.Clone(*p)
+		}
+		snap.Clusters = append(snap.Clusters, cs)
 		if rank[st.State.String()] > rank[snap.State] {
 			snap.State = st.State.String()
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/fence"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/lease"
 )
 
@@ -75,6 +76,7 @@ type cluster struct {
 	log     *slog.Logger
 
 	status       atomic.Pointer[lease.Status]
+	servers      atomic.Pointer[[]fencedstate.Server]
 	lastProgress atomic.Int64
 	// fenceTook is how long the last fence of all the cluster's instances
 	// took (ns): what the margin must cover, with room to spare.
@@ -295,14 +297,8 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 			break
 		}
 		c.log.Warn("cannot create the etcd client; retrying", "error", err, "in", backoff.String())
-		deadline := time.Now().Add(backoff)
-		for time.Now().Before(deadline) {
-			c.lastProgress.Store(int64(s.now()))
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(min(s.progressEvery(), time.Until(deadline))):
-			}
+		if !s.waitShowingProgress(ctx, c, backoff) {
+			return
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
@@ -312,6 +308,12 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 			c.log.Debug("close etcd client", "error", err)
 		}
 	}()
+	for !s.checkServers(ctx, c, cli) {
+		c.log.Error("strict_etcd_version: the cluster's instances stay fenced until every member runs a release without known lease bugs", "recheck_in", serverRecheck.String())
+		if !s.waitShowingProgress(ctx, c, serverRecheck) {
+			return
+		}
+	}
 	h, err := lease.New(cli, c, lcfg)
 	if err != nil {
 		c.log.Error("cannot start the lease holder; the cluster's instances stay fenced", "error", err)
