@@ -34,6 +34,7 @@ var (
 	flagAssert = flag.Int("fleet.assert-up-to", 1000, "fail on a false fence without faults up to this many holders")
 	flagReport = flag.String("fleet.report", "", "also append the table to this file")
 	flagReqTO  = flag.Duration("fleet.request-timeout", 0, "request_timeout of every holder (0: the default, renew_every)")
+	flagRenewE = flag.String("fleet.renew-every", "0", "renew_every values to step through, comma separated (0: the default, ttl/3)")
 )
 
 // TestIntegrationFleet steps a fleet of lease holders up against one
@@ -53,14 +54,16 @@ func TestIntegrationFleet(t *testing.T) {
 		for _, n := range ints(t, *flagSteps) {
 			for _, fault := range strings.Split(*flagFaults, ",") {
 				for _, renew := range strings.Split(*flagRenew, ",") {
-					r := runStep(t, srv, step{n: n, ttl: ttl, fault: strings.TrimSpace(fault), renew: strings.TrimSpace(renew), jitter: *flagJitter, window: *flagWindow, requestTimeout: *flagReqTO})
-					rows = append(rows, r)
-					t.Log(r.row())
-					if r.fault == "none" && n <= *flagAssert && r.fences > 0 {
-						t.Errorf("%d holders, ttl %s, no fault: %d false fence(s): %v", n, ttl, r.fences, r.reasons)
-					}
-					if r.healthy < n {
-						t.Errorf("%d holders, ttl %s, %s: only %d became healthy", n, ttl, r.fault, r.healthy)
+					for _, every := range renewEvery(t, *flagRenewE) {
+						r := runStep(t, srv, step{n: n, ttl: ttl, fault: strings.TrimSpace(fault), renew: strings.TrimSpace(renew), jitter: *flagJitter, window: *flagWindow, requestTimeout: *flagReqTO, renewEvery: every})
+						rows = append(rows, r)
+						t.Log(r.row())
+						if r.fault == "none" && n <= *flagAssert && r.fences > 0 {
+							t.Errorf("%d holders, ttl %s, no fault: %d false fence(s): %v", n, ttl, r.fences, r.reasons)
+						}
+						if r.healthy < n {
+							t.Errorf("%d holders, ttl %s, %s: only %d became healthy", n, ttl, r.fault, r.healthy)
+						}
 					}
 				}
 			}
@@ -88,6 +91,7 @@ type step struct {
 	jitter         bool
 	window         time.Duration
 	requestTimeout time.Duration
+	renewEvery     time.Duration
 }
 
 type result struct {
@@ -102,11 +106,12 @@ type result struct {
 	leaderCPU           float64 // share of one CPU over the window
 	leaderRSS           int64   // bytes, at the end of the window
 	rampUp, window      time.Duration
+	every               time.Duration // renew_every as completed
 	faultAt, faultUntil time.Duration
 }
 
 func header() string {
-	return fmt.Sprintf("%-6s %6s %-13s %-6s %7s %8s %8s %8s %8s %9s %6s %7s %7s %8s  %s", "ttl", "n", "fault", "renew", "healthy", "renew/s", "p50", "p99", "max", "min-left", "fails", "fences", "ldr-cpu", "ldr-rss", "fence reasons")
+	return fmt.Sprintf("%-6s %-7s %6s %-13s %-6s %7s %8s %8s %8s %8s %9s %6s %7s %7s %8s  %s", "ttl", "every", "n", "fault", "renew", "healthy", "renew/s", "p50", "p99", "max", "min-left", "fails", "fences", "ldr-cpu", "ldr-rss", "fence reasons")
 }
 
 func (r result) row() string {
@@ -119,8 +124,8 @@ func (r result) row() string {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, v))
 	}
 	slices.Sort(reasons)
-	return fmt.Sprintf("%-6s %6d %-13s %-6s %7d %8.0f %8s %8s %8s %9s %6d %7d %7s %6dMB  %s",
-		r.ttl, r.n, r.fault, r.renew, r.healthy, float64(r.renewals)/r.window.Seconds(), ms(r.p50), ms(r.p99), ms(r.max), ms(r.minLeft), r.failed, r.fences, cpu, r.leaderRSS>>20, strings.Join(reasons, " "))
+	return fmt.Sprintf("%-6s %-7s %6d %-13s %-6s %7d %8.0f %8s %8s %8s %9s %6d %7d %7s %6dMB  %s",
+		r.ttl, r.every, r.n, r.fault, r.renew, r.healthy, float64(r.renewals)/r.window.Seconds(), ms(r.p50), ms(r.p99), ms(r.max), ms(r.minLeft), r.failed, r.fences, cpu, r.leaderRSS>>20, strings.Join(reasons, " "))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
@@ -250,7 +255,7 @@ type host struct {
 func runStep(t *testing.T, srv *etcdtest.Server, s step) result {
 	t.Helper()
 	rec := &recorder{reasons: map[string]int{}}
-	cl := config.Cluster{Name: "fleet", Endpoints: srv.Endpoints(), Prefix: "/vipkit-fleet", TTL: s.ttl, Margin: config.DefaultMargin, HoldDown: config.DefaultHoldDown, RequestTimeout: s.requestTimeout}
+	cl := config.Cluster{Name: "fleet", Endpoints: srv.Endpoints(), Prefix: "/vipkit-fleet", TTL: s.ttl, Margin: config.DefaultMargin, HoldDown: config.DefaultHoldDown, RequestTimeout: s.requestTimeout, RenewEvery: s.renewEvery}
 	if err := cl.Complete(); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +297,7 @@ func runStep(t *testing.T, srv *etcdtest.Server, s step) result {
 	for rec.healthy.Load() < int64(s.n) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	r := result{step: s, rampUp: time.Since(start)}
+	r := result{step: s, rampUp: time.Since(start), every: cl.RenewEvery}
 	leader := leaderMember(t, srv)
 	pid0 := leader.PID()
 	cpu0 := cpuTime(pid0)
@@ -514,6 +519,18 @@ func ints(t *testing.T, s string) []int {
 			t.Fatalf("-fleet.steps %q: %q is not a positive count", s, f)
 		}
 		out = append(out, n)
+	}
+	return out
+}
+
+func renewEvery(t *testing.T, s string) []time.Duration {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d < 0 {
+			t.Fatalf("-fleet.renew-every %q: %q is not a duration", s, f)
+		}
+		out = append(out, d)
 	}
 	return out
 }
