@@ -110,7 +110,7 @@ test: deps build etcd keepalived
 bench-fleet: build etcd
 	VIPKIT_FLEET=1 $(GO) test -count=1 -timeout 4h -run TestIntegrationFleet -v ./test/fleet \
 		-fleet.steps 100,1000,3000,10000 -fleet.ttls 5s,10s -fleet.window 60s \
-		-fleet.faults none,kill-leader,stop-leader,starve-client -fleet.assert-up-to 0 -fleet.report results/fleet.txt
+		-fleet.faults none,kill-leader,stop-leader,starve-client -fleet.assert-up-to 0 -fleet.report $(CURDIR)/results/fleet.txt
 
 ## test-unit: only what needs neither root nor binaries
 test-unit:

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -75,12 +76,22 @@ func TestIntegrationFleet(t *testing.T) {
 	}
 	t.Logf("fleet report (jitter=%v, window %s):\n%s", *flagJitter, *flagWindow, table)
 	if *flagReport != "" {
-		f, err := os.OpenFile(*flagReport, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err == nil {
-			fmt.Fprintf(f, "# %s jitter=%v window=%s\n%s\n", time.Now().UTC().Format(time.RFC3339), *flagJitter, *flagWindow, table)
-			f.Close()
+		if err := appendReport(*flagReport, fmt.Sprintf("# %s jitter=%v window=%s\n%s\n", time.Now().UTC().Format(time.RFC3339), *flagJitter, *flagWindow, table)); err != nil {
+			t.Errorf("write the report: %v", err)
 		}
 	}
+}
+
+func appendReport(path, text string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	return errors.Join(err, f.Close())
 }
 
 type step struct {
