@@ -59,7 +59,10 @@ PREFIX ?= /usr/local
 install: build
 	install -d -m 0755 -o root -g root $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 -o root -g root $(BIN)/vipctl $(BIN)/fenced $(DESTDIR)$(PREFIX)/sbin/
-	install -D -m 0644 -o root -g root contrib/systemd/fenced.service $(DESTDIR)/etc/systemd/system/fenced.service
+	@# The unit names the package's /usr/sbin; point it at PREFIX.
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/sbin/|$(PREFIX)/sbin/|g' contrib/systemd/fenced.service > $(DESTDIR)/etc/systemd/system/fenced.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/fenced.service
 	install -D -m 0644 -o root -g root contrib/systemd/keepalived-override.conf $(DESTDIR)/etc/systemd/system/keepalived.service.d/vipkit.conf
 	install -D -m 0644 -o root -g root contrib/systemd/vipkit.tmpfiles.conf $(DESTDIR)/etc/tmpfiles.d/vipkit.conf
 	install -d -m 0700 -o root -g root $(DESTDIR)/etc/vipkit
