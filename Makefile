@@ -6,11 +6,11 @@ BIN := $(CURDIR)/bin
 export PATH := $(dir $(GO)):$(PATH)
 export VIPKIT_BIN_DIR := $(BIN)
 # Debian packages the tests, the lab and the demo use.
-APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps systemd
+APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps systemd debootstrap lintian
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO_LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build deps etcd test test-unit lint bench demo install clean
+.PHONY: all build deps etcd test test-unit lint bench demo install clean docs deb hosts-root demo-hosts
 
 all: build
 
@@ -28,6 +28,28 @@ build:
 	@# Static (no cgo): a dynamically linked vipctl costs every hook ~0.8 ms of loader work.
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(GO_LDFLAGS)' -o $(BIN)/vipctl ./cmd/vipctl
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/fenced ./cmd/fenced
+
+## docs: man pages and bash/zsh completion from the CLI definitions (bin/docs)
+# A documentation-only build (without urfave_cli_no_docs) of each command
+# writes them: the installed hook binary carries no renderer.
+docs:
+	@mkdir -p $(BIN)/docs
+	$(GO) run ./cmd/vipctl gen-docs $(BIN)/docs
+	$(GO) run ./cmd/fenced gen-docs $(BIN)/docs
+
+## deb: bin/deb/vipkit_<version>_{amd64,arm64}.deb (dpkg-deb; lintian checks them)
+DEB_ARCHES ?= amd64 arm64
+# Debian versions must grow with each build: the commit time orders them.
+DEB_VERSION ?= 0.1.0~git$(shell git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null).$(shell git rev-parse --short HEAD 2>/dev/null)-1
+deb: docs
+	@for a in $(DEB_ARCHES); do \
+		mkdir -p $(BIN)/$$a && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(GO_LDFLAGS)' -o $(BIN)/$$a/vipctl ./cmd/vipctl && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/$$a/fenced ./cmd/fenced && \
+		contrib/debian/build-deb.sh $$a $(DEB_VERSION) $(BIN)/deb $(BIN)/$$a $(BIN)/docs || exit 1; \
+	done
+	@command -v lintian >/dev/null || { echo "lintian missing: make deps"; exit 1; }
+	lintian --fail-on error $(BIN)/deb/vipkit_$(DEB_VERSION)_*.deb
 
 ## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod
 etcd: $(BIN)/etcd
@@ -56,7 +78,7 @@ demo: deps build etcd
 
 PREFIX ?= /usr/local
 ## install: binaries (root-owned, as keepalived's enable_script_security needs), units, example config
-install: build
+install: build docs
 	install -d -m 0755 -o root -g root $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 -o root -g root $(BIN)/vipctl $(BIN)/fenced $(DESTDIR)$(PREFIX)/sbin/
 	@# The unit names the package's /usr/sbin; point it at PREFIX.
@@ -67,6 +89,12 @@ install: build
 	install -D -m 0644 -o root -g root contrib/systemd/vipkit.tmpfiles.conf $(DESTDIR)/etc/tmpfiles.d/vipkit.conf
 	install -d -m 0700 -o root -g root $(DESTDIR)/etc/vipkit
 	test -e $(DESTDIR)/etc/vipkit/vipkit.toml || install -m 0600 -o root -g root contrib/vipkit.toml $(DESTDIR)/etc/vipkit/vipkit.toml
+	install -D -m 0644 $(BIN)/docs/vipctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/vipctl.8
+	install -D -m 0644 $(BIN)/docs/fenced.8 $(DESTDIR)$(PREFIX)/share/man/man8/fenced.8
+	install -D -m 0644 $(BIN)/docs/vipctl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vipctl
+	install -D -m 0644 $(BIN)/docs/fenced.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/fenced
+	install -D -m 0644 $(BIN)/docs/_vipctl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_vipctl
+	install -D -m 0644 $(BIN)/docs/_fenced $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_fenced
 	@echo "next: edit /etc/vipkit/vipkit.toml, pick a contrib/keepalived/*.conf, systemd-tmpfiles --create, systemctl daemon-reload"
 
 ## bench: hook cost against a shell hook and an empty Go binary; fenced at rest (root)
