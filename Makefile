@@ -51,6 +51,12 @@ deb: docs
 	@command -v lintian >/dev/null || { echo "lintian missing: make deps"; exit 1; }
 	lintian --fail-on error $(BIN)/deb/vipkit_$(DEB_VERSION)_*.deb
 
+## hosts-root: the host tier's Debian 12 root (debootstrap, cached; a second run is free)
+HOSTS_ROOT ?= /var/cache/vipkit/hosts-root
+export VIPKIT_HOSTS_ROOT := $(HOSTS_ROOT)
+hosts-root:
+	test/hosts/mkroot.sh $(HOSTS_ROOT)
+
 ## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod
 etcd: $(BIN)/etcd
 $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum
@@ -58,7 +64,7 @@ $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum
 	cd tools/etcd && $(GO) build -trimpath -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 
 ## test: every tier (unit, privileged netns, integration with etcd, e2e lab) as root
-test: deps build etcd
+test: deps build etcd hosts-root deb
 	$(GO) test -count=1 -timeout 18m ./...
 
 ## test-unit: only what needs neither root nor binaries
