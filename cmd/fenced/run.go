@@ -126,6 +126,9 @@ func runAction(c *cli.Context) error {
 		ProgressEvery: progressEvery, Changed: make(chan struct{}, 1), Clock: boottime,
 	}
 	st := &stateWriter{dir: cfg.StateDir, pid: os.Getpid(), started: time.Now(), log: log}
+	// A planned restart: take over the leases (and deadlines) the previous
+	// fenced handed over (handoff.go).
+	sup.Adopt = takeHandoff(cfg.StateDir, log)
 
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
@@ -170,8 +173,8 @@ func runAction(c *cli.Context) error {
 			log.Info("stopping", "signal", sig.String(), "on_stop", sup.Config().Fenced.OnStop)
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			// Fence (and revoke) first: the guards' own shutdown must not
-			// delay taking the VIPs down.
-			sup.Stop()
+			// delay taking the VIPs down. A planned restart hands over.
+			stopOrHandOver(ctx, sup, sup.Config(), log)
 			stopGuards()
 			<-guards
 			snap := sup.Snapshot()

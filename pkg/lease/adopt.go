@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // adopt takes over a lease a predecessor handed over. The host is as the
@@ -67,6 +69,18 @@ func (h *Holder) Handed() (HandedLease, bool) {
 // flight may extend the server's lease, never shorten it.
 func (h *Holder) handOver(l *held) {
 	l.stopWatch()
+	// One last renewal, so the successor gets as much validity as the
+	// lease can give (TTL - margin), not what is left of a renewal period.
+	if now := h.clock.Now(); now < l.deadline {
+		ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(context.WithoutCancel(h.wctx)), min(h.cfg.Cluster.RequestTimeout, l.deadline-now))
+		resp, err := h.cli.KeepAliveOnce(ctx, l.id)
+		cancel()
+		if err == nil && resp.TTL > 0 {
+			if e := now + min(time.Duration(resp.TTL)*time.Second, l.ttl); e > l.expiry {
+				l.expiry, l.deadline = e, e-h.cfg.Cluster.Margin
+			}
+		}
+	}
 	hl := HandedLease{
 		Cluster: h.cfg.Cluster.Name, Prefix: h.cfg.Cluster.Prefix, Endpoints: h.cfg.Cluster.Endpoints,
 		LeaseID: l.id, TTL: l.ttl, Expiry: l.expiry, Deadline: l.deadline,

@@ -1,6 +1,7 @@
 package lease_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -46,7 +47,13 @@ func TestHandoffKeepsLeaseAndDeadline(t *testing.T) {
 	k.KeepAlive(5)
 	r.waitFor("renewal", func(s lease.Status) bool { return s.RenewalsOK == 2 })
 	r.h.PrepareHandoff()
+	handAt := t0 + 2*time.Second
+	r.clock.Set(handAt)
 	r.cancel()
+	// The holder renews once more before handing over; this answer is
+	// lost, so the expiry stays the one the last acknowledged renewal
+	// proved.
+	r.cli.Next(t, leasetest.OpKeepAlive).Fail(context.DeadlineExceeded)
 	if err := <-r.done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -63,6 +70,29 @@ func TestHandoffKeepsLeaseAndDeadline(t *testing.T) {
 	if h.LeaseID != 7 || h.TTL != ttl || h.Expiry != wantExpiry || h.Deadline != wantExpiry-margin || h.Cluster != "c1" || h.Prefix != "/vipkit" {
 		t.Errorf("handed %+v, want lease 7, ttl %s, expiry t0+%s, deadline t0+%s", h, ttl, wantExpiry-t0, wantExpiry-margin-t0)
 	}
+}
+
+// The renewal sent at the handoff, when acknowledged, gives the successor
+// a full TTL - margin from its send time.
+func TestHandoffRenewsOnceMore(t *testing.T) {
+	r := start(t, nil)
+	r.healthy(7)
+	r.h.PrepareHandoff()
+	handAt := t0 + time.Second
+	r.clock.Set(handAt)
+	r.cancel()
+	k := r.cli.Next(t, leasetest.OpKeepAlive)
+	r.clock.Set(handAt + 200*time.Millisecond)
+	k.KeepAlive(5)
+	if err := <-r.done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	r.done <- nil
+	h, ok := r.h.Handed()
+	if !ok || h.Expiry != handAt+ttl || h.Deadline != handAt+ttl-margin {
+		t.Fatalf("handed %+v (%v), want expiry t0+%s", h, ok, handAt+ttl-t0)
+	}
+	r.fencer.None(t)
 }
 
 // A holder that is not Healthy (still in its hold-down, or fenced) has

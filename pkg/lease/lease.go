@@ -186,6 +186,9 @@ type Config struct {
 	// restart): Run starts Healthy with it, its deadline armed, renews it at
 	// once and fences if it cannot renew before the deadline.
 	Adopt *HandedLease
+	// OnRun is called once when Run starts its loop, after an adopted
+	// lease's deadline is armed.
+	OnRun func()
 }
 
 // Holder holds one lease in one etcd cluster. Create it with New and run it

@@ -68,6 +68,9 @@ func (h *Holder) Run(ctx context.Context) (err error) {
 	if a := h.cfg.Adopt; a != nil {
 		h.adopt(h.clock.Now(), *a)
 	}
+	if h.cfg.OnRun != nil {
+		h.cfg.OnRun()
+	}
 	for {
 		now := h.clock.Now()
 		h.tick(now)

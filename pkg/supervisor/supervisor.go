@@ -12,6 +12,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -50,6 +51,10 @@ type Supervisor struct {
 	Changed chan struct{}
 	// Clock is CLOCK_BOOTTIME, for progress ages.
 	Clock func() time.Duration
+	// Adopt is what the previous fenced handed over on a planned restart:
+	// the first Apply starts a matching cluster unfenced with its lease
+	// (lease.Config.Adopt) instead of fencing it first.
+	Adopt lease.Handoff
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -73,6 +78,8 @@ type cluster struct {
 
 	status       atomic.Pointer[lease.Status]
 	lastProgress atomic.Int64
+	holder       atomic.Pointer[lease.Holder]
+	handed       atomic.Pointer[lease.HandedLease]
 }
 
 // Fence implements lease.Fencer for the cluster's instances.
@@ -188,9 +195,15 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
 	c := &cluster{cfg: cl, act: s.Actuator, members: members, fenced: true, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
-	// Fail closed first: nothing of this cluster's may be held before its
-	// lease is.
-	if err := s.Actuator.Fence(ctx, members, "starting"); err != nil {
+	adopt, adopting := s.Adopt.For(cl)
+	if adopting {
+		// The predecessor left these instances unfenced under a lease whose
+		// deadline the holder (and, until it runs, runCluster) enforces.
+		c.fenced = false
+		c.log.Info("adopting the lease of the previous fenced", "lease_id", fmt.Sprintf("%x", int64(adopt.LeaseID)))
+	} else if err := s.Actuator.Fence(ctx, members, "starting"); err != nil {
+		// Fail closed first: nothing of this cluster's may be held before
+		// its lease is.
 		c.log.Error("fence before start", "error", err)
 	}
 	node := cfg.Node
@@ -209,6 +222,9 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 			c.status.Store(&st)
 			s.changed()
 		},
+	}
+	if adopting {
+		lcfg.Adopt = &adopt
 	}
 	st := lease.Status{State: lease.Starting}
 	c.status.Store(&st)
@@ -231,6 +247,25 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 // and the loop keeps showing progress, because an etcd outage must not get
 // fenced restarted by its watchdog.
 func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Config) {
+	if lcfg.Adopt != nil {
+		// Until the holder runs (the client may take a while), the adopted
+		// deadline is enforced here.
+		started := make(chan struct{})
+		defer func() {
+			select {
+			case <-started:
+			default:
+				close(started)
+			}
+		}()
+		guardDone := make(chan struct{})
+		defer func() { <-guardDone }()
+		go func() {
+			defer close(guardDone)
+			s.guardAdopted(ctx, c, *lcfg.Adopt, started)
+		}()
+		lcfg.OnRun = func() { close(started) }
+	}
 	var cli lease.Client
 	var closeCli func() error
 	backoff := time.Second
@@ -263,6 +298,12 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 		c.log.Error("cannot start the lease holder; the cluster's instances stay fenced", "error", err)
 		return
 	}
+	c.holder.Store(h)
+	defer func() {
+		if hl, ok := h.Handed(); ok {
+			c.handed.Store(&hl)
+		}
+	}()
 	hdone := make(chan struct{})
 	defer func() { <-hdone }()
 	go func() {
@@ -313,6 +354,63 @@ func (s *Supervisor) Stop() {
 	}
 	wg.Wait()
 	s.wg.Wait()
+}
+
+// Handoff stops every cluster like Stop, except that a holder that is
+// Healthy hands its lease over (no fence, no revoke) instead: a planned
+// restart. It returns the leases handed over; the other clusters fenced.
+func (s *Supervisor) Handoff() []lease.HandedLease {
+	s.mu.Lock()
+	cs := s.clusters
+	s.clusters = map[string]*cluster{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		if h := c.holder.Load(); h != nil {
+			h.PrepareHandoff()
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stop(c) }()
+	}
+	wg.Wait()
+	s.wg.Wait()
+	var out []lease.HandedLease
+	for _, c := range cs {
+		if hl := c.handed.Load(); hl != nil {
+			out = append(out, *hl)
+		}
+	}
+	return out
+}
+
+// guardAdopted fences the cluster at the adopted deadline unless the
+// holder started first (it enforces the deadline from then on).
+func (s *Supervisor) guardAdopted(ctx context.Context, c *cluster, a lease.HandedLease, started <-chan struct{}) {
+	clock := lease.SystemClock() // the clock the deadline is on
+	timer, err := clock.NewTimer()
+	if err != nil {
+		c.log.Error("cannot arm the adopted deadline; fencing now", "error", err)
+		_ = c.Fence(context.WithoutCancel(ctx), "adopted lease: no timer")
+		return
+	}
+	defer timer.Close()
+	timer.Reset(a.Deadline)
+	for {
+		select {
+		case <-started:
+			return
+		case <-timer.C():
+			if clock.Now() < a.Deadline {
+				timer.Reset(a.Deadline) // a spurious wake-up
+				continue
+			}
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			err := c.Fence(fctx, "adopted lease: deadline passed before the lease holder started")
+			cancel()
+			c.log.Warn("adopted lease's deadline passed before the holder started; fenced", "error", err)
+			return
+		}
+	}
 }
 
 // Alive reports whether every holder showed progress within maxAge: the

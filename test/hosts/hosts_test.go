@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/netnstest"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // newDeb is the .deb `make deb` built for this machine's architecture.
@@ -85,12 +88,32 @@ func states(l *Lab, n *lab.Node) []observe.Event {
 	})
 }
 
-// dualOwner is how long both nodes held the VIP at once.
-func dualOwner(l *Lab) time.Duration {
+// dualOwner is how long both nodes held the VIP at once since from
+// (keepalived's own preemption, outside the steps, may overlap briefly:
+// it adds the VIP on the new master before the old one removes it).
+func dualOwner(l *Lab, from time.Duration) time.Duration {
 	now := l.TL.Now()
-	a := l.TL.AddrSpans(l.Nodes[0].Name, lab.VIP4, now)
-	b := l.TL.AddrSpans(l.Nodes[1].Name, lab.VIP4, now)
+	a := observe.Clip(l.TL.AddrSpans(l.Nodes[0].Name, lab.VIP4, now), from, now)
+	b := observe.Clip(l.TL.AddrSpans(l.Nodes[1].Name, lab.VIP4, now), from, now)
 	return observe.Total(observe.Intersect(a, b))
+}
+
+// settle waits until keepalived's states have not changed for quiet: a
+// higher-priority node back from FAULT preempts only once its master-down
+// timer (3 adverts + skew) runs out.
+func settle(t *testing.T, l *Lab, quiet time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ev := l.TL.Events(func(e observe.Event) bool { return e.Kind == observe.KindState })
+		if len(ev) == 0 || l.TL.Now()-ev[len(ev)-1].At >= quiet {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keepalived states did not settle: last %s", ev[len(ev)-1])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func holds(l *Lab, n *lab.Node) bool {
@@ -215,20 +238,26 @@ func TestHostsPackageUnderSystemd(t *testing.T) {
 			if len(s.Clusters) != 1 || s.Clusters[0].Lease.LeaseID == 0 {
 				t.Errorf("%s: fenced holds no lease: %+v", n.Name, s)
 			}
-			var zero time.Duration = -1
-			for _, e := range trackEvents(l, n, lab.Instance+".fence") {
-				if strings.TrimSpace(e.Text) == "0" {
-					zero = e.At
-					break
+			// On the host's own clock (its journal): keepalived leaves
+			// FAULT only after fenced holds its lease (then the hold-down,
+			// then fenced writes 0).
+			var granted, left int64
+			for _, e := range journal(ctx, t, l, n) {
+				at, _ := strconv.ParseInt(fmt.Sprint(e["__REALTIME_TIMESTAMP"]), 10, 64)
+				msg, _ := e["MESSAGE"].(string)
+				switch {
+				case granted == 0 && e["SYSLOG_IDENTIFIER"] == "fenced" && msg == "lease granted":
+					granted = at
+				case left == 0 && strings.HasPrefix(fmt.Sprint(e["SYSLOG_IDENTIFIER"]), "Keepalived_vrrp") &&
+					(strings.Contains(msg, "Entering BACKUP STATE") || strings.Contains(msg, "Entering MASTER STATE")):
+					left = at
 				}
 			}
-			if zero < 0 {
-				t.Fatalf("%s: fenced never wrote 0 to the track file", n.Name)
+			if granted == 0 || left == 0 || left < granted {
+				t.Errorf("%s: keepalived left FAULT at %d, fenced got its lease at %d (µs; I5)", n.Name, left, granted)
 			}
-			for _, e := range states(l, n) {
-				if e.State != "FAULT" && e.At < zero {
-					t.Errorf("%s: keepalived %s at %s, before fenced wrote 0 at %s (I5)", n.Name, e.State, observe.FormatAt(e.At), observe.FormatAt(zero))
-				}
+			if states := states(l, n); len(states) == 0 || states[0].State != "FAULT" {
+				t.Errorf("%s: keepalived did not start in FAULT: %v", n.Name, states)
 			}
 			out, err := l.Host(n).Output(ctx, Vipctl, "check", "--config", ConfigPath)
 			if err != nil {
@@ -296,7 +325,38 @@ func TestHostsPackageUnderSystemd(t *testing.T) {
 		return
 	}
 
+	t.Run("restart", func(t *testing.T) {
+		settle(t, l, 5*time.Second)
+		m := master(t, l)
+		testNoFailover(ctx, t, l, m, "systemctl restart fenced", func() error {
+			_, err := l.Systemctl(ctx, m, "restart", "fenced")
+			return err
+		})
+	})
+
+	t.Run("upgrade", func(t *testing.T) {
+		settle(t, l, 5*time.Second)
+		m := master(t, l)
+		next := buildDeb(t, "+next")
+		testNoFailover(ctx, t, l, m, "dpkg -i (upgrade)", func() error {
+			out, err := l.Install(ctx, m, next)
+			if err == nil && !strings.Contains(out, "Preparing to unpack") {
+				return fmt.Errorf("not an upgrade: %s", out)
+			}
+			return err
+		})
+		if out, _ := l.Host(m).Output(ctx, "dpkg-query", "-W", "-f", "${Version}", "vipkit"); !strings.HasSuffix(out, "+next") {
+			t.Errorf("installed version %q after the upgrade", out)
+		}
+	})
+
+	t.Run("kill during adoption", func(t *testing.T) { testKillDuringAdoption(ctx, t, l) })
+	if t.Failed() {
+		return
+	}
+
 	t.Run("stop", func(t *testing.T) {
+		settle(t, l, 5*time.Second)
 		m := a
 		if !holds(l, a) {
 			m = b
@@ -316,7 +376,7 @@ func TestHostsPackageUnderSystemd(t *testing.T) {
 		if len(ev) == 0 || strings.TrimSpace(ev[len(ev)-1].Text) != "1" {
 			t.Errorf("%s: track file not 1 after stop: %v", m.Name, ev)
 		}
-		if d := dualOwner(l); d != 0 {
+		if d := dualOwner(l, from); d != 0 {
 			t.Errorf("dual owner for %s", d)
 		}
 		if out, err := l.Systemctl(ctx, m, "start", "fenced"); err != nil {
@@ -354,7 +414,7 @@ func TestHostsPackageUnderSystemd(t *testing.T) {
 			t.Errorf("purge left %v", links)
 		}
 	})
-	t.Logf("dual-owner time over the whole run: %s", dualOwner(l))
+	t.Logf("dual-owner time over the whole run (keepalived preemptions included): %s", dualOwner(l, 0))
 }
 
 // testDefender makes node-b claim the VIP held by node-a (a gratuitous ARP
@@ -440,7 +500,7 @@ func testWatchdog(ctx context.Context, t *testing.T, l *Lab, a, b *lab.Node) {
 	if ev := trackEvents(l, m, lab.Instance+".fence"); len(ev) == 0 || strings.TrimSpace(ev[len(ev)-1].Text) != "1" {
 		t.Errorf("%s: track file not 1 after the watchdog kill", m.Name)
 	}
-	if d := dualOwner(l); d != 0 {
+	if d := dualOwner(l, stopped); d != 0 {
 		t.Errorf("dual owner for %s", d)
 	}
 	// systemd restarts fenced; the node is a candidate again (leaves FAULT).
@@ -467,4 +527,126 @@ func claim(n *lab.Node, ip netip.Addr) error {
 		defer s.Close()
 		return s.Send(v)
 	})
+}
+
+func master(t *testing.T, l *Lab) *lab.Node {
+	t.Helper()
+	for _, n := range l.Nodes {
+		if holds(l, n) {
+			return n
+		}
+	}
+	t.Fatal("no node holds the VIP")
+	return nil
+}
+
+// buildDeb builds the package again from this tree's binaries with a
+// higher version (the "current" build an upgrade installs).
+func buildDeb(t *testing.T, suffix string) string {
+	t.Helper()
+	root, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := newDeb(t)
+	// vipkit_<version>_<arch>.deb
+	f := strings.Split(strings.TrimSuffix(filepath.Base(cur), ".deb"), "_")
+	bin := filepath.Dir(filepath.Dir(cur))
+	out := t.TempDir()
+	cmd := exec.Command("contrib/debian/build-deb.sh", f[2], f[1]+suffix, out, bin, filepath.Join(bin, "docs"))
+	cmd.Dir = root
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("build-deb.sh: %v\n%s", err, b)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// testNoFailover runs a planned restart of fenced on the MASTER m and
+// checks that nothing moved: same lease, the VIP never left m, the track
+// file never said 1, keepalived never left MASTER, no client probe lost.
+func testNoFailover(ctx context.Context, t *testing.T, l *Lab, m *lab.Node, what string, act func() error) {
+	t.Helper()
+	before := status(ctx, t, l, m)
+	pid, _ := l.MainPID(ctx, m, "fenced")
+	from := l.TL.Mark(observe.KindFault, m.Name, what)
+	if err := act(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if _, err := l.WaitUnit(ctx, m, "fenced", 10*time.Second, "active"); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := l.MainPID(ctx, m, "fenced"); p == pid || p == 0 {
+		t.Fatalf("%s: fenced pid %d -> %d, want a new process", what, pid, p)
+	}
+	// Longer than a TTL: an adopted lease that were not renewed would have
+	// been fenced by now.
+	time.Sleep(4 * time.Second)
+	to := l.TL.Now()
+	after := status(ctx, t, l, m)
+	if after.Clusters[0].Lease.LeaseID != before.Clusters[0].Lease.LeaseID || after.Clusters[0].Lease.State != "healthy" {
+		t.Errorf("%s: lease %x -> %x (%s), want the same lease, healthy", what, before.Clusters[0].Lease.LeaseID, after.Clusters[0].Lease.LeaseID, after.Clusters[0].Lease.State)
+	}
+	for _, e := range l.TL.Events(func(e observe.Event) bool { return e.At >= from && e.At <= to }) {
+		switch {
+		case e.Kind == observe.KindState && e.Instance == lab.Instance:
+			t.Errorf("%s: keepalived state change: %s", what, e)
+		case e.Kind == observe.KindAddr && e.IP == lab.VIP4:
+			t.Errorf("%s: VIP flap: %s", what, e)
+		case e.Kind == observe.KindTrack && e.Host == m.Name && strings.TrimSpace(e.Text) == "1":
+			t.Errorf("%s: track file written 1: %s", what, e)
+		case e.Kind == observe.KindProbe && e.IP == lab.VIP4 && !e.OK:
+			t.Errorf("%s: client probe lost: %s", what, e)
+		}
+	}
+	j := messages(journal(ctx, t, l, m, "-u", "fenced", "--since", "-1min"))
+	for _, want := range []string{"lease handed to the next fenced", "instances left to the next fenced", "lease adopted from the previous process"} {
+		if !anyContains(j, want) {
+			t.Errorf("%s: no %q in fenced's journal: %v", what, want, j)
+		}
+	}
+}
+
+// testKillDuringAdoption restarts fenced on the MASTER and SIGKILLs the new
+// process as soon as it exists, while it adopts: ExecStopPost must fail
+// closed (the handoff record was used up), the peer takes over with zero
+// dual-owner time, and systemd's restart brings the node back.
+func testKillDuringAdoption(ctx context.Context, t *testing.T, l *Lab) {
+	settle(t, l, 5*time.Second)
+	m := master(t, l)
+	peer := l.Peer(m)
+	old, _ := l.MainPID(ctx, m, "fenced")
+	from := l.TL.Mark(observe.KindFault, m.Name, "restart fenced, kill the new process")
+	restart := l.Host(m).Command(ctx, "systemctl", "restart", "--no-block", "fenced")
+	if out, err := restart.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var killed int
+	for killed == 0 {
+		if p, _ := l.MainPID(ctx, m, "fenced"); p != 0 && p != old {
+			if err := syscall.Kill(p, syscall.SIGKILL); err == nil {
+				killed = p
+				l.TL.Mark(observe.KindFault, m.Name, fmt.Sprintf("SIGKILL new fenced (pid %d)", p))
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new fenced never appeared")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := l.TL.WaitState(ctx, peer.Name, lab.Instance, "MASTER", from, 15*time.Second); err != nil {
+		t.Fatalf("peer did not take over after the new fenced was killed: %v", err)
+	}
+	if ev := trackEvents(l, m, lab.Instance+".fence"); len(ev) == 0 || strings.TrimSpace(ev[len(ev)-1].Text) != "1" {
+		t.Errorf("%s: track file not 1 after the kill", m.Name)
+	}
+	if d := dualOwner(l, from); d != 0 {
+		t.Errorf("dual owner for %s", d)
+	}
+	if _, err := l.TL.WaitState(ctx, m.Name, lab.Instance, "BACKUP", from, 30*time.Second); err != nil {
+		if _, err2 := l.TL.WaitState(ctx, m.Name, lab.Instance, "MASTER", from, time.Second); err2 != nil {
+			t.Fatalf("%s is not a candidate again: %v", m.Name, err)
+		}
+	}
 }
