@@ -82,6 +82,10 @@ lint:
 demo: deps build etcd
 	$(GO) run ./test/lab/cmd/labctl demo
 
+## demo-hosts: the package on booted Debian hosts: install, watchdog, restart and upgrade without failover, purge (root; ~2 min)
+demo-hosts: deps build etcd hosts-root deb
+	$(GO) test -count=1 -v -run TestHostsPackageUnderSystemd ./test/hosts/
+
 PREFIX ?= /usr/local
 ## install: binaries (root-owned, as keepalived's enable_script_security needs), units, example config
 install: build docs

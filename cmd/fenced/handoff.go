@@ -128,6 +128,9 @@ func stopOrHandOver(ctx context.Context, sup *supervisor.Supervisor, cfg *config
 // to handoff.pending and the clusters it covers are returned: their
 // instances are left to the successor. Any other case removes the record.
 func acceptHandoff(dir string, log *slog.Logger) lease.Handoff {
+	// A pending record left by a successor that died during its adoption
+	// is void: everything is fenced now.
+	_ = os.Remove(filepath.Join(dir, pendingFile))
 	path := filepath.Join(dir, handoffFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -154,22 +157,25 @@ func acceptHandoff(dir string, log *slog.Logger) lease.Handoff {
 	return h
 }
 
-// takeHandoff is the successor's side: it reads and removes
-// handoff.pending. Leases past their deadline are dropped (their clusters
-// start fenced).
-func takeHandoff(dir string, log *slog.Logger) lease.Handoff {
+// takeHandoff is the successor's side: it reads handoff.pending and
+// returns the function that removes it, to be called once this process
+// has written its first heartbeat (until then the record is what keeps
+// `status --alive` true). Leases past their deadline are dropped (their
+// clusters start fenced).
+func takeHandoff(dir string, log *slog.Logger) (lease.Handoff, func()) {
 	path := filepath.Join(dir, pendingFile)
+	done := func() { _ = os.Remove(path) }
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return lease.Handoff{}
+		return lease.Handoff{}, func() {}
 	}
-	defer os.Remove(path)
 	h, err := lease.ParseHandoff(b, bootID(), boottime(), 0)
 	if err != nil {
 		log.Warn("handoff record refused; starting fenced", "error", err)
-		return lease.Handoff{}
+		done()
+		return lease.Handoff{}, func() {}
 	}
-	return h
+	return h, done
 }
 
 // handoffCovers says whether a handoff in progress (either name) keeps

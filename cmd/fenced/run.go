@@ -128,7 +128,8 @@ func runAction(c *cli.Context) error {
 	st := &stateWriter{dir: cfg.StateDir, pid: os.Getpid(), started: time.Now(), log: log}
 	// A planned restart: take over the leases (and deadlines) the previous
 	// fenced handed over (handoff.go).
-	sup.Adopt = takeHandoff(cfg.StateDir, log)
+	var adopted func()
+	sup.Adopt, adopted = takeHandoff(cfg.StateDir, log)
 
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
@@ -136,6 +137,7 @@ func runAction(c *cli.Context) error {
 		log.Error("start: some clusters did not start", "error", err)
 	}
 	st.write(sup.Snapshot(), time.Now()) // the first heartbeat: the loops just started
+	adopted()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+statusLine(sup.Snapshot()))
 	log.Info("fenced started", "node", cfg.Node, "clusters", len(cfg.Clusters), "instances", len(cfg.Instances), "state_dir", cfg.StateDir)
 
