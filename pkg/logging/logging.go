@@ -152,7 +152,7 @@ func (j *Journal) Handle(_ context.Context, r slog.Record) error {
 			return
 		}
 		fields[name] = a.Value.String()
-		if name == "ERROR" {
+		if (name == "ERROR" || name == "ERR") && !(a.Value.Kind() == slog.KindAny && a.Value.Any() == nil) {
 			cause = fields[name]
 		}
 	}

@@ -76,17 +76,19 @@ func TestJournalMessageCarriesError(t *testing.T) {
 	}{
 		{"record attr", func() { l.Error("defender: cannot listen", "dev", "eth0", "error", cause) }, "defender: cannot listen: " + cause.Error()},
 		{"logger attr", func() { l.With("error", cause).Warn("renewal failed") }, "renewal failed: " + cause.Error()},
+		{"err key", func() { l.Warn("cannot renew lease", "err", cause) }, "cannot renew lease: " + cause.Error()},
 		{"no error", func() { l.Info("holding lease", "lease", "7") }, "holding lease"},
+		{"nil error", func() { l.Info("refresher done", "error", error(nil)) }, "refresher done"},
 	} {
 		msg, fields = "", nil
 		tc.log()
 		if msg != tc.want {
 			t.Errorf("%s: MESSAGE %q, want %q", tc.name, msg, tc.want)
 		}
-		if strings.HasPrefix(tc.want, "holding") {
+		if !strings.Contains(tc.want, ": ") {
 			continue
 		}
-		if fields["ERROR"] != cause.Error() {
+		if fields["ERROR"] != cause.Error() && fields["ERR"] != cause.Error() {
 			t.Errorf("%s: ERROR field %q, want the cause", tc.name, fields["ERROR"])
 		}
 	}
