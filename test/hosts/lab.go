@@ -85,6 +85,7 @@ func (l *Lab) Install(ctx context.Context, n *lab.Node, deb string) (string, err
 	if err := os.WriteFile(dst, data, 0o644); err != nil {
 		return "", fmt.Errorf("install on %s: %w", n.Name, err)
 	}
+	defer os.Remove(dst) // 7 MB per node and run in the results
 	return l.Host(n).Output(ctx, "dpkg", "-i", dst)
 }
 
