@@ -10,9 +10,9 @@ APT_PACKAGES := keepalived iproute2 tcpdump iputils-ping procps systemd debootst
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO_LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build deps etcd test test-unit lint bench demo install clean docs deb hosts-root demo-hosts
+.PHONY: all build deps etcd test test-unit lint bench bench-fleet demo install clean docs deb hosts-root demo-hosts
 
-all: build
+all: build keepalived
 
 ## deps: install the Debian packages that are missing (needs root)
 deps:
@@ -57,29 +57,103 @@ export VIPKIT_HOSTS_ROOT := $(HOSTS_ROOT)
 hosts-root:
 	test/hosts/mkroot.sh $(HOSTS_ROOT)
 
-## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod
-etcd: $(BIN)/etcd
+## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod, and bin/etcd-3.4.23
+etcd: $(BIN)/etcd $(BIN)/etcd-3.4.23
 $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum
 	@mkdir -p $(BIN)
 	cd tools/etcd && $(GO) build -trimpath -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 
-## test: every tier (unit, privileged netns, integration with etcd, e2e lab) as root
-test: deps build etcd hosts-root deb
+# Debian 12's etcd server, a release with known lease bugs (pkg/etcdversion):
+# the version check is tested against what it really reports. Taken from the
+# package (apt verifies it against the signed archive), not installed: the
+# package would start a server on the machine.
+ETCD34_DEB := etcd-server=3.4.23-4+b4
+$(BIN)/etcd-3.4.23:
+	@mkdir -p $(BIN)/.etcd34
+	cd $(BIN)/.etcd34 && rm -f *.deb && { apt-get download -q $(ETCD34_DEB) || { apt-get update -qq && apt-get download -q $(ETCD34_DEB); }; }
+	dpkg-deb --fsys-tarfile $(BIN)/.etcd34/etcd-server_*.deb | tar -xO ./usr/bin/etcd > $@.tmp
+	chmod 0755 $@.tmp && mv $@.tmp $@ && rm -rf $(BIN)/.etcd34
+	$@ --version | grep -q '^etcd Version: 3.4.23$$'
+
+## keepalived: bin/keepalived-2.3.3/keepalived, built from Debian 13's source package (pinned below)
+# keepalived 2.3.3 (Debian 13 "trixie", 1:2.3.3-1), the second version the
+# lab and the e2e suite run on (2.2.7 is Debian 12's package). apt fetches
+# the source package with a private configuration (nothing is added to the
+# machine's sources); sha256sum pins the three files; it builds with
+# Debian 12's libraries. One file, keyed by version: a second make is a no-op.
+# Named keepalived, as installed: fenced and vipctl check know the running
+# daemon by that name (/proc/PID/comm).
+KEEPALIVED_233 := $(BIN)/keepalived-2.3.3/keepalived
+KA233_DEBVER := 1:2.3.3-1
+KA233_DSC := keepalived_2.3.3-1.dsc
+KA233_SHA256 := \
+	c8e5c208dfef1b2fea7591525b62259d120be04f2b26f71b089429646824a42e  keepalived_2.3.3-1.dsc \
+	2288c5c7609fa452782b7acefa19acce742d0204dc17f54d36da46b10f8b590c  keepalived_2.3.3.orig.tar.gz \
+	3a0fac9f9ab2d88c36759bc1e737eb78fc5df2cf0497db478bc602c9d79ce0f6  keepalived_2.3.3-1.debian.tar.xz
+KA233_MIRROR ?= http://deb.debian.org/debian
+KA233_WORK := $(BIN)/keepalived-2.3.3.build
+KA233_APT := -o Dir::Etc::sourcelist=$(KA233_WORK)/apt/trixie.sources -o Dir::Etc::sourceparts=/dev/null \
+	-o Dir::State::Lists=$(KA233_WORK)/apt/lists -o Dir::Cache=$(KA233_WORK)/apt/cache -o APT::Sandbox::User=root
+# Debian's own build minus SNMP and DBus (no library for them here): BFD and
+# JSON as in Debian's package, so both versions take the same options (-b).
+KA233_CONFIGURE := --disable-snmp --disable-dbus --enable-bfd --enable-json
+# What that configure needs, from Debian 12; deps installs them.
+KEEPALIVED_BUILD_DEPS := build-essential dpkg-dev pkg-config debian-archive-keyring libssl-dev \
+	libnl-3-dev libnl-genl-3-dev libnl-route-3-dev libmnl-dev libnftnl-dev libsystemd-dev
+APT_PACKAGES += $(KEEPALIVED_BUILD_DEPS)
+
+.PHONY: keepalived
+keepalived: $(KEEPALIVED_233)
+$(KEEPALIVED_233):
+	@$(MAKE) --no-print-directory deps
+	@echo "keepalived 2.3.3: fetching Debian's source package $(KA233_DEBVER) into $(KA233_WORK)"
+	@rm -rf $(KA233_WORK) && mkdir -p $(KA233_WORK)/apt/lists/partial $(KA233_WORK)/apt/cache/archives/partial
+	@printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+		'$(KA233_MIRROR)' >$(KA233_WORK)/apt/trixie.sources
+	@cd $(KA233_WORK) && apt-get -qq $(KA233_APT) update && apt-get -qq $(KA233_APT) source --download-only keepalived=$(KA233_DEBVER) >/dev/null
+	@cd $(KA233_WORK) && printf '%s  %s\n' $(KA233_SHA256) | sha256sum --strict -c -
+	@# The .dsc's own checksums cover the tarballs; its signature cannot be checked without debian-keyring, the pins above stand in.
+	@cd $(KA233_WORK) && dpkg-source -q -x $(KA233_DSC) src 2>/dev/null
+	@echo "keepalived 2.3.3: ./configure $(KA233_CONFIGURE) && make (logs in $(KA233_WORK))"
+	@cd $(KA233_WORK)/src && ./configure $(KA233_CONFIGURE) >../configure.log 2>&1 || { tail -20 ../configure.log; exit 1; }
+	@cd $(KA233_WORK)/src && env -u MAKEFLAGS -u MAKELEVEL make -j2 >../make.log 2>&1 || { tail -20 ../make.log; exit 1; }
+	@$(KA233_WORK)/src/bin/keepalived --version 2>&1 | grep -q '^Keepalived v2\.3\.3 ' || { echo "built keepalived is not 2.3.3"; exit 1; }
+	install -D -m 0755 $(KA233_WORK)/src/bin/keepalived $@.tmp && mv $@.tmp $@
+
+## test-keepalived-2.3.3: the e2e suite and the vipkit lab on keepalived 2.3.3 (make test runs both versions)
+# The rest of the suite runs once, on Debian's 2.2.7; the tests of the shipped
+# configs run on every version each file claims, whichever keepalived is chosen.
+.PHONY: test-keepalived-2.3.3
+test-keepalived-2.3.3: deps build etcd keepalived
+	VIPKIT_KEEPALIVED=$(KEEPALIVED_233) $(GO) test -count=1 -timeout 18m ./test/e2e/ ./test/lab/vipkit/
+
+## test: every tier (unit, privileged netns, integration with etcd, e2e lab, booted Debian hosts) as root, the e2e
+## suite again on keepalived 2.3.3, then the CI-sized fleet bench alone (500 lease holders, 60 s)
+test: deps build etcd keepalived hosts-root deb
 	$(GO) test -count=1 -timeout 18m ./...
+	@$(MAKE) --no-print-directory test-keepalived-2.3.3
+	VIPKIT_FLEET=1 $(GO) test -count=1 -timeout 10m -run TestIntegrationFleet -v ./test/fleet
+
+## bench-fleet: the fleet report (docs/performance.md): 100 to 10,000 lease holders, with faults (root; ~1 h)
+bench-fleet: build etcd
+	VIPKIT_FLEET=1 $(GO) test -count=1 -timeout 4h -run TestIntegrationFleet -v ./test/fleet \
+		-fleet.steps 100,1000,3000,10000 -fleet.ttls 5s,10s -fleet.window 60s \
+		-fleet.faults none,kill-leader,stop-leader,starve-client -fleet.assert-up-to 0 -fleet.report results/fleet.txt
 
 ## test-unit: only what needs neither root nor binaries
 test-unit:
 	$(GO) test -count=1 -short ./...
 
-## lint: gofmt, go vet, staticcheck (pinned in tools/lint)
+## lint: gofmt, go mod tidy, go vet, staticcheck (pinned in tools/lint)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
 	cd tools/lint && $(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	$(BIN)/staticcheck ./...
 
 ## demo: the lab's story with vipkit: election, handover, crash, etcd loss, split brain, local client (root; ~1 min)
-demo: deps build etcd
+demo: deps build etcd keepalived
 	$(GO) run ./test/lab/cmd/labctl demo
 
 ## demo-hosts: the package on booted Debian hosts: install, watchdog, restart and upgrade without failover, purge (root; ~2 min)

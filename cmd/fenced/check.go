@@ -14,6 +14,8 @@ import (
 
 	"github.com/vipkit/vipkit/pkg/check"
 	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/etcdversion"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/pkg/trackfile"
 )
@@ -54,6 +56,7 @@ Exit status: 0 no error, 1 at least one error, 2 usage or configuration error.`,
 			for _, cl := range cfg.Clusters {
 				checkCluster(c.Context, cl, c.Duration("timeout"), add)
 			}
+			checkFenceCost(cfg, add)
 			dirs := map[string]bool{}
 			for _, in := range cfg.Instances {
 				if in.TrackFile != "" {
@@ -118,11 +121,27 @@ func checkCluster(ctx context.Context, cl config.Cluster, timeout time.Duration,
 			continue
 		}
 		add("info", subject, "", "endpoint %s: etcd %s, leader %x", ep, st.Version, st.Leader)
+		checkServerVersion(subject, ep, st.Version, add)
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if _, err := cli.Get(rctx, cl.Prefix+"/members/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		add("error", subject, "check user, password_file and the user's permissions on "+cl.Prefix, "read %s/members/: %v", cl.Prefix, err)
+	}
+}
+
+// checkServerVersion reports a member whose release has a bug that voids
+// the rule fenced relies on (an acknowledged renewal proves the lease until
+// its send time + TTL).
+func checkServerVersion(subject, ep, version string, add addFinding) {
+	v, err := etcdversion.Parse(version)
+	if err != nil {
+		add("warning", subject, "", "endpoint %s: %v", ep, err)
+		return
+	}
+	if problem, up, ok := etcdversion.Advice(v); ok {
+		add("error", subject, fmt.Sprintf("upgrade every member to etcd %s or later; until then an acknowledged renewal does not prove the lease alive", up),
+			"endpoint %s: %s", ep, problem)
 	}
 }
 
@@ -147,7 +166,7 @@ func checkKeepalived(ctx context.Context, cfg *config.Config, path string, add a
 		return
 	}
 	self, _ := os.Executable()
-	want := check.Expectations(cfg, filepath.Join(filepath.Dir(self), "vipctl"), self, check.KeepalivedVersion(ctx), check.UserExists)
+	want := check.Expectations(cfg, filepath.Join(filepath.Dir(self), "vipctl"), self, check.KeepalivedVersion(ctx, cfg.Fenced.VRRPPIDFile), check.UserExists)
 	for _, is := range check.Inspect(kc, want) {
 		subject := is.Subject
 		if is.Line != "" {
@@ -155,4 +174,47 @@ func checkKeepalived(ctx context.Context, cfg *config.Config, path string, add a
 		}
 		add(string(is.Severity), subject, is.Fix, "%s", is.Message)
 	}
+}
+
+// fenceSafety is how many times the measured fence the margin must be: the
+// margin also pays for a wedged vipctl's lock (a quarter of it), timer
+// lateness, a process pause and the rate difference of two clocks.
+const fenceSafety = 3
+
+// checkFenceCost compares each cluster's margin with the duration of its
+// last fence, as the running fenced measured it (fenced.json).
+func checkFenceCost(cfg *config.Config, add addFinding) {
+	b, err := os.ReadFile(filepath.Join(cfg.StateDir, fencedstate.File))
+	if err != nil {
+		return // not running here: nothing measured
+	}
+	var snap fencedstate.Snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return
+	}
+	for _, cl := range cfg.Clusters {
+		for _, sc := range snap.Clusters {
+			if sc.Name != cl.Name || sc.FenceDuration <= 0 {
+				continue
+			}
+			subject := "cluster " + cl.Name
+			if cl.Margin < fenceSafety*sc.FenceDuration {
+				add("warning", subject, fmt.Sprintf("raise margin to at least %s, or guard fewer VIPs per cluster", (fenceSafety*sc.FenceDuration).Round(time.Millisecond)),
+					"margin %s is less than %dx the last fence of its %d instance(s), which took %s: the fence may end after the server can expire the lease",
+					cl.Margin, fenceSafety, instancesOf(cfg, cl.Name), sc.FenceDuration.Round(time.Microsecond))
+				continue
+			}
+			add("info", subject, "", "the last fence took %s; margin %s covers it %.0fx", sc.FenceDuration.Round(time.Microsecond), cl.Margin, float64(cl.Margin)/float64(sc.FenceDuration))
+		}
+	}
+}
+
+func instancesOf(cfg *config.Config, cluster string) int {
+	n := 0
+	for _, in := range cfg.Instances {
+		if in.Cluster == cluster {
+			n++
+		}
+	}
+	return n
 }

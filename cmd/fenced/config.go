@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/hostnet"
 )
 
 // runFlags configure one cluster and one instance without a file.
@@ -125,6 +126,24 @@ func flagsConfig(c *cli.Context) (*config.Config, error) {
 // --endpoints is given, else the file, which must not be readable by group
 // or others.
 func loadRunConfig(c *cli.Context) (*config.Config, error) {
+	cfg, err := readRunConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	// A VIP that is one of its interface's own addresses would have the
+	// fence take the host off the network: refuse it at load.
+	n, err := hostnet.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+	if err := cfg.CheckVIPs(n.CheckFloating); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func readRunConfig(c *cli.Context) (*config.Config, error) {
 	if c.IsSet("endpoints") {
 		cfg, err := flagsConfig(c)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vipkit/vipkit/pkg/clock"
 	"github.com/vipkit/vipkit/pkg/fence"
 	"github.com/vipkit/vipkit/pkg/holder"
 	"github.com/vipkit/vipkit/pkg/hostnet"
@@ -27,7 +28,10 @@ With on_stop = "keep" and a clean stop (systemd sets SERVICE_RESULT=success), it
 nothing: the operator asked to keep the VIPs.`,
 		Flags: append([]cli.Flag{configFlag, stateFlag, levelFlag, logFile}, runFlags()...),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadRunConfig(c)
+			// Not loadRunConfig: a VIP that is the host's own address must
+			// not stop this from writing 1 (the fence skips that VIP, and
+			// keepalived goes to FAULT all the same).
+			cfg, err := readRunConfig(c)
 			if err != nil {
 				return err
 			}
@@ -46,20 +50,20 @@ nothing: the operator asked to keep the VIPs.`,
 			}
 			defer n.Close()
 			h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
-			act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Write, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
+			act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Publish, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
 			// A planned restart left some clusters to the next fenced.
 			handed := acceptHandoff(cfg.StateDir, log)
 			kept := map[string]bool{}
 			for _, cl := range cfg.Clusters {
 				if hl, ok := handed.For(cl); ok {
 					kept[cl.Name] = true
-					log.Info("planned restart: instances left to the next fenced", "cluster", cl.Name, "lease_id", fmt.Sprintf("%x", int64(hl.LeaseID)), "valid_for", (hl.Deadline - boottime()).String())
+					log.Info("planned restart: instances left to the next fenced", "cluster", cl.Name, "lease_id", fmt.Sprintf("%x", int64(hl.LeaseID)), "valid_for", (hl.Deadline - clock.Boottime()).String())
 				}
 			}
 			var ins []fence.Instance
 			for _, in := range cfg.Instances {
 				if in.Cluster != "" && !kept[in.Cluster] {
-					ins = append(ins, fence.Instance{Name: in.Name, Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, TrackFile: in.TrackFile})
+					ins = append(ins, fence.Instance{Target: in.Target(), TrackFile: in.TrackFile})
 				}
 			}
 			ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)

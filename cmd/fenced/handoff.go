@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/clock"
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/lease"
-	"github.com/vipkit/vipkit/pkg/supervisor"
 )
 
 // A planned restart hands the leases over (docs/fencing.md, "Restart
@@ -88,7 +88,7 @@ func ownUnit() string {
 // writeHandoff records the handed leases for ExecStopPost and the next
 // fenced (temp file + rename: never half a record).
 func writeHandoff(dir, node string, leases []lease.HandedLease) error {
-	b, err := lease.MarshalHandoff(lease.Handoff{BootID: bootID(), Node: node, PID: os.Getpid(), WrittenAt: boottime(), Leases: leases})
+	b, err := lease.MarshalHandoff(lease.Handoff{BootID: bootID(), Node: node, PID: os.Getpid(), WrittenAt: clock.Boottime(), Leases: leases})
 	if err != nil {
 		return err
 	}
@@ -102,24 +102,19 @@ func writeHandoff(dir, node string, leases []lease.HandedLease) error {
 	return nil
 }
 
-// stopOrHandOver ends the supervisor on SIGTERM: a planned restart hands
-// the healthy leases over, anything else fences (and revokes).
-func stopOrHandOver(ctx context.Context, sup *supervisor.Supervisor, cfg *config.Config, log *slog.Logger) {
-	if cfg.Fenced.OnStop == "keep" || !restartPending(ctx, log) {
-		sup.Stop()
-		return
-	}
-	leases := sup.Handoff()
+// recordHandoff writes the leases a planned restart handed over for
+// ExecStopPost and the next fenced; without a record ExecStopPost fences.
+func recordHandoff(cfg *config.Config, leases []lease.HandedLease, log *slog.Logger) {
 	if len(leases) == 0 {
 		return
 	}
 	if err := writeHandoff(cfg.StateDir, cfg.Node, leases); err != nil {
 		// ExecStopPost finds no record and fences.
-		log.Error("planned restart: cannot record the handoff; ExecStopPost will fence", "error", err)
+		log.Error("planned restart: cannot record the handoff; ExecStopPost will fence: "+err.Error(), "error", err)
 		return
 	}
 	for _, l := range leases {
-		log.Info("planned restart: lease handed to the next fenced", "cluster", l.Cluster, "lease_id", fmt.Sprintf("%x", int64(l.LeaseID)), "valid_for", (l.Deadline - boottime()).String())
+		log.Info("planned restart: lease handed to the next fenced", "cluster", l.Cluster, "lease_id", fmt.Sprintf("%x", int64(l.LeaseID)), "valid_for", (l.Deadline - clock.Boottime()).String())
 	}
 }
 
@@ -145,7 +140,7 @@ func acceptHandoff(dir string, log *slog.Logger) lease.Handoff {
 		log.Warn("handoff record ignored: fenced did not exit cleanly", "service_result", os.Getenv("SERVICE_RESULT"), "exit_code", os.Getenv("EXIT_CODE"), "exit_status", os.Getenv("EXIT_STATUS"))
 		return lease.Handoff{}
 	}
-	h, err := lease.ParseHandoff(b, bootID(), boottime(), handoffMinLeft)
+	h, err := lease.ParseHandoff(b, bootID(), clock.Boottime(), handoffMinLeft)
 	if err != nil {
 		log.Warn("handoff record refused; fencing everything", "error", err)
 		return lease.Handoff{}
@@ -169,7 +164,7 @@ func takeHandoff(dir string, log *slog.Logger) (lease.Handoff, func()) {
 	if errors.Is(err, os.ErrNotExist) {
 		return lease.Handoff{}, func() {}
 	}
-	h, err := lease.ParseHandoff(b, bootID(), boottime(), 0)
+	h, err := lease.ParseHandoff(b, bootID(), clock.Boottime(), 0)
 	if err != nil {
 		log.Warn("handoff record refused; starting fenced", "error", err)
 		done()
@@ -187,7 +182,7 @@ func handoffCovers(dir string) bool {
 		if err != nil {
 			continue
 		}
-		if _, err := lease.ParseHandoff(b, bootID(), boottime(), aliveMinLeft); err == nil {
+		if _, err := lease.ParseHandoff(b, bootID(), clock.Boottime(), aliveMinLeft); err == nil {
 			return true
 		}
 	}

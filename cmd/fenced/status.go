@@ -13,8 +13,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vipkit/vipkit/pkg/clock"
 	"github.com/vipkit/vipkit/pkg/config"
-	"github.com/vipkit/vipkit/pkg/supervisor"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/trackfile"
 )
 
@@ -46,9 +47,9 @@ beats only while every lease loop makes progress); otherwise it says why on stde
 			if err != nil {
 				return err
 			}
-			path := filepath.Join(dir, supervisor.StateFile)
+			path := filepath.Join(dir, fencedstate.File)
 			b, err := os.ReadFile(path)
-			var snap supervisor.Snapshot
+			var snap fencedstate.Snapshot
 			if err == nil {
 				err = json.Unmarshal(b, &snap)
 			}
@@ -98,7 +99,7 @@ func stateDir(c *cli.Context) (string, error) {
 }
 
 // alive checks that the state file's fenced still runs and beats.
-func alive(s supervisor.Snapshot, maxAge time.Duration) error {
+func alive(s fencedstate.Snapshot, maxAge time.Duration) error {
 	if s.State == "stopped" {
 		return errors.New("fenced stopped")
 	}
@@ -109,21 +110,21 @@ func alive(s supervisor.Snapshot, maxAge time.Duration) error {
 	if s.HeartbeatBoot == 0 {
 		return errors.New("no heartbeat yet")
 	}
-	if age := boottime() - s.HeartbeatBoot; age > maxAge {
+	if age := clock.Boottime() - s.HeartbeatBoot; age > maxAge {
 		return fmt.Errorf("last heartbeat %s ago (more than %s): a lease loop is stuck", age.Round(time.Millisecond), maxAge)
 	}
 	return nil
 }
 
-func printStatus(w io.Writer, s supervisor.Snapshot) {
+func printStatus(w io.Writer, s fencedstate.Snapshot) {
 	beat := "none yet"
 	if s.HeartbeatBoot != 0 {
-		beat = (boottime() - s.HeartbeatBoot).Round(time.Millisecond).String() + " ago"
+		beat = (clock.Boottime() - s.HeartbeatBoot).Round(time.Millisecond).String() + " ago"
 	}
 	fmt.Fprintf(w, "fenced %s pid %d, node %s, started %s, heartbeat %s\nstate: %s\n\n",
 		s.Version, s.PID, s.Node, s.Started.Local().Format("2006-01-02 15:04:05"), beat, s.State)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tSTATE\tLEASE\tTTL\tVALID FOR\tLAST RENEW\tRENEWALS OK/FAILED\tFENCES\tLAST FENCE LEAD")
+	fmt.Fprintln(tw, "CLUSTER\tSTATE\tLEASE\tTTL\tVALID FOR\tLAST RENEW\tRENEWALS OK/FAILED\tFENCES\tLAST FENCE LEAD\tFENCE TAKES")
 	for _, c := range s.Clusters {
 		st := c.Lease
 		var fences []string
@@ -138,8 +139,12 @@ func printStatus(w io.Writer, s supervisor.Snapshot) {
 		if st.LeaseID != 0 {
 			lid = fmt.Sprintf("%x", int64(st.LeaseID))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", c.Name, st.State, lid, st.TTL, st.ValidFor.Round(time.Millisecond),
-			st.LastRenewLatency.Round(time.Microsecond), st.RenewalsOK, st.RenewalsFailed, orDash(strings.Join(fences, ",")), lead)
+		took := "-"
+		if c.FenceDuration > 0 {
+			took = c.FenceDuration.Round(10 * time.Microsecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", c.Name, st.State, lid, st.TTL, st.ValidFor.Round(time.Millisecond),
+			st.LastRenewLatency.Round(time.Microsecond), st.RenewalsOK, st.RenewalsFailed, orDash(strings.Join(fences, ",")), lead, took)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

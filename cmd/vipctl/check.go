@@ -11,6 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vipkit/vipkit/pkg/check"
+	"github.com/vipkit/vipkit/pkg/hostnet"
+	"github.com/vipkit/vipkit/pkg/keepalived"
 )
 
 // errFindings makes check exit 1 without an extra error line: the report
@@ -32,6 +34,17 @@ script_user and enable_script_security, fenced's track files with weight 0 and
 init_file 1 overwrite, typed virtual_routes without prepend on keepalived < 2.3.2), the
 state directory, and whether the binaries are root-owned and not writable by others.
 
+keepalived.conf is read the way keepalived 2.2.7 reads it (proven against keepalived
+itself): what keepalived drops with only a log line (a second notify_* line, unknown
+keywords and blocks, single-quoted paths, missing or quoted includes, definitions it
+does not expand, trackers defined below the instance) is reported with what keepalived
+will do. fenced's binary is checked only when an instance is guarded by fenced.
+
+--peer FILE (repeatable) adds the other nodes' keepalived.conf and compares them with
+this node's: VRID, advert_int, authentication and VIPs of each instance, one VRID used by
+two instances, nopreempt with state MASTER, track weights too small to move the master,
+unicast_peer lists that do not name each other, fenced on some nodes only.
+
 Exit status: 0 when there is no error (warnings allowed), 1 when there is one, 2 on
 usage or configuration errors. --json prints a machine-readable report for Ansible.`,
 		Flags: common(
@@ -39,6 +52,7 @@ usage or configuration errors. --json prints a machine-readable report for Ansib
 			&cli.StringFlag{Name: "keepalived-conf", Value: "/etc/keepalived/keepalived.conf", Usage: "keepalived configuration `FILE` to inspect (\"\" to skip)"},
 			&cli.StringFlag{Name: "vipctl-path", Usage: "path keepalived's hooks must call", DefaultText: "this executable"},
 			&cli.StringFlag{Name: "fenced-path", Usage: "path of fenced", DefaultText: "fenced next to this executable"},
+			&cli.StringSliceFlag{Name: "peer", Usage: "another node's keepalived.conf `FILE` to compare with this node's (repeatable)"},
 		),
 		Action: func(c *cli.Context) error {
 			e, err := setup(c)
@@ -55,10 +69,29 @@ usage or configuration errors. --json prints a machine-readable report for Ansib
 				fencedPath = filepath.Join(filepath.Dir(vipctlPath), "fenced")
 			}
 			e.cfg.StateDir = e.stateDir
+			// A configured VIP that is an interface's own address is a
+			// configuration error (exit 2), as fenced refuses it at load.
+			n, err := hostnet.Open()
+			if err != nil {
+				return err
+			}
+			err = e.cfg.CheckVIPs(n.CheckFloating)
+			n.Close()
+			if err != nil {
+				return err
+			}
+			peers, err := loadPeers(c.StringSlice("peer"))
+			if err != nil {
+				return err
+			}
+			if len(peers) > 0 && c.String("keepalived-conf") == "" {
+				return usagef("check: --peer needs this node's file (--keepalived-conf)")
+			}
 			facts, err := check.Gather(c.Context, e.cfg, c.String("keepalived-conf"), vipctlPath, fencedPath)
 			if err != nil {
 				return err
 			}
+			facts.Peers = peers
 			r := check.Evaluate(e.cfg, facts)
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
@@ -75,6 +108,20 @@ usage or configuration errors. --json prints a machine-readable report for Ansib
 			return nil
 		},
 	}
+}
+
+// loadPeers reads the other nodes' files; one that cannot be read is a
+// usage error naming it.
+func loadPeers(paths []string) ([]check.Node, error) {
+	var nodes []check.Node
+	for _, p := range paths {
+		c, err := keepalived.LoadConf(p)
+		if err != nil {
+			return nil, usagef("check: --peer %s: %v", p, err)
+		}
+		nodes = append(nodes, check.Node{Name: p, Conf: c})
+	}
+	return nodes, nil
 }
 
 func printReport(w io.Writer, r check.Report) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,14 @@ import (
 
 	"github.com/vipkit/vipkit/pkg/check"
 )
+
+func exitOf(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return 0
+}
 
 // vipctl check on a host set up as contrib describes reports no error; the
 // same host with a classic mistake reports it, with exit 1.
@@ -53,9 +62,9 @@ dev = "eth0"
 vips = ["192.0.2.100"]
 cluster = "main"
 `)), 0o600)
-	run := func(conf string) (check.Report, int) {
+	run := func(conf string, extra ...string) (check.Report, int) {
 		t.Helper()
-		c := h.ns.Command(context.Background(), filepath.Join(sbin, "vipctl"), "check", "--json", "--config", cfg, "--keepalived-conf", conf)
+		c := h.ns.Command(context.Background(), filepath.Join(sbin, "vipctl"), append([]string{"check", "--json", "--config", cfg, "--keepalived-conf", conf}, extra...)...)
 		out, err := c.Output()
 		code := 0
 		var ee *exec.ExitError
@@ -71,6 +80,24 @@ cluster = "main"
 	r, code := run(kconf)
 	if code != 0 || !r.OK {
 		t.Fatalf("the shipped setup: exit %d, findings %+v", code, r.Findings)
+	}
+	// Across nodes: the peer as the README says (a lower priority) is
+	// clean; a peer with another VRID is an error; an unreadable one a
+	// usage error.
+	peer := func(name, from, to string) string {
+		p := filepath.Join(sbin, name)
+		os.WriteFile(p, []byte(strings.Replace(render(string(conf)), from, to, 1)), 0o644)
+		return p
+	}
+	if r, code := run(kconf, "--peer", peer("peer-ok.conf", "priority 100", "priority 90")); code != 0 || !r.OK {
+		t.Errorf("a matching peer: exit %d, findings %+v", code, r.Findings)
+	}
+	r, code = run(kconf, "--peer", peer("peer-vrid.conf", "virtual_router_id 51", "virtual_router_id 52"))
+	if code != 1 || !strings.Contains(fmt.Sprint(r.Findings), "virtual_router_id is 52 on "+filepath.Join(sbin, "peer-vrid.conf")) {
+		t.Errorf("a peer with another VRID: exit %d, findings %+v", code, r.Findings)
+	}
+	if out, err := h.ns.Command(context.Background(), filepath.Join(sbin, "vipctl"), "check", "--config", cfg, "--keepalived-conf", kconf, "--peer", filepath.Join(sbin, "absent.conf")).CombinedOutput(); exitOf(err) != 2 || !strings.Contains(string(out), "absent.conf") {
+		t.Errorf("an unreadable peer: exit %d, output %s", exitOf(err), out)
 	}
 	// Classic mistakes, one at a time.
 	for _, tc := range []struct{ name, from, to, want string }{

@@ -42,10 +42,7 @@ func scheduleFlags() []cli.Flag {
 // target is the resolved subject of a command: from --instance or from
 // --dev and VIP arguments, validated, before anything happens.
 type target struct {
-	dev      string
-	vips     []vip.VIP
-	own      bool
-	instance string
+	vip.Target
 	schedule config.Announce
 }
 
@@ -59,7 +56,7 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 		if !ok {
 			return t, usagef("instance %q is not in %s", name, configName(e.cfg))
 		}
-		t = target{dev: in.Dev, vips: in.VIPs, own: in.Own, instance: in.Name, schedule: in.Announce}
+		t = target{Target: in.Target(), schedule: in.Announce}
 	} else {
 		if c.String("dev") == "" {
 			return t, usagef("--dev INTERFACE and at least one VIP are required (or --instance NAME)")
@@ -74,10 +71,10 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 		if err != nil {
 			return t, err
 		}
-		t.dev, t.vips = c.String("dev"), vips
+		t.Dev, t.VIPs = c.String("dev"), vips
 	}
 	if c.IsSet("own") {
-		t.own = c.Bool("own")
+		t.Own = c.Bool("own")
 	}
 	if c.IsSet("count") {
 		t.schedule.Count = c.Int("count")
@@ -223,7 +220,8 @@ func holdAction(name string, fn holdFunc, needSrc bool) cli.ActionFunc {
 			return err
 		}
 		defer done()
-		req := holder.Request{Dev: t.dev, VIPs: t.vips, Own: t.own, Src: src, Instance: t.instance, Schedule: toSchedule(t.schedule), Ticket: ticket}
+		req := holder.For(t.Target, ticket)
+		req.Src, req.Schedule = src, toSchedule(t.schedule)
 		ctx, cancel := context.WithTimeout(c.Context, lockWait)
 		defer cancel()
 		out, err := fn(h, ctx, req)
@@ -356,8 +354,7 @@ Examples:
 			defer done()
 			ctx, cancel := context.WithTimeout(c.Context, lockWait)
 			defer cancel()
-			req := holder.Request{Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, Instance: in.Name, Ticket: ticket}
-			out, err := h.Handover(ctx, req, in.MaintenanceFile)
+			out, err := h.Handover(ctx, holder.For(in.Target(), ticket), in.MaintenanceFile)
 			report(e, "handover", out)
 			if err != nil {
 				return fmt.Errorf("handover %s: %w", in.Name, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,26 +18,35 @@ import (
 	"github.com/vipkit/vipkit/pkg/runstate"
 )
 
-// apply carries out the actions of one keepalived event.
+// apply carries out the actions of one keepalived event: the instances of
+// a sync group that move the same way in one pass of the holder (one lock,
+// one read per link, one state write).
 func apply(ctx context.Context, e *env, h *holder.Holder, ev keepalived.Event, ticket runstate.Ticket) error {
 	acts, err := hooks.Plan(e.cfg, ev)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, a := range acts {
-		in := a.Instance
-		req := holder.Request{Dev: in.Dev, VIPs: in.VIPs, Own: in.Own, Instance: in.Name, Schedule: toSchedule(in.Announce), Ticket: ticket}
-		fn := map[hooks.Verb]holdFunc{hooks.Up: (*holder.Holder).Up, hooks.Down: (*holder.Holder).Down, hooks.Announce: (*holder.Holder).Announce}[a.Verb]
+	for len(acts) > 0 {
+		verb := acts[0].Verb
+		var reqs []holder.Request
+		var names []string
+		for len(acts) > 0 && acts[0].Verb == verb {
+			in := acts[0].Instance
+			req := holder.For(in.Target(), ticket)
+			req.Schedule = toSchedule(in.Announce)
+			reqs, names = append(reqs, req), append(names, in.Name)
+			acts = acts[1:]
+		}
 		lctx, cancel := context.WithTimeout(ctx, lockWait)
-		out, err := fn(h, lctx, req)
+		out, err := h.Apply(lctx, holder.Verb(verb), reqs)
 		cancel()
-		report(e, string(a.Verb), out)
+		report(e, string(verb), out)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", a.Verb, in.Name, err))
+			errs = append(errs, fmt.Errorf("%s %s: %w", verb, strings.Join(names, ","), err))
 			continue
 		}
-		e.log.Info("keepalived transition applied", "instance", in.Name, "state", string(ev.State), "action", string(a.Verb))
+		e.log.Info("keepalived transition applied", "instance", strings.Join(names, ","), "state", string(ev.State), "action", string(verb))
 	}
 	return errors.Join(errs...)
 }

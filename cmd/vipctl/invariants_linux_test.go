@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/test/netnstest"
 )
 
@@ -28,6 +29,14 @@ func TestPrivilegedBadInputChangesNothing(t *testing.T) {
 	netnstest.Veth(t, h.ns, "eth1", h.peer, "eth1")
 	h.ns.AddAddr(t, "eth1", "198.51.100.11/24")
 	h.ns.Exec(t, "sysctl", "-qw", "net.ipv6.conf.eth1.disable_ipv6=1")
+	// A secondary an operator added by hand, and eth2 whose only IPv4
+	// address is a /32 (as some providers configure hosts).
+	h.ns.AddAddr(t, "eth0", "192.0.2.60/24")
+	netnstest.Veth(t, h.ns, "eth2", h.peer, "eth2")
+	h.ns.AddAddr(t, "eth2", "203.0.113.7/32")
+	cfgDir := t.TempDir()
+	primaryConfig, maint := filepath.Join(cfgDir, "primary.toml"), filepath.Join(cfgDir, "VI_1.maint")
+	os.WriteFile(primaryConfig, []byte("[[instance]]\nname = \"VI_1\"\ndev = \"eth0\"\nown = true\nvips = [\"192.0.2.100\", \"192.0.2.11\"]\nmaintenance_file = \""+maint+"\"\n"), 0o600)
 
 	tests := []struct {
 		name string
@@ -44,6 +53,16 @@ func TestPrivilegedBadInputChangesNothing(t *testing.T) {
 		{"invalid config", []string{"down", "--config", badConfig, "--instance", "VI_1"}, badConfig + ":4"},
 		{"unknown instance", []string{"down", "--instance", "VI_9"}, `"VI_9"`},
 		{"down on unknown interface", []string{"down", "--own", "--dev", "eth9", "192.0.2.50"}, `"eth9"`},
+		// The release path validates what it is about to delete (I7).
+		{"down --own of the primary", []string{"down", "--own", "--dev", "eth0", "192.0.2.50", "192.0.2.11"}, "192.0.2.11 is the primary IPv4 address of eth0"},
+		{"down --own of the primary with its prefix", []string{"down", "--own", "--dev", "eth0", "192.0.2.11/24"}, "192.0.2.11 is the primary IPv4 address of eth0"},
+		{"down --own of the only IPv6 address", []string{"down", "--own", "--dev", "eth0", "2001:db8::11"}, "2001:db8::11 (2001:db8::11/64) is the last global IPv6 address of eth0"},
+		{"down of the primary", []string{"down", "--dev", "eth0", "192.0.2.11"}, "192.0.2.11 is the primary IPv4 address of eth0"},
+		{"route-src del of the primary", []string{"route-src", "del", "--dev", "eth0", "192.0.2.11"}, "192.0.2.11 is the primary IPv4 address of eth0"},
+		{"down --own of a secondary vipkit did not add", []string{"down", "--own", "--dev", "eth0", "192.0.2.60"}, "192.0.2.60 on eth0 is a /24 address that vipkit did not add"},
+		{"down --own of the last address", []string{"down", "--own", "--dev", "eth2", "203.0.113.7"}, "203.0.113.7 (203.0.113.7/32) is the last global IPv4 address of eth2"},
+		{"handover of an instance listing the primary", []string{"handover", "--config", primaryConfig, "VI_1"}, "192.0.2.11 is the primary IPv4 address of eth0"},
+		{"check of a config listing the primary", []string{"check", "--keepalived-conf", "", "--config", primaryConfig}, primaryConfig + ":5: instance[0].vips: 192.0.2.11 is the primary"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,6 +78,9 @@ func TestPrivilegedBadInputChangesNothing(t *testing.T) {
 				t.Errorf("bad input changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})
+	}
+	if _, err := os.Stat(maint); err == nil {
+		t.Error("a refused handover wrote the maintenance file")
 	}
 }
 
@@ -254,10 +276,18 @@ func TestPrivilegedRefresherStops(t *testing.T) {
 		h.ns.Exec(t, "ip", "addr", "del", "192.0.2.100/32", "dev", "eth0")
 		deleted := time.Now()
 		netnstest.WaitFor(t, 2*time.Second, "refresher to exit when the address vanished", func() bool { return len(h.refresherPIDs(t)) == 0 })
-		for _, ts := range cap.stop() {
+		frames := cap.stop()
+		before := 0
+		for _, ts := range frames {
 			if ts.After(deleted) {
 				t.Fatalf("announcement at %s, after the address was deleted at %s", ts.Format(time.StampMicro), deleted.Format(time.StampMicro))
 			}
+			before++
+		}
+		// 200 ms at one every 50 ms, after up's own burst: a capture that
+		// saw none proves nothing about the silence after the deletion.
+		if before < 3 {
+			t.Fatalf("only %d announcements seen while the address was held: the capture is not working", before)
 		}
 	})
 }
@@ -340,4 +370,65 @@ func TestPrivilegedConcurrentFlapsConverge(t *testing.T) {
 		}
 	}
 	h.ok(t, "down", "--own", "--dev", "eth0", "192.0.2.100", "2001:db8::100")
+}
+
+// I1, release order, as the kernel saw it: for down --own and for handover
+// (vipctl-owned and keepalived-owned), every VIP's hint route is deleted
+// before its address, never after. The kernel's own announcements on one
+// socket give the order; no timing is involved.
+func TestPrivilegedReleaseOrderEvents(t *testing.T) {
+	vips := []string{"192.0.2.100", "192.0.2.101", "2001:db8::100", "2001:db8::101"}
+	config := func(t *testing.T, own bool) (path, maint string) {
+		dir := t.TempDir()
+		path, maint = filepath.Join(dir, "vipkit.toml"), filepath.Join(dir, "VI_1.maint")
+		body := fmt.Sprintf("[[instance]]\nname = \"VI_1\"\ndev = \"eth0\"\nown = %v\nvips = [%q, %q, %q, %q]\nmaintenance_file = %q\n", own, vips[0], vips[1], vips[2], vips[3], maint)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path, maint
+	}
+	tests := []struct {
+		name string
+		own  bool
+		run  func(t *testing.T, h *host, cfg string)
+	}{
+		{"down --own", true, func(t *testing.T, h *host, cfg string) {
+			h.ok(t, append([]string{"down", "--own", "--dev", "eth0"}, vips...)...)
+		}},
+		{"handover, vipctl-owned", true, func(t *testing.T, h *host, cfg string) { h.ok(t, "handover", "--config", cfg, "VI_1") }},
+		{"handover, keepalived-owned", false, func(t *testing.T, h *host, cfg string) { h.ok(t, "handover", "--config", cfg, "VI_1") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHost(t)
+			cfg, maint := config(t, tt.own)
+			if !tt.own {
+				for _, v := range vips { // keepalived's part
+					h.ns.AddAddr(t, "eth0", mustVIP(v).Prefix().String())
+				}
+			}
+			h.ok(t, "up", "--config", cfg, "--instance", "VI_1", "--refresh-for", "0s")
+			rec := netnstest.RecordDeletions(t, h.ns)
+			tt.run(t, h, cfg)
+			dels := rec.Drain(t)
+			for _, v := range vips {
+				if err := netnstest.RouteBeforeAddress(dels, mustVIP(v).Addr(), hostnet.HintProtocol); err != nil {
+					t.Error(err)
+				}
+				if h.assigned(t, v) || len(h.localRoutes(t, v)) != 0 {
+					t.Errorf("%s still assigned or routed after %s: %q", v, tt.name, h.localRoutes(t, v))
+				}
+			}
+			if strings.HasPrefix(tt.name, "handover") {
+				b, err := os.ReadFile(maint)
+				if err != nil || strings.TrimSpace(string(b)) != "1" {
+					t.Errorf("maintenance file after handover = %q, %v; want 1", b, err)
+				}
+				h.ok(t, "handover", "--undo", "--config", cfg, "VI_1")
+				if b, _ := os.ReadFile(maint); strings.TrimSpace(string(b)) != "0" {
+					t.Errorf("maintenance file after handover --undo = %q, want 0", b)
+				}
+			}
+		})
+	}
 }

@@ -5,6 +5,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/vipkit/vipkit/pkg/holder"
+	"github.com/vipkit/vipkit/pkg/hooks"
 )
 
 func TestExitCodesForUsageErrors(t *testing.T) {
@@ -42,5 +45,14 @@ func TestExitCodesForUsageErrors(t *testing.T) {
 				t.Errorf("error is not one line: %q", out)
 			}
 		})
+	}
+}
+
+// keepalived's verbs reach the holder by name: the two lists must agree.
+func TestHookVerbsAreHolderVerbs(t *testing.T) {
+	for hv, want := range map[hooks.Verb]holder.Verb{hooks.Up: holder.VerbUp, hooks.Down: holder.VerbDown, hooks.Announce: holder.VerbAnnounce} {
+		if holder.Verb(hv) != want {
+			t.Errorf("hooks.%s is %q, the holder knows it as %q", hv, hv, want)
+		}
 	}
 }

@@ -103,7 +103,9 @@ func (h *host) logs() string {
 func (h *host) snapshot(t *testing.T) string {
 	t.Helper()
 	var b strings.Builder
-	b.WriteString(h.ns.Exec(t, "ip", "-o", "addr", "show", "dev", "eth0"))
+	// Global addresses only: the kernel finishes duplicate address
+	// detection of the link-local one on its own schedule.
+	b.WriteString(h.ns.Exec(t, "ip", "-o", "addr", "show", "dev", "eth0", "scope", "global"))
 	b.WriteString(h.ns.Exec(t, "ip", "-4", "route", "show", "table", "local"))
 	b.WriteString(h.ns.Exec(t, "ip", "-6", "route", "show", "table", "local"))
 	st, _ := os.ReadFile(filepath.Join(h.state, runstate.StateFile))

@@ -15,12 +15,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/pkg/runstate"
 )
-
-// FencedStateFile is fenced's state file in the state directory.
-const fencedStateFile = "fenced.json"
 
 // VIPStatus is one VIP as status reports it.
 type VIPStatus struct {
@@ -119,7 +117,7 @@ func collectStatus(e *env) (*Status, error) {
 	sort.Slice(out.VIPs, func(i, j int) bool {
 		return netip.MustParseAddr(out.VIPs[i].VIP).Less(netip.MustParseAddr(out.VIPs[j].VIP))
 	})
-	if b, err := os.ReadFile(filepath.Join(e.stateDir, fencedStateFile)); err == nil && json.Valid(b) {
+	if b, err := os.ReadFile(filepath.Join(e.stateDir, fencedstate.File)); err == nil && json.Valid(b) {
 		out.Fenced = b
 	}
 	return out, nil
@@ -156,9 +154,7 @@ func printStatus(w io.Writer, s *Status) {
 		fmt.Fprintf(w, "\norphan local routes (the host still answers for these; run vipctl cleanup):\n  %s\n", strings.Join(s.Orphans, "\n  "))
 	}
 	if len(s.Fenced) > 0 {
-		var f struct {
-			State string `json:"state"`
-		}
+		var f fencedstate.Snapshot
 		_ = json.Unmarshal(s.Fenced, &f)
 		fmt.Fprintf(w, "\nfenced: %s (fenced status for details)\n", dash(f.State))
 	}

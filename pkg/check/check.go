@@ -8,6 +8,7 @@ package check
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/hostnet"
@@ -58,6 +59,9 @@ type Facts struct {
 	UserExists func(string) bool
 	// VipctlPath and FencedPath are what keepalived.conf must call.
 	VipctlPath, FencedPath string
+	// Peers are the other nodes' keepalived.conf (vipctl check --peer),
+	// compared with this node's.
+	Peers []Node
 }
 
 // LinkFacts is one interface.
@@ -126,6 +130,15 @@ func Evaluate(cfg *config.Config, f Facts) Report {
 	} else if f.Keepalived != nil {
 		for _, is := range Inspect(f.Keepalived, expect(cfg, f)) {
 			out = append(out, Finding{Severity: is.Severity, Check: "keepalived-conf", Subject: is.Subject, Message: is.Message, Fix: is.Fix, Where: is.Line})
+		}
+		if len(f.Peers) > 0 {
+			local := Node{Name: "this node", Conf: f.Keepalived}
+			if len(f.Keepalived.Files) > 0 {
+				local.Name = f.Keepalived.Files[0]
+			}
+			for _, is := range Peers(append([]Node{local}, f.Peers...), PeerOptions{FenceFile: fenceFile(cfg)}) {
+				out = append(out, Finding{Severity: is.Severity, Check: "keepalived-peers", Subject: is.Subject, Message: is.Message, Fix: is.Fix, Where: is.Line})
+			}
 		}
 	}
 	return report(out)
@@ -269,6 +282,42 @@ func stateDir(cfg *config.Config, f Facts, add addFunc) {
 		add(Error, "state-dir", cfg.StateDir, "chown root:root "+cfg.StateDir+" && chmod 0700 "+cfg.StateDir,
 			"%s (uid %d, mode %04o) is writable by others: whoever can write the track files can take keepalived out of FAULT", cfg.StateDir, p.UID, p.Mode)
 	}
+}
+
+// Programs are the binaries keepalived must be able to run for cfg:
+// vipctl always, fenced only when an instance is guarded by it (a setup
+// without fenced is not told fenced is missing).
+func Programs(cfg *config.Config, vipctlPath, fencedPath string) []string {
+	var out []string
+	if vipctlPath != "" {
+		out = append(out, vipctlPath)
+	}
+	if fencedPath != "" && UsesFenced(cfg) {
+		out = append(out, fencedPath)
+	}
+	return out
+}
+
+// fenceFile recognises fenced's track file of an instance: the path
+// vipkit.toml gives it, or any path ending in ".fence" (a peer's state
+// directory may differ).
+func fenceFile(cfg *config.Config) func(instance, path string) bool {
+	return func(instance, path string) bool {
+		if in, ok := cfg.InstanceByName(instance); ok && in.TrackFile != "" && path == in.TrackFile {
+			return true
+		}
+		return strings.HasSuffix(path, ".fence")
+	}
+}
+
+// UsesFenced reports whether fenced guards any instance of cfg.
+func UsesFenced(cfg *config.Config) bool {
+	for _, in := range cfg.Instances {
+		if in.TrackFile != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func expect(cfg *config.Config, f Facts) Expect {

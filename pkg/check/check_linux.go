@@ -3,11 +3,13 @@ package check
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,12 +67,10 @@ func Gather(ctx context.Context, cfg *config.Config, keepalivedConf, vipctlPath,
 	}
 	if keepalivedConf != "" {
 		f.Keepalived, f.KeepalivedErr = keepalived.LoadConf(keepalivedConf)
-		f.KeepalivedVer = KeepalivedVersion(ctx)
+		f.KeepalivedVer = KeepalivedVersion(ctx, cfg.Fenced.VRRPPIDFile)
 	}
-	for _, p := range []string{vipctlPath, fencedPath} {
-		if p != "" {
-			f.Binaries = append(f.Binaries, chain(p))
-		}
+	for _, p := range Programs(cfg, vipctlPath, fencedPath) {
+		f.Binaries = append(f.Binaries, chain(p))
 	}
 	f.StateDir = stat(cfg.StateDir)
 	return f, nil
@@ -112,13 +112,46 @@ func stat(p string) PathFacts {
 // at start-up otherwise.
 var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`Keepalived v(\d+\.\d+\.\d+)`) })
 
-// KeepalivedVersion asks the installed keepalived; "" when unknown.
-func KeepalivedVersion(ctx context.Context) string {
+// KeepalivedVersion asks the keepalived vipctl talks to for its release:
+// the running VRRP process named by vrrpPIDFile (its own executable, which
+// is not the one on PATH after an upgrade or with a self-built keepalived),
+// else keepalived on PATH, else Debian's /usr/sbin/keepalived; "" when
+// unknown.
+func KeepalivedVersion(ctx context.Context, vrrpPIDFile string) string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	out, _ := exec.CommandContext(ctx, "keepalived", "--version").CombinedOutput()
-	if m := versionRE().FindSubmatch(out); m != nil {
-		return string(m[1])
+	var cands []string
+	if exe := runningKeepalived(vrrpPIDFile); exe != "" {
+		cands = append(cands, exe)
+	}
+	cands = append(cands, "keepalived", "/usr/sbin/keepalived")
+	for _, bin := range cands {
+		out, _ := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
+		if m := versionRE().FindSubmatch(out); m != nil {
+			return string(m[1])
+		}
 	}
 	return ""
+}
+
+// runningKeepalived is /proc/PID/exe of the process a keepalived pid file
+// names, if that process is a keepalived: a stale file's PID may belong to
+// any program by now, which must not be run.
+func runningKeepalived(pidFile string) string {
+	if pidFile == "" {
+		return ""
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return ""
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return ""
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != "keepalived" {
+		return ""
+	}
+	return fmt.Sprintf("/proc/%d/exe", pid)
 }

@@ -79,18 +79,6 @@ func (x *inspector) add(sev Severity, subject string, pos keepalived.Pos, msg, f
 	x.issues = append(x.issues, Issue{Severity: sev, Subject: subject, Line: pos.String(), Message: msg, Fix: fmt.Sprintf(fix, args...)})
 }
 
-func (x *inspector) problems() {
-	for _, p := range x.c.Problems {
-		if p.Syntax {
-			x.add(Error, p.Pos.File, p.Pos, p.Msg,
-				"correct the line; `keepalived -t -f %s` shows how keepalived reads it", p.Pos.File)
-		} else {
-			x.add(Info, p.Pos.File, p.Pos, p.Msg,
-				"make sure these lines do not change the vipkit instances, or write them out plainly")
-		}
-	}
-}
-
 // defaultUser is the user keepalived runs a script as when it names none;
 // "" when it would drop the script, "?" when that cannot be known.
 func (x *inspector) defaultUser() string {
@@ -110,6 +98,11 @@ func (x *inspector) defaultUser() string {
 
 func (x *inspector) scriptSecurity() {
 	g := x.c.Global
+	if g.EnableScriptSecurityArg != "" {
+		x.add(Info, "global_defs", g.EnableScriptSecurityPos,
+			fmt.Sprintf("enable_script_security takes no value: keepalived ignores %q and enables script security (scripts run only if root owns them and every directory above them, and nobody else can write them); vipctl check judges the file with it enabled, as keepalived runs it", g.EnableScriptSecurityArg),
+			"write `enable_script_security` alone, or remove the line to disable it")
+	}
 	if !g.EnableScriptSecurity {
 		x.add(Warning, "global_defs", g.Pos,
 			"enable_script_security is not set: keepalived runs hooks as root even when a non-root user could replace them",
@@ -163,6 +156,7 @@ func (x *inspector) allCommands() []owned {
 // that keepalived will run it at all, as root, from the installed path.
 func (x *inspector) commands() {
 	vipctl, fenced := x.want.VipctlPath, x.want.FencedPath
+	relied := x.reliedOn()
 	for _, o := range x.allCommands() {
 		c := o.cmd
 		if len(c.Argv) == 0 && c.Err == "" {
@@ -181,6 +175,8 @@ func (x *inspector) commands() {
 			x.add(Error, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
 				"write the command as one double-quoted string, with single quotes around any argument that contains spaces")
 			continue
+		case c.Err != "" && !relied[o.subject] && (strings.HasPrefix(o.subject, "vrrp_instance ") || strings.HasPrefix(o.subject, "vrrp_sync_group ")):
+			continue // a script of an instance vipkit does not manage, not calling vipkit
 		case c.Err != "":
 			x.add(Warning, o.subject, c.Pos, fmt.Sprintf("keepalived will not run this %s: %s", c.Keyword, c.Err),
 				"write the command as one double-quoted string, with single quotes around any argument that contains spaces")
@@ -218,6 +214,15 @@ func (x *inspector) commands() {
 	}
 }
 
+func (x *inspector) manages(name string) bool {
+	for _, ei := range x.want.Instances {
+		if ei.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 func sameBase(a, b string) bool {
 	return b != "" && a != "" && filepath.Base(a) == filepath.Base(b)
 }
@@ -228,6 +233,9 @@ func (x *inspector) routes() {
 		return
 	}
 	for _, in := range x.c.Instances {
+		if !x.manages(in.Name) {
+			continue // an instance vipkit does not manage: its routes are not vipkit's concern
+		}
 		for _, r := range in.Routes {
 			if r.Type == "" || r.Prepend {
 				continue
@@ -328,13 +336,46 @@ func (x *inspector) ownership(ei ExpectedInstance, in *keepalived.Instance) {
 				"add %s to virtual_ipaddress (virtual_ipaddress_excluded for a second address family), or set own = true in vipkit.toml", p.Addr())
 		}
 	}
+	if ei.Own && len(in.VIPs) == 0 {
+		x.noVIPs(ei, in)
+	}
+}
+
+// noVIPs checks a vipctl-owned instance without VIPs against the keepalived
+// release: before 2.2.8 it must run VRRPv2 (whole-second adverts); from
+// 2.2.8 no_virtual_ipaddress lets it run VRRPv3 with sub-second adverts,
+// which makes its takeover as quick as a keepalived-owned one.
+func (x *inspector) noVIPs(ei ExpectedInstance, in *keepalived.Instance) {
+	subject := "vrrp_instance " + ei.Name
 	version := in.Version
 	if version == 0 {
 		version = x.c.Global.VRRPVersion
 	}
-	if ei.Own && len(in.VIPs) == 0 && (version == 3 || in.StrictMode || x.c.Global.VRRPStrict) {
+	strictMode := in.StrictMode || x.c.Global.VRRPStrict
+	strict := version == 3 || strictMode
+	ka, err := keepalived.ParseVersion(x.want.KeepalivedVersion)
+	known := err == nil
+	switch {
+	case in.NoVIPs && known && ka.Less(keepalived.NoVIPv3):
+		sev, what := Warning, "ignores it"
+		if strict {
+			sev, what = Error, "ignores it and, under VRRPv3 or strict mode, rejects the instance without VIPs, so it would not run this instance at all"
+		}
+		x.add(sev, subject, in.Pos, fmt.Sprintf("keepalived %s does not know no_virtual_ipaddress (keepalived 2.2.8 and later): it %s", ka, what),
+			"remove no_virtual_ipaddress, version 3 / vrrp_version 3 and strict_mode / vrrp_strict for this instance (VRRPv2), or upgrade keepalived to 2.2.8 or later")
+	case in.NoVIPs && strictMode:
+		x.add(Error, subject, in.Pos, "keepalived clears no_virtual_ipaddress under strict mode and then rejects the vrrp_instance without VIPs, so it would not run this instance at all",
+			"remove strict_mode / vrrp_strict for this instance")
+	case in.NoVIPs:
+	case strict && known && ka.AtLeast(keepalived.NoVIPv3):
+		x.add(Error, subject, in.Pos, "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode unless it says no_virtual_ipaddress, so it would not run this instance at all",
+			"add `no_virtual_ipaddress` to vrrp_instance %s", ei.Name)
+	case strict:
 		x.add(Error, subject, in.Pos, "keepalived rejects a vrrp_instance without VIPs under VRRPv3 or strict mode, so it would not run this instance at all",
 			"remove version 3 / vrrp_version 3 and strict_mode / vrrp_strict for this instance")
+	case known && ka.AtLeast(keepalived.NoVIPv3):
+		x.add(Info, subject, in.Pos, fmt.Sprintf("keepalived %s runs an instance without VIPs under VRRPv3 when it says no_virtual_ipaddress: sub-second adverts make vipctl's takeover as quick as keepalived's, where VRRPv2 adverts are whole seconds", ka),
+			"add `no_virtual_ipaddress`, `version 3` and `advert_int 0.1` to vrrp_instance %s (as contrib/keepalived/vipctl-owned-v3*.conf)", ei.Name)
 	}
 }
 
@@ -375,9 +416,15 @@ func (x *inspector) hooks(ei ExpectedInstance, in *keepalived.Instance, g *keepa
 	slices.Sort(used)
 	switch {
 	case len(used) == 0:
-		x.add(Error, subject, in.Pos, "vipctl is not told of every transition: "+x.hookGaps(generic, perState),
-			"add `notify \"%s notify\"` to vrrp_instance %s (or notify_master \"%s up ...\" and notify_backup, notify_fault, notify_stop \"%s down ...\")",
+		fix := fmt.Sprintf("add `notify \"%s notify\"` to vrrp_instance %s (or notify_master \"%s up ...\" and notify_backup, notify_fault, notify_stop \"%s down ...\")",
 			x.want.VipctlPath, ei.Name, x.want.VipctlPath, x.want.VipctlPath)
+		if generic != nil {
+			// keepalived runs only the first notify of a block: a second
+			// line would be ignored, so the fix is to change the first.
+			fix = fmt.Sprintf("change the notify line at %s to `notify \"%s notify\"` (keepalived runs only the first notify line of a block and ignores any other; chain your own script from a wrapper if you still need it)",
+				generic.Pos, x.want.VipctlPath)
+		}
+		x.add(Error, subject, in.Pos, "vipctl is not told of every transition: "+x.hookGaps(generic, perState), "%s", fix)
 	case len(used) > 1:
 		x.add(Warning, subject, in.Pos, fmt.Sprintf("vipctl is told of each transition more than once (%s): the runs race each other", strings.Join(used, ", ")),
 			"keep one of: the generic notify, the per-state hooks, the notify FIFO")
@@ -409,8 +456,12 @@ func (x *inspector) splitBrainHeal(ei ExpectedInstance, in *keepalived.Instance,
 			"add `vrrp_higher_prio_send_advert` to global_defs")
 	}
 	if !fifo && !x.isVipctl(rxLowerPri, "announce") {
+		verb, where := "add", "to vrrp_instance "+ei.Name
+		if rxLowerPri != nil {
+			verb, where = "change the line at "+rxLowerPri.Pos.String()+" to", "(keepalived runs only the first notify_master_rx_lower_pri line)"
+		}
 		x.add(Warning, subject, in.Pos, "vipctl is not told when this master hears a lower priority (a split brain healing), so it does not re-announce",
-			"add `notify_master_rx_lower_pri \"%s announce --dev %s %s\"` to vrrp_instance %s", x.want.VipctlPath, orIF(in.Interface), strings.Join(ei.VIPs, " "), ei.Name)
+			"%s `notify_master_rx_lower_pri \"%s announce --dev %s %s\"` %s", verb, x.want.VipctlPath, orIF(in.Interface), strings.Join(ei.VIPs, " "), where)
 	}
 }
 

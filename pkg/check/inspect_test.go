@@ -91,8 +91,11 @@ func TestInspect(t *testing.T) {
 		// append is added at the end.
 		edit   []string
 		append string
-		expect func(e *Expect)
-		want   []want
+		// prepend goes before everything: keepalived resolves a tracker
+		// only if it is defined above the instance.
+		prepend string
+		expect  func(e *Expect)
+		want    []want
 	}{
 		{name: "clean"},
 
@@ -204,6 +207,33 @@ func TestInspect(t *testing.T) {
 		{name: "own without VIPs under vrrp_strict", expect: func(e *Expect) { e.Instances[0].Own = true },
 			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev", "    enable_script_security\n", "    enable_script_security\n    vrrp_strict\n"},
 			want: []want{{Error, "vrrp_instance VI_1", "under VRRPv3 or strict mode", ""}}},
+		// vipctl-owned without VIPs, by keepalived release (VRRPv3 needs
+		// no_virtual_ipaddress, keepalived 2.2.8 and later).
+		{name: "own VRRPv2 on 2.2.7", expect: func(e *Expect) { e.Instances[0].Own = true },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"}},
+		{name: "own VRRPv2 on 2.3.3: VRRPv3 recommended", expect: func(e *Expect) { e.Instances[0].Own = true; e.KeepalivedVersion = "2.3.3" },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"},
+			want: []want{{Info, "vrrp_instance VI_1", "keepalived 2.3.3 runs an instance without VIPs under VRRPv3 when it says no_virtual_ipaddress", ""}}},
+		{name: "own VRRPv2 on 2.2.8: VRRPv3 recommended", expect: func(e *Expect) { e.Instances[0].Own = true; e.KeepalivedVersion = "1:2.2.8-1" },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"},
+			want: []want{{Info, "vrrp_instance VI_1", "keepalived 2.2.8 runs an instance without VIPs under VRRPv3", ""}}},
+		{name: "own VRRPv2, version unknown", expect: func(e *Expect) { e.Instances[0].Own = true; e.KeepalivedVersion = "" },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"}},
+		{name: "own VRRPv3 no_virtual_ipaddress on 2.3.3", expect: func(e *Expect) { e.Instances[0].Own = true; e.KeepalivedVersion = "2.3.3" },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "    version 3\n    advert_int 0.1\n    no_virtual_ipaddress\n", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"}},
+		{name: "own VRRPv3 without no_virtual_ipaddress on 2.3.3", expect: func(e *Expect) { e.Instances[0].Own = true; e.KeepalivedVersion = "2.3.3" },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "    version 3\n", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"},
+			want: []want{{Error, "vrrp_instance VI_1", "unless it says no_virtual_ipaddress", ""}}},
+		{name: "own VRRPv3 no_virtual_ipaddress on 2.2.7", expect: func(e *Expect) { e.Instances[0].Own = true },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "    version 3\n    no_virtual_ipaddress\n", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"},
+			want: []want{{Error, "vrrp_instance VI_1", "keepalived 2.2.7 does not know no_virtual_ipaddress (keepalived 2.2.8 and later): it ignores it and, under VRRPv3 or strict mode, rejects the instance", ""}}},
+		{name: "own VRRPv2 no_virtual_ipaddress on 2.2.7", expect: func(e *Expect) { e.Instances[0].Own = true },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "    no_virtual_ipaddress\n", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev"},
+			want: []want{{Warning, "vrrp_instance VI_1", "keepalived 2.2.7 does not know no_virtual_ipaddress (keepalived 2.2.8 and later): it ignores it", ""}}},
+		{name: "own no_virtual_ipaddress under vrrp_strict on 2.3.3", expect: func(e *Expect) { e.Instances[0].Own = true; e.KeepalivedVersion = "2.3.3" },
+			edit: []string{"    virtual_ipaddress {\n        192.0.2.100\n    }\n", "    version 3\n    no_virtual_ipaddress\n", "vipctl up --dev", "vipctl up --own --dev", "vipctl down --dev", "vipctl down --own --dev", "    enable_script_security\n", "    enable_script_security\n    vrrp_strict\n"},
+			want: []want{{Error, "vrrp_instance VI_1", "keepalived clears no_virtual_ipaddress under strict mode", ""}}},
+		{name: "keepalived-owned on 2.3.3: no recommendation", expect: func(e *Expect) { e.KeepalivedVersion = "2.3.3" }},
 
 		// fenced's track file.
 		{name: "no fence block", edit: []string{`file "/run/vipkit/VI_1.fence"`, `file "/run/other.fence"`},
@@ -232,16 +262,19 @@ func TestInspect(t *testing.T) {
 			want: []want{{Warning, "track_file maint_VI_1", "puts the node in maintenance at every keepalived start", ""}}},
 		{name: "maintenance created", edit: []string{"    file \"/run/vipkit/VI_1.maint\"\n", "    file \"/run/vipkit/VI_1.maint\"\n    init_file\n"}},
 		{name: "no maintenance block", edit: []string{"        maint_VI_1\n", "", "track_file maint_VI_1 {", "track_file unused {", "/run/vipkit/VI_1.maint", "/run/other"},
-			want: []want{{Warning, "vrrp_instance VI_1", "no track_file block watches /run/vipkit/VI_1.maint: vipctl handover could not hand the VIP over", ""}}},
+			want: []want{
+				{Warning, "vrrp_instance VI_1", "no track_file block watches /run/vipkit/VI_1.maint: vipctl handover could not hand the VIP over", ""},
+				{Info, "track_file unused", "tracked by no instance or sync group: keepalived drops it", "keepalived.conf:10"},
+			}},
 
 		// fenced liveness.
 		{name: "no liveness", edit: []string{"    track_process {\n        fenced\n    }\n", ""},
 			want: []want{{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", "keepalived.conf:18"}}},
 		{name: "liveness by track_script", edit: []string{"    track_process {\n        fenced\n    }\n", "    track_script {\n        fenced_alive\n    }\n"},
-			append: "vrrp_script fenced_alive {\n script \"/usr/local/sbin/fenced status --alive\"\n interval 1\n fall 1\n rise 1\n weight 0\n}\n"},
+			prepend: "vrrp_script fenced_alive {\n script \"/usr/local/sbin/fenced status --alive\"\n interval 1\n fall 1\n rise 1\n weight 0\n}\n"},
 		{name: "liveness script with a weight", edit: []string{"    track_process {\n        fenced\n    }\n", "    track_script {\n        fenced_alive\n    }\n"},
-			append: "vrrp_script fenced_alive {\n script \"/usr/local/sbin/fenced status --alive\"\n weight 10\n}\n",
-			want:   []want{{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""}}},
+			prepend: "vrrp_script fenced_alive {\n script \"/usr/local/sbin/fenced status --alive\"\n weight 10\n}\n",
+			want:    []want{{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""}}},
 		{name: "track_process weight unset", edit: []string{"    process fenced\n    weight 0\n", "    process fenced\n"},
 			want: []want{{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""}}},
 		{name: "top-level track_process", edit: []string{"vrrp_track_process fenced {", "track_process fenced {"},
@@ -250,7 +283,7 @@ func TestInspect(t *testing.T) {
 				{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""},
 			}},
 		{name: "stale fenced path", edit: []string{"    track_process {\n        fenced\n    }\n", "    track_script {\n        fenced_alive\n    }\n"},
-			append: "vrrp_script fenced_alive {\n script \"/usr/bin/fenced status --alive\"\n}\n",
+			prepend: "vrrp_script fenced_alive {\n script \"/usr/bin/fenced status --alive\"\n}\n",
 			want: []want{
 				{Error, "vrrp_script fenced_alive", "script runs /usr/bin/fenced, but fenced is installed as /usr/local/sbin/fenced", ""},
 				{Warning, "vrrp_instance VI_1", "nothing puts keepalived in FAULT when fenced stops", ""},
@@ -276,21 +309,14 @@ func TestInspect(t *testing.T) {
 			expect: func(e *Expect) { e.Instances[0].Refresh = true }},
 
 		// What the reader could not model.
-		{name: "syntax problem", append: "vrrp_instance VI_9 {\n",
-			want: []want{{Error, "keepalived.conf", `block "vrrp_instance VI_9" is never closed`, "keepalived.conf:40"}}},
+		{name: "syntax problem", append: "}\n",
+			want: []want{{Warning, "keepalived.conf", `'}' without a matching '{'`, "keepalived.conf:40"}}},
 		{name: "conditional line", edit: []string{"    priority 100\n", "    @node1 priority 100\n"},
 			want: []want{{Info, "keepalived.conf", "conditional line (@...) read as if it applied", "keepalived.conf:22"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			text := baseConf
-			for i := 0; i+1 < len(tt.edit); i += 2 {
-				if !strings.Contains(text, tt.edit[i]) {
-					t.Fatalf("edit %q does not apply", tt.edit[i])
-				}
-				text = strings.ReplaceAll(text, tt.edit[i], tt.edit[i+1])
-			}
-			text += tt.append
+			text := tt.prepend + edited(t, baseConf, tt.edit, -1) + tt.append
 			e := baseExpect()
 			if tt.expect != nil {
 				tt.expect(&e)
@@ -299,6 +325,19 @@ func TestInspect(t *testing.T) {
 			checkIssues(t, got, tt.want)
 		})
 	}
+}
+
+// edited applies pairs of old, new strings to text (n replacements each,
+// -1 for all), failing the test on one that does not apply.
+func edited(t *testing.T, text string, edits []string, n int) string {
+	t.Helper()
+	for i := 0; i+1 < len(edits); i += 2 {
+		if !strings.Contains(text, edits[i]) {
+			t.Fatalf("edit %q does not apply", edits[i])
+		}
+		text = strings.Replace(text, edits[i], edits[i+1], n)
+	}
+	return text
 }
 
 // checkIssues matches issues to wants one to one, so a check that fires

@@ -68,6 +68,10 @@ type Config struct {
 	Fenced    Fenced
 	Clusters  []Cluster
 	Instances []Instance
+
+	// vipsAt locates each instance's vips key ("vipkit.toml:12:
+	// instance[0].vips") for errors found against the host (CheckVIPs).
+	vipsAt map[string]string
 }
 
 // Announce is a GARP / unsolicited NA schedule: Count packets Interval apart
@@ -116,6 +120,12 @@ type Instance struct {
 	TrackFile string
 	// MaintenanceFile is the keepalived track_file vipctl handover writes.
 	MaintenanceFile string
+}
+
+// Target is the instance's VIPs on its link, as vipctl and fenced act on
+// them.
+func (in Instance) Target() vip.Target {
+	return vip.Target{Instance: in.Name, Dev: in.Dev, VIPs: slices.Clone(in.VIPs), Own: in.Own}
 }
 
 // Cluster is one etcd cluster and the lease fenced holds in it.
@@ -278,6 +288,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	if v.err != nil {
 		return nil, v.err
 	}
+	cfg.vipsAt = map[string]string{}
+	for i, in := range cfg.Instances {
+		cfg.vipsAt[in.Name] = v.locate(fmt.Sprintf("instance[%d].vips", i))
+	}
 	cfg.Path = name
 	return cfg, nil
 }
@@ -309,11 +323,34 @@ func (v *validator) failf(key, format string, args ...any) {
 	if v.err != nil {
 		return
 	}
-	loc := v.name
+	v.err = fmt.Errorf("%s: %s: %w", v.locate(key), fmt.Sprintf(format, args...), ErrInvalid)
+}
+
+// locate names a key as errors do: "file:line: key".
+func (v *validator) locate(key string) string {
 	if line, ok := v.lines[key]; ok {
-		loc = fmt.Sprintf("%s:%d", v.name, line)
+		return fmt.Sprintf("%s:%d: %s", v.name, line, key)
 	}
-	v.err = fmt.Errorf("%s: %s: %s: %w", loc, key, fmt.Sprintf(format, args...), ErrInvalid)
+	return v.name + ": " + key
+}
+
+// CheckVIPs validates every configured VIP against the host: floating(dev,
+// v) reports a VIP that is one of the interface's own addresses, which
+// vipkit must never release (hostnet.Net.CheckFloating). The error names
+// the file, line and key.
+func (c *Config) CheckVIPs(floating func(dev string, v vip.VIP) error) error {
+	for _, in := range c.Instances {
+		for _, v := range in.VIPs {
+			if err := floating(in.Dev, v); err != nil {
+				at := c.vipsAt[in.Name]
+				if at == "" {
+					at = "instance " + in.Name + ": vips"
+				}
+				return fmt.Errorf("%s: %w: %w", at, err, ErrInvalid)
+			}
+		}
+	}
+	return nil
 }
 
 func (v *validator) duration(key, s string, def time.Duration) time.Duration {

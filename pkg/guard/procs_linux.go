@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipkit/vipkit/pkg/runstate"
 )
 
 // ProcFS finds processes through /proc and waits on them with a pidfd.
@@ -30,11 +31,7 @@ func (ProcFS) Find(pidFile string) (int, bool) {
 	if err != nil || strings.TrimSpace(string(comm)) != "keepalived" {
 		return 0, false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X' {
+	if !runstate.Running(pid) {
 		return 0, false
 	}
 	return pid, true

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vipkit/vipkit/pkg/announce"
@@ -27,19 +28,14 @@ import (
 // mismatch). Nothing was changed.
 var ErrBadInput = errors.New("bad input")
 
-// Host is the kernel state the holder reads and changes (hostnet.Net).
+// Host is the kernel state the holder reads and changes (hostnet.Net). The
+// holder reads each link once per operation (View), under the lock, and
+// plans every VIP from that one read.
 type Host interface {
 	Link(dev string) (hostnet.Link, error)
-	Primary(l hostnet.Link, v vip.VIP) (netip.Addr, error)
-	CheckSource(l hostnet.Link, v vip.VIP, src netip.Addr) error
-	IsAssigned(l hostnet.Link, v vip.VIP) (bool, error)
-	AddVIP(l hostnet.Link, v vip.VIP) error
-	SetHint(l hostnet.Link, v vip.VIP, src netip.Addr) error
-	ClearHint(l hostnet.Link, v vip.VIP) error
-	Release(l hostnet.Link, v vip.VIP) error
+	View(l hostnet.Link) (hostnet.View, error)
 	Orphans() ([]hostnet.LocalRoute, error)
 	DeleteRoute(r hostnet.LocalRoute) error
-	AssignedAnywhere(a netip.Addr) (bool, error)
 }
 
 // Store is the state directory (runstate.Store).
@@ -89,6 +85,11 @@ type Request struct {
 	Ticket   runstate.Ticket
 }
 
+// For makes the request of one instance's VIPs on one link.
+func For(g vip.Target, t runstate.Ticket) Request {
+	return Request{Dev: g.Dev, VIPs: g.VIPs, Own: g.Own, Instance: g.Instance, Ticket: t}
+}
+
 // Outcome says what happened to one VIP.
 type Outcome struct {
 	VIP    vip.VIP
@@ -125,57 +126,64 @@ func (h *Holder) now() time.Time {
 func bad(err error) error {
 	if errors.Is(err, hostnet.ErrNoSuchDevice) || errors.Is(err, hostnet.ErrNoPrimary) ||
 		errors.Is(err, hostnet.ErrVIPIsPrimary) || errors.Is(err, hostnet.ErrFamilyMismatch) ||
-		errors.Is(err, hostnet.ErrNotAssigned) {
+		errors.Is(err, hostnet.ErrNotAssigned) || errors.Is(err, hostnet.ErrNotFloating) ||
+		errors.Is(err, hostnet.ErrLastAddress) {
 		return fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	return err
 }
 
-// prepare validates a request and resolves the hint source of each VIP,
-// changing nothing.
-func (h *Holder) prepare(req Request, needSource bool) (hostnet.Link, map[vip.VIP]netip.Addr, error) {
-	if len(req.VIPs) == 0 {
-		return hostnet.Link{}, nil, fmt.Errorf("%w: no VIP given", ErrBadInput)
+// views reads each link the requests name once. The caller holds the lock:
+// a read taken before it could miss a hint another vipctl set meanwhile.
+type views map[string]hostnet.View
+
+func (h *Holder) view(vs views, l hostnet.Link) (hostnet.View, error) {
+	if w, ok := vs[l.Name]; ok {
+		return w, nil
 	}
-	l, err := h.Host.Link(req.Dev)
+	w, err := h.Host.View(l)
 	if err != nil {
-		return hostnet.Link{}, nil, bad(err)
+		return nil, err
 	}
+	vs[l.Name] = w
+	return w, nil
+}
+
+// links resolves every request's interface, changing nothing.
+func (h *Holder) links(reqs []Request) ([]hostnet.Link, error) {
+	ls := make([]hostnet.Link, len(reqs))
+	for i, req := range reqs {
+		if len(req.VIPs) == 0 {
+			return nil, fmt.Errorf("%w: no VIP given", ErrBadInput)
+		}
+		l, err := h.Host.Link(req.Dev)
+		if err != nil {
+			return nil, bad(err)
+		}
+		ls[i] = l
+	}
+	return ls, nil
+}
+
+// sources validates a request against one read of its link and resolves
+// the hint source of each VIP, changing nothing.
+func sources(w hostnet.View, req Request) (map[vip.VIP]netip.Addr, error) {
 	srcs := map[vip.VIP]netip.Addr{}
-	if !needSource {
-		return l, srcs, nil
-	}
 	for _, v := range req.VIPs {
 		if req.Src.IsValid() {
-			if err := h.Host.CheckSource(l, v, req.Src); err != nil {
-				return l, nil, bad(err)
+			if err := w.CheckSource(v, req.Src); err != nil {
+				return nil, bad(err)
 			}
 			srcs[v] = req.Src
 			continue
 		}
-		src, err := h.Host.Primary(l, v)
+		src, err := w.Primary(v)
 		if err != nil {
-			return l, nil, bad(err)
+			return nil, bad(err)
 		}
 		srcs[v] = src
 	}
-	return l, srcs, nil
-}
-
-// begin validates the request, takes the lock and splits the VIPs into
-// those this process acts on and those already superseded. The caller
-// unlocks tx.
-func (h *Holder) begin(ctx context.Context, req Request, needSource bool) (hostnet.Link, map[vip.VIP]netip.Addr, *runstate.Tx, []vip.VIP, []Outcome, error) {
-	l, srcs, err := h.prepare(req, needSource)
-	if err != nil {
-		return l, nil, nil, nil, nil, err
-	}
-	tx, err := h.Store.Lock(ctx)
-	if err != nil {
-		return l, nil, nil, nil, nil, err
-	}
-	todo, out := admit(tx.State, req)
-	return l, srcs, tx, todo, out, nil
+	return srcs, nil
 }
 
 // admit splits the request's VIPs into those this process may act on and
@@ -204,52 +212,79 @@ func (h *Holder) entry(req Request, v vip.VIP, action string, prev *runstate.Ent
 // first burst of announcements goes out and a refresher takes the rest of
 // the schedule.
 func (h *Holder) Up(ctx context.Context, req Request) ([]Outcome, error) {
-	return h.hold(ctx, req, runstate.ActionUp)
+	return h.hold(ctx, []Request{req}, runstate.ActionUp)
 }
 
 // RouteSrcAdd sets the hint alone, on VIPs that are assigned.
 func (h *Holder) RouteSrcAdd(ctx context.Context, req Request) ([]Outcome, error) {
 	req.Own = false
-	return h.hold(ctx, req, runstate.ActionRouteSrcAdd)
+	return h.hold(ctx, []Request{req}, runstate.ActionRouteSrcAdd)
 }
 
-func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcome, error) {
-	l, srcs, tx, todo, out, err := h.begin(ctx, req, true)
+func (h *Holder) hold(ctx context.Context, reqs []Request, action string) ([]Outcome, error) {
+	ls, err := h.links(reqs)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.Store.Lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Unlock()
-	var held []vip.VIP
-	for _, v := range todo {
-		log := h.log().With("vip", v.String(), "dev", req.Dev, "action", action)
-		if req.Instance != "" {
-			log = log.With("instance", req.Instance)
+	vs := views{}
+	srcs := make([]map[vip.VIP]netip.Addr, len(reqs))
+	for i, req := range reqs {
+		w, err := h.view(vs, ls[i])
+		if err != nil {
+			return nil, err
 		}
-		prev := tx.State.Entry(v)
-		e := h.entry(req, v, action, prev)
-		if prev != nil && action != runstate.ActionUp {
-			e.Refresher = prev.Refresher // the hint alone leaves announcing as it is
+		if srcs[i], err = sources(w, req); err != nil {
+			return nil, err // nothing changed, nothing to save
 		}
-		if req.Own && action == runstate.ActionUp {
-			if err := h.Host.AddVIP(l, v); err != nil {
+	}
+	var out []Outcome
+	held := make([][]vip.VIP, len(reqs))
+	for i, req := range reqs {
+		w := vs[ls[i].Name]
+		todo, done := admit(tx.State, req)
+		out = append(out, done...)
+		for _, v := range todo {
+			log := h.log().With("vip", v.String(), "dev", req.Dev, "action", action)
+			if req.Instance != "" {
+				log = log.With("instance", req.Instance)
+			}
+			prev := tx.State.Entry(v)
+			e := h.entry(req, v, action, prev)
+			if prev != nil && action != runstate.ActionUp {
+				e.Refresher = prev.Refresher // the hint alone leaves announcing as it is
+			}
+			if req.Own && action == runstate.ActionUp {
+				if err := w.AddVIP(v); err != nil {
+					return out, h.saveAfter(tx, err)
+				}
+			} else if ok, err := w.IsAssigned(v); err != nil {
+				return out, h.saveAfter(tx, err)
+			} else if !ok {
+				log.Info("VIP not assigned here; nothing to hold")
+				tx.State.Record(e)
+				out = append(out, Outcome{VIP: v, Result: Absent})
+				continue
+			}
+			src := srcs[i][v]
+			if err := w.SetHint(v, src); err != nil {
 				return out, h.saveAfter(tx, err)
 			}
-		} else if ok, err := h.Host.IsAssigned(l, v); err != nil {
-			return out, h.saveAfter(tx, err)
-		} else if !ok {
-			log.Info("VIP not assigned here; nothing to hold")
+			e.Src = src
 			tx.State.Record(e)
-			out = append(out, Outcome{VIP: v, Result: Absent})
-			continue
+			held[i] = append(held[i], v)
+			out = append(out, Outcome{VIP: v, Result: Applied, Src: src})
+			log.Info("holding VIP", "src", src.String(), "own", req.Own)
 		}
-		if err := h.Host.SetHint(l, v, srcs[v]); err != nil {
+	}
+	for _, w := range vs {
+		if err := w.Settle(); err != nil {
 			return out, h.saveAfter(tx, err)
 		}
-		e.Src = srcs[v]
-		tx.State.Record(e)
-		held = append(held, v)
-		out = append(out, Outcome{VIP: v, Result: Applied, Src: srcs[v]})
-		log.Info("holding VIP", "src", srcs[v].String(), "own", req.Own)
 	}
 	if action == runstate.ActionUp {
 		// A new up replaces any refresher of these VIPs, even with none of
@@ -257,9 +292,11 @@ func (h *Holder) hold(ctx context.Context, req Request, action string) ([]Outcom
 		if err := h.stopUnreferenced(tx); err != nil {
 			return out, h.saveAfter(tx, err)
 		}
-		if len(held) > 0 {
-			if err := h.announce(ctx, tx, req, held, held); err != nil {
-				return out, h.saveAfter(tx, err)
+		for i, req := range reqs {
+			if len(held[i]) > 0 {
+				if err := h.announce(ctx, tx, req, held[i], held[i]); err != nil {
+					return out, h.saveAfter(tx, err)
+				}
 			}
 		}
 	}
@@ -313,19 +350,31 @@ func (h *Holder) announce(ctx context.Context, tx *runstate.Tx, req Request, sen
 }
 
 // stopUnreferenced ends refreshers that no entry names any more, so that no
-// vipctl process outlives the VIPs it was started for.
+// vipctl process outlives the VIPs it was started for. They are stopped
+// together: a fence of many instances waits for the slowest, not the sum.
 func (h *Holder) stopUnreferenced(tx *runstate.Tx) error {
 	if h.Refreshers == nil {
 		return nil
 	}
 	live := tx.State.Refreshers()
+	var stop []runstate.Proc
 	for _, p := range tx.Known() {
-		if slices.Contains(live, p) {
-			continue
+		if !slices.Contains(live, p) {
+			stop = append(stop, p)
 		}
-		if err := h.Refreshers.Stop(p); err != nil {
-			return err
+	}
+	errs := make([]error, len(stop))
+	if len(stop) == 1 {
+		errs[0] = h.Refreshers.Stop(stop[0])
+	} else {
+		var wg sync.WaitGroup
+		for i, p := range stop {
+			wg.Go(func() { errs[i] = h.Refreshers.Stop(p) })
 		}
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	tx.Forget(live)
 	return nil
@@ -336,7 +385,7 @@ func (h *Holder) stopUnreferenced(tx *runstate.Tx) error {
 // skipped: never announce what you do not hold. Announcing is not a
 // keepalived transition: it records no ticket and so never supersedes one.
 func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
-	l, _, err := h.prepare(req, false)
+	ls, err := h.links([]Request{req})
 	if err != nil {
 		return nil, err
 	}
@@ -345,10 +394,14 @@ func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
 		return nil, err
 	}
 	defer tx.Unlock()
+	w, err := h.Host.View(ls[0])
+	if err != nil {
+		return nil, err
+	}
 	var out []Outcome
 	var send, refresh []vip.VIP
 	for _, v := range req.VIPs {
-		ok, err := h.Host.IsAssigned(l, v)
+		ok, err := w.IsAssigned(v)
 		if err != nil {
 			return out, h.saveAfter(tx, err)
 		}
@@ -384,59 +437,202 @@ func (h *Holder) Announce(ctx context.Context, req Request) ([]Outcome, error) {
 // address if owned. A VIP that stays assigned (keepalived owns it) keeps the
 // kernel's own local route.
 func (h *Holder) Down(ctx context.Context, req Request) ([]Outcome, error) {
-	return h.release(ctx, req, runstate.ActionDown, req.Own)
+	return h.release(ctx, []Request{req}, runstate.ActionDown, ownedOnly, nil)
 }
+
+// Verb is what a keepalived transition asks of the holder (pkg/hooks).
+type Verb string
+
+// Verbs of Apply.
+const (
+	VerbUp       Verb = "up"
+	VerbDown     Verb = "down"
+	VerbAnnounce Verb = "announce"
+)
+
+// Apply carries out one keepalived transition for many instances (a sync
+// group): up and down in one pass, under one lock, with one read per link
+// and one state write, as the fence does. Announcing is no transition: each
+// instance announces on its own.
+func (h *Holder) Apply(ctx context.Context, verb Verb, reqs []Request) ([]Outcome, error) {
+	switch verb {
+	case VerbUp:
+		return h.hold(ctx, reqs, runstate.ActionUp)
+	case VerbDown:
+		return h.release(ctx, reqs, runstate.ActionDown, ownedOnly, nil)
+	case VerbAnnounce:
+		var out []Outcome
+		var errs []error
+		for _, req := range reqs {
+			o, err := h.Announce(ctx, req)
+			out = append(out, o...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return out, errors.Join(errs...)
+	}
+	return nil, fmt.Errorf("%w: unknown verb %q", ErrBadInput, verb)
+}
+
+// removal says, per request, whether a release deletes the addresses.
+type removal func(Request) bool
+
+func ownedOnly(r Request) bool { return r.Own }
+func hintOnly(Request) bool    { return false }
+func always(Request) bool      { return true }
 
 // RouteSrcDel removes the hint alone.
 func (h *Holder) RouteSrcDel(ctx context.Context, req Request) ([]Outcome, error) {
 	req.Own = false
-	return h.release(ctx, req, runstate.ActionRouteSrcDel, false)
+	return h.release(ctx, []Request{req}, runstate.ActionRouteSrcDel, hintOnly, nil)
 }
 
-// Fence releases the VIPs whoever owns the address (I3: gone before
-// keepalived is told to give up), as the given action.
-func (h *Holder) Fence(ctx context.Context, req Request, action string) ([]Outcome, error) {
-	return h.release(ctx, req, action, true)
+// Fence releases the VIPs of every request whoever owns the addresses (I3:
+// gone before keepalived is told to give up), as the given action, in one
+// pass: one lock, one read per link, the refreshers stopped together, one
+// state write. A host's whole fence costs one wait for the lock, however
+// many instances it has.
+//
+// after, when set, runs once per request right after its VIPs are gone,
+// still under the lock: a fence writes that instance's track file there.
+func (h *Holder) Fence(ctx context.Context, reqs []Request, action string, after func(i int) error) ([]Outcome, error) {
+	return h.release(ctx, reqs, action, always, after)
 }
 
-func (h *Holder) release(ctx context.Context, req Request, action string, removeAddr bool) ([]Outcome, error) {
-	l, _, tx, todo, out, err := h.begin(ctx, req, false)
+func (h *Holder) release(ctx context.Context, reqs []Request, action string, remove removal, after func(i int) error) ([]Outcome, error) {
+	ls, err := h.links(reqs)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.Store.Lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Unlock()
-	for _, v := range todo {
-		prev := tx.State.Entry(v)
-		e := h.entry(req, v, action, prev)
-		if prev != nil && !req.Own {
-			e.Own = prev.Own
+	vs := views{}
+	todos := make([][]vip.VIP, len(reqs))
+	var out []Outcome
+	// Every VIP is checked before anything changes (I7): a typo must never
+	// take the host's own address. A fence cannot refuse as a whole, since
+	// its track file is written anyway: it releases what may be released
+	// and reports the rest.
+	var refused []error
+	for i, req := range reqs {
+		w, err := h.view(vs, ls[i])
+		if err != nil {
+			return nil, err
 		}
-		tx.State.Record(e) // no refresher: it must not send again
+		todo, done := admit(tx.State, req)
+		out = append(out, done...)
+		for _, v := range todo {
+			prev := tx.State.Entry(v)
+			if err := w.CheckRelease(v, remove(req), prev != nil && prev.Own); err != nil {
+				if action != runstate.ActionFence {
+					return nil, bad(fmt.Errorf("%s: %w", action, err))
+				}
+				h.log().Error("fence: not deleting "+v.String()+": "+err.Error(), "vip", v.String(), "dev", req.Dev, "instance", req.Instance)
+				refused = append(refused, err)
+				continue
+			}
+			todos[i] = append(todos[i], v)
+		}
+	}
+	for i, req := range reqs {
+		for _, v := range todos[i] {
+			prev := tx.State.Entry(v)
+			e := h.entry(req, v, action, prev)
+			if prev != nil && !req.Own {
+				e.Own = prev.Own
+			}
+			tx.State.Record(e) // no refresher: it must not send again
+		}
 	}
 	if err := h.stopUnreferenced(tx); err != nil {
 		return out, h.saveAfter(tx, err)
 	}
-	for _, v := range todo {
-		var err error
-		if removeAddr {
-			err = h.Host.Release(l, v)
-		} else {
-			err = h.Host.ClearHint(l, v)
+	// Two phases. First every route of every VIP to release, one batch per
+	// link: the kernel then walks a small routing table for each address
+	// it deletes. Then, instance by instance, its addresses and at once
+	// whatever must follow them (a fence's track file): an instance whose
+	// VIPs keepalived owns reacts to losing them within a few adverts, so
+	// the gap to its track file stays one instance's, not the host's. A VIP
+	// that cannot be released does not keep the others held: a half-released
+	// host is worse than one released as far as it goes.
+	errs := refused
+	type item struct{ req, at int } // request, index in todos[req]
+	byDev := map[string][]item{}
+	var devs []string
+	for i, req := range reqs {
+		dev := ls[i].Name
+		if _, ok := byDev[dev]; !ok {
+			devs = append(devs, dev)
 		}
-		if err != nil {
-			return out, h.saveAfter(tx, err)
+		if !remove(req) {
+			continue
 		}
-		out = append(out, Outcome{VIP: v, Result: Applied})
-		h.log().Info("released VIP", "vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance, "address_removed", removeAddr)
+		for k := range todos[i] {
+			byDev[dev] = append(byDev[dev], item{i, k})
+		}
 	}
-	return out, h.saveAfter(tx, nil)
+	routeErr := make([][]error, len(reqs))
+	for i := range reqs {
+		routeErr[i] = make([]error, len(todos[i]))
+	}
+	for _, dev := range devs {
+		vips := make([]vip.VIP, len(byDev[dev]))
+		for n, it := range byDev[dev] {
+			vips[n] = todos[it.req][it.at]
+		}
+		for n, err := range vs[dev].DropRoutes(vips) {
+			it := byDev[dev][n]
+			routeErr[it.req][it.at] = err
+		}
+	}
+	for i, req := range reqs {
+		w := vs[ls[i].Name]
+		errsOf := make([]error, len(todos[i]))
+		if remove(req) {
+			var rest []vip.VIP
+			var at []int
+			for k, v := range todos[i] {
+				if errsOf[k] = routeErr[i][k]; errsOf[k] == nil { // a VIP whose hint is still there keeps its address (I1)
+					rest, at = append(rest, v), append(at, k)
+				}
+			}
+			for n, err := range w.DropAddrs(rest) {
+				errsOf[at[n]] = err
+			}
+		} else {
+			for k, v := range todos[i] {
+				errsOf[k] = w.ClearHint(v) // keepalived owns it: the hint alone
+			}
+		}
+		// What follows the VIPs comes first, before the log lines: every
+		// moment between an instance's last VIP and its track file is one
+		// in which keepalived may take back what it owns.
+		if after != nil {
+			if err := after(i); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for k, v := range todos[i] {
+			if errsOf[k] != nil {
+				errs = append(errs, errsOf[k])
+				continue
+			}
+			out = append(out, Outcome{VIP: v, Result: Applied})
+			h.log().Info("released VIP", "vip", v.String(), "dev", req.Dev, "action", action, "instance", req.Instance, "address_removed", remove(req))
+		}
+	}
+	return out, h.saveAfter(tx, errors.Join(errs...))
 }
 
 // Handover is a planned switchover (I3): release the VIPs and their hints,
 // whoever owns the addresses, and only then write 1 to the instance's
 // maintenance track file so keepalived gives up MASTER.
 func (h *Holder) Handover(ctx context.Context, req Request, maintenanceFile string) ([]Outcome, error) {
-	out, err := h.Fence(ctx, req, runstate.ActionHandover)
+	out, err := h.Fence(ctx, []Request{req}, runstate.ActionHandover, nil)
 	if err != nil {
 		return out, err
 	}
@@ -506,12 +702,17 @@ func (g *RefreshGate) Begin(ctx context.Context) ([]vip.VIP, func(), error) {
 		tx.Unlock()
 		return nil, nil, err
 	}
+	w, err := g.Holder.Host.View(l)
+	if err != nil {
+		tx.Unlock()
+		return nil, nil, err
+	}
 	var out []vip.VIP
 	for _, e := range tx.State.Wanted(g.Self) {
 		if !slices.Contains(g.VIPs, e.VIP) {
 			continue
 		}
-		ok, err := g.Holder.Host.IsAssigned(l, e.VIP)
+		ok, err := w.IsAssigned(e.VIP)
 		if err != nil {
 			tx.Unlock()
 			return nil, nil, err

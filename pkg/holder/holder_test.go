@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,18 +23,25 @@ import (
 type world struct {
 	log       []string
 	assigned  map[netip.Addr]bool
+	prefixes  map[netip.Addr]netip.Prefix // as added, when not a host prefix
 	hints     map[netip.Addr]netip.Addr
 	orphans   []hostnet.LocalRoute
 	nextPID   int
 	alive     map[runstate.Proc]bool
 	failSpawn bool
+	views     int // reads of a link
+	mu        sync.Mutex
 }
 
 func newWorld() *world {
-	return &world{assigned: map[netip.Addr]bool{}, hints: map[netip.Addr]netip.Addr{}, nextPID: 1000, alive: map[runstate.Proc]bool{}}
+	return &world{assigned: map[netip.Addr]bool{}, prefixes: map[netip.Addr]netip.Prefix{}, hints: map[netip.Addr]netip.Addr{}, nextPID: 1000, alive: map[runstate.Proc]bool{}}
 }
 
-func (w *world) logf(f string, a ...any) { w.log = append(w.log, fmt.Sprintf(f, a...)) }
+func (w *world) logf(f string, a ...any) {
+	w.mu.Lock() // refreshers are stopped in parallel
+	defer w.mu.Unlock()
+	w.log = append(w.log, fmt.Sprintf(f, a...))
+}
 
 var primary4, primary6 = netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8::11")
 
@@ -42,6 +51,39 @@ func (w *world) Link(dev string) (hostnet.Link, error) {
 	}
 	return hostnet.Link{Name: "eth0", Index: 2}, nil
 }
+
+// View implements Host: the fake world answers every question live.
+func (w *world) View(l hostnet.Link) (hostnet.View, error) {
+	w.views++
+	return worldView{w, l}, nil
+}
+
+type worldView struct {
+	w *world
+	l hostnet.Link
+}
+
+func (v worldView) Link() hostnet.Link                          { return v.l }
+func (v worldView) Primary(x vip.VIP) (netip.Addr, error)       { return v.w.Primary(v.l, x) }
+func (v worldView) CheckSource(x vip.VIP, src netip.Addr) error { return v.w.CheckSource(v.l, x, src) }
+func (v worldView) CheckRelease(x vip.VIP, removeAddr, added bool) error {
+	return v.w.CheckRelease(v.l, x, removeAddr, added)
+}
+func (v worldView) IsAssigned(x vip.VIP) (bool, error)      { return v.w.IsAssigned(v.l, x) }
+func (v worldView) AddVIP(x vip.VIP) error                  { return v.w.AddVIP(v.l, x) }
+func (v worldView) SetHint(x vip.VIP, src netip.Addr) error { return v.w.SetHint(v.l, x, src) }
+func (v worldView) ClearHint(x vip.VIP) error               { return v.w.ClearHint(v.l, x) }
+func (v worldView) Release(x vip.VIP) error                 { return v.w.Release(v.l, x) }
+func (v worldView) DropRoutes(xs []vip.VIP) []error         { return make([]error, len(xs)) }
+func (v worldView) DropAddrs(xs []vip.VIP) []error          { return v.ReleaseAll(xs) }
+func (v worldView) ReleaseAll(xs []vip.VIP) []error {
+	errs := make([]error, len(xs))
+	for i, x := range xs {
+		errs[i] = v.w.Release(v.l, x)
+	}
+	return errs
+}
+func (v worldView) Settle() error { return nil }
 
 func (w *world) Primary(l hostnet.Link, v vip.VIP) (netip.Addr, error) {
 	p := primary4
@@ -64,10 +106,37 @@ func (w *world) CheckSource(l hostnet.Link, v vip.VIP, src netip.Addr) error {
 	return nil
 }
 
+// addrs is the interface as the kernel would list it: the host's own
+// addresses, a secondary an operator added by hand, and the VIPs assigned
+// (as host prefixes).
+func (w *world) addrs() []hostnet.Addr {
+	out := []hostnet.Addr{
+		{Prefix: netip.PrefixFrom(primary4, 24), Global: true},
+		{Prefix: netip.PrefixFrom(primary6, 64), Global: true},
+		{Prefix: netip.PrefixFrom(manual4, 24), Global: true, Secondary: true},
+	}
+	for a := range w.assigned {
+		p, ok := w.prefixes[a]
+		if !ok {
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, hostnet.Addr{Prefix: p, Global: true, Secondary: a.Is4() && p.Bits() < 32, Deprecated: a.Is6()})
+	}
+	return out
+}
+
+// manual4 is a secondary /24 address vipkit did not add.
+var manual4 = netip.MustParseAddr("192.0.2.50")
+
+func (w *world) CheckRelease(l hostnet.Link, v vip.VIP, removeAddr, added bool) error {
+	return hostnet.CheckRelease(l.Name, w.addrs(), v, removeAddr, added)
+}
+
 func (w *world) IsAssigned(l hostnet.Link, v vip.VIP) (bool, error) { return w.assigned[v.Addr()], nil }
 func (w *world) AddVIP(l hostnet.Link, v vip.VIP) error {
 	w.logf("add %s", v)
 	w.assigned[v.Addr()] = true
+	w.prefixes[v.Addr()] = v.Prefix()
 	return nil
 }
 func (w *world) SetHint(l hostnet.Link, v vip.VIP, src netip.Addr) error {
@@ -110,7 +179,9 @@ func (w *world) Spawn(ctx context.Context, r SpawnRequest) (runstate.Proc, error
 }
 func (w *world) Stop(p runstate.Proc) error {
 	w.logf("stop %d", p.PID)
+	w.mu.Lock()
 	delete(w.alive, p)
+	w.mu.Unlock()
 	return nil
 }
 func (w *world) Alive(p runstate.Proc) bool { return w.alive[p] }
@@ -118,6 +189,9 @@ func (w *world) Alive(p runstate.Proc) bool { return w.alive[p] }
 func newHolder(t *testing.T, w *world) (*Holder, *runstate.Store) {
 	t.Helper()
 	st := runstate.New(t.TempDir())
+	// The tests' tickets count from 1: "now" is just after them, so that
+	// nothing is old enough to prune unless a test says so.
+	st.Now = func() (runstate.Ticket, error) { return runstate.Ticket{Ticks: 1000}, nil }
 	h := &Holder{
 		Host:       w,
 		Store:      st,
@@ -214,6 +288,84 @@ func TestBadInputChangesNothing(t *testing.T) {
 				t.Fatalf("bad input recorded state: %+v", s.Entries)
 			}
 		})
+	}
+}
+
+// TestReleaseRefusesTheHostsOwnAddresses: every path that deletes
+// addresses or hints refuses, before changing anything, an address that
+// is not a floating one (issue: `down --own` of the primary took the host
+// off the network).
+func TestReleaseRefusesTheHostsOwnAddresses(t *testing.T) {
+	primary, manual := vip.MustParse("192.0.2.11"), vip.MustParse("192.0.2.50")
+	ops := []struct {
+		name string
+		run  func(h *Holder, r Request) error
+	}{
+		{"down --own", func(h *Holder, r Request) error { _, err := h.Down(context.Background(), r); return err }},
+		{"down", func(h *Holder, r Request) error { r.Own = false; _, err := h.Down(context.Background(), r); return err }},
+		{"route-src del", func(h *Holder, r Request) error { _, err := h.RouteSrcDel(context.Background(), r); return err }},
+		{"handover", func(h *Holder, r Request) error {
+			_, err := h.Handover(context.Background(), r, "/run/vipkit/VI_1.maint")
+			return err
+		}},
+	}
+	for _, bad := range []vip.VIP{primary, vip.MustParse("192.0.2.11/24"), vip.MustParse("2001:db8::11"), manual} {
+		for _, op := range ops {
+			if bad == manual && (op.name == "down" || op.name == "route-src del") {
+				continue // only the hint is at stake: a secondary may carry one
+			}
+			t.Run(op.name+" "+bad.String(), func(t *testing.T) {
+				w := newWorld()
+				w.assigned[v4.Addr()] = true
+				h, st := newHolder(t, w)
+				err := op.run(h, req(1, true, v4, bad))
+				if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), bad.Addr().String()) {
+					t.Fatalf("error = %v, want ErrBadInput naming %s", err, bad.Addr())
+				}
+				if len(w.log) != 0 {
+					t.Fatalf("refused release changed something: %q", w.log)
+				}
+				if s, _ := st.Read(); len(s.Entries) != 0 {
+					t.Fatalf("refused release recorded state: %+v", s.Entries)
+				}
+			})
+		}
+	}
+}
+
+// TestFenceSkipsTheHostsOwnAddresses: a fence cannot refuse as a whole (its
+// track file is written whatever happens); it releases the VIPs and leaves
+// the host's own address, reporting it.
+func TestFenceSkipsTheHostsOwnAddresses(t *testing.T) {
+	w := newWorld()
+	w.assigned[v4.Addr()] = true
+	h, _ := newHolder(t, w)
+	out, err := h.Fence(context.Background(), []Request{req(1, false, v4, vip.MustParse("192.0.2.11"))}, runstate.ActionFence, nil)
+	if !errors.Is(err, hostnet.ErrVIPIsPrimary) {
+		t.Fatalf("fence error = %v, want ErrVIPIsPrimary", err)
+	}
+	if want := []string{"release 192.0.2.100"}; !reflect.DeepEqual(w.log, want) {
+		t.Fatalf("fence side effects = %q, want %q", w.log, want)
+	}
+	if len(out) != 1 || out[0].VIP != v4 || out[0].Result != Applied {
+		t.Fatalf("fence outcomes = %+v", out)
+	}
+}
+
+// TestReleaseOfWhatVipkitAdded: a subnet-prefixed VIP that vipctl added is
+// its own to delete, named with or without the prefix.
+func TestReleaseOfWhatVipkitAdded(t *testing.T) {
+	w := newWorld()
+	h, _ := newHolder(t, w)
+	v := vip.MustParse("192.0.2.60/24")
+	if _, err := h.Up(context.Background(), req(1, true, v)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Down(context.Background(), req(2, true, vip.MustParse("192.0.2.60"))); err != nil {
+		t.Fatalf("down of a VIP vipctl added: %v", err)
+	}
+	if w.assigned[v.Addr()] {
+		t.Fatal("VIP still assigned after down")
 	}
 }
 
@@ -465,5 +617,102 @@ func TestUpWithoutRefreshStopsEarlierRefresher(t *testing.T) {
 	}
 	if len(w.alive) != 0 {
 		t.Fatalf("%d refreshers alive after an up without refresh", len(w.alive))
+	}
+}
+
+// I6 after pruning: once the released entry is forgotten (I10), a late
+// MASTER hook forked before it still cannot re-add the VIP, and one forked
+// later still can.
+func TestLateHookIsSupersededAfterPruning(t *testing.T) {
+	w := newWorld()
+	h, st := newHolder(t, w)
+	if _, err := h.Up(context.Background(), req(5, true, v4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Down(context.Background(), req(6, true, v4)); err != nil {
+		t.Fatal(err)
+	}
+	// Long after: the next write forgets the released entry.
+	st.Now = func() (runstate.Ticket, error) { return runstate.Ticket{Ticks: 6 + runstate.PruneAfter + 1}, nil }
+	if _, err := h.Down(context.Background(), req(7, true, v6)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := st.Read(); s.Entry(v4) != nil || s.Horizon.IsZero() {
+		t.Fatalf("the released entry was not pruned: %+v, horizon %v", s.Entry(v4), s.Horizon)
+	}
+	w.log = nil
+	out, err := h.Up(context.Background(), req(4, true, v4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0].Result != Superseded || len(w.log) != 0 {
+		t.Fatalf("late up after pruning: %+v, side effects %q; want superseded, nothing done", out, w.log)
+	}
+	out, err = h.Up(context.Background(), req(8, true, v4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0].Result != Applied {
+		t.Fatalf("a later up after pruning: %+v, want applied", out)
+	}
+}
+
+type lockCounter struct {
+	Store
+	locks int
+}
+
+func (c *lockCounter) Lock(ctx context.Context) (*runstate.Tx, error) {
+	c.locks++
+	return c.Store.Lock(ctx)
+}
+
+// A sync group's transition is one pass: one lock for all its instances,
+// and a down that deletes the addresses vipctl owns and only the hints of
+// those keepalived owns.
+func TestApplyIsOnePassPerTransition(t *testing.T) {
+	w := newWorld()
+	h, _ := newHolder(t, w)
+	lc := &lockCounter{Store: h.Store}
+	h.Store = lc
+	w.assigned[v4.Addr()] = true // keepalived's
+	owned := req(1, true, v6)
+	kept := req(1, false, v4)
+	if _, err := h.Apply(context.Background(), VerbUp, []Request{owned, kept}); err != nil {
+		t.Fatal(err)
+	}
+	w.log = nil
+	owned.Ticket, kept.Ticket = runstate.Ticket{Ticks: 2, PID: 100}, runstate.Ticket{Ticks: 2, PID: 100}
+	out, err := h.Apply(context.Background(), VerbDown, []Request{owned, kept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.locks != 2 {
+		t.Fatalf("two transitions of two instances took the lock %d times, want 2", lc.locks)
+	}
+	want := []string{"stop 1001", "stop 1002", "release 2001:db8::100", "clear-hint 192.0.2.100"}
+	slices.Sort(w.log[:2]) // stopped together
+	if !reflect.DeepEqual(w.log, want) || len(out) != 2 {
+		t.Fatalf("down of the group: %q (%d outcomes), want %q", w.log, len(out), want)
+	}
+}
+
+// A fence runs after(i) right after request i's VIPs are gone, under the
+// same lock: instance by instance, never an instance's FAULT before its VIPs.
+func TestFenceRunsAfterEachInstance(t *testing.T) {
+	w := newWorld()
+	h, _ := newHolder(t, w)
+	w.assigned[v4.Addr()], w.assigned[v6.Addr()] = true, true
+	reqs := []Request{req(1, false, v4), req(1, true, v6)}
+	reqs[0].Instance, reqs[1].Instance = "VI_1", "VI_2"
+	if _, err := h.Fence(context.Background(), reqs, runstate.ActionFence, func(i int) error {
+		w.logf("after %s", reqs[i].Instance)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"release 192.0.2.100", "after VI_1", "release 2001:db8::100", "after VI_2"}
+	if !reflect.DeepEqual(w.log, want) {
+		t.Fatalf("fence = %q, want %q", w.log, want)
 	}
 }

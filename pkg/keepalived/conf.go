@@ -3,6 +3,7 @@ package keepalived
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,10 @@ type Global struct {
 	ScriptUser           string
 	ScriptGroup          string
 	EnableScriptSecurity bool
+	// EnableScriptSecurityArg is what follows the keyword ("0", "off"):
+	// keepalived ignores it.
+	EnableScriptSecurityArg string
+	EnableScriptSecurityPos Pos
 	// VRRPNotifyFIFO is vrrp_notify_fifo (VRRP lines only), NotifyFIFO is
 	// notify_fifo (VRRP and LVS lines); each with its reader script.
 	VRRPNotifyFIFO FIFO
@@ -123,12 +128,28 @@ type Instance struct {
 	// HigherPrioSendAdvert is higher_prio_send_advert; nil if unset (the
 	// global setting applies).
 	HigherPrioSendAdvert *bool
+	// NoVIPs is no_virtual_ipaddress (keepalived 2.2.8 and later): the
+	// instance has no VIP on purpose and may run VRRPv3.
+	NoVIPs bool
 	// SyncGroup names the vrrp_sync_group listing this instance, if any.
 	SyncGroup string
+	// AdvertInt is advert_int in seconds, 0 if unset (keepalived: 1).
+	AdvertInt float64
+	// AuthType and AuthPass are the authentication block's values.
+	AuthType, AuthPass string
+	// UnicastSrcIP is unicast_src_ip (or mcast_src_ip); UnicastPeers the
+	// unicast_peer addresses.
+	UnicastSrcIP string
+	UnicastPeers []string
+	// Nopreempt is nopreempt (a later preempt turns it off).
+	Nopreempt bool
 }
 
 // SyncGroup is a vrrp_sync_group.
 type SyncGroup struct {
+	// TrackingWeight is sync_group_tracking_weight (or global_tracking):
+	// members' tracker weights apply.
+	TrackingWeight bool
 	Name           string
 	Pos            Pos
 	Members        []string
@@ -183,6 +204,8 @@ type TrackFile struct {
 	InitFile      bool
 	InitValue     int
 	InitOverwrite bool
+	// Unused: no instance or sync group tracks it; keepalived drops it.
+	Unused bool
 }
 
 // TrackProcess is a vrrp_track_process block. Keyword records how it was
@@ -212,6 +235,9 @@ type Script struct {
 	Weight    int
 	WeightSet bool
 	Reverse   bool
+	// Unused: no instance or sync group tracks it, so keepalived drops it
+	// ("script ... is not used").
+	Unused bool
 }
 
 // Instance finds a vrrp_instance by name, nil if there is none.
@@ -249,9 +275,12 @@ func (sc *Script) key() string       { return sc.Name }
 type stmt struct {
 	pos      Pos
 	words    []string
+	raw      string
 	bad      string
 	hasBlock bool
 	block    []*stmt
+	// subject is the top-level block it is in, for problems.
+	subject string
 }
 
 func (s *stmt) arg(i int) string {
@@ -261,14 +290,25 @@ func (s *stmt) arg(i int) string {
 	return ""
 }
 
+// Options change how a file is read.
+type Options struct {
+	// ConfigID is keepalived's config id (-i, default the host name): a
+	// line "@ID ..." applies only on a host with that id, "@^ID ..." only
+	// on the others.
+	ConfigID string
+}
+
 // ParseConf reads keepalived.conf. name is used in positions and to resolve
 // relative include patterns (against the including file's directory, as
 // keepalived does); include returns the files a pattern matches, in order,
 // and may be nil to leave includes unfollowed. Syntax keepalived would
 // complain about is reported in Conf.Problems, not as an error; an error
 // means an include could not be read.
-func ParseConf(name string, data []byte, include func(pattern string) ([]File, error)) (*Conf, error) {
+func ParseConf(name string, data []byte, include func(pattern string) ([]File, error), opts ...Options) (*Conf, error) {
 	lx := &lexer{include: include}
+	for _, o := range opts {
+		lx.configID = o.ConfigID
+	}
 	if err := lx.file(name, data); err != nil {
 		return nil, err
 	}
@@ -276,69 +316,27 @@ func ParseConf(name string, data []byte, include func(pattern string) ([]File, e
 	for _, s := range c.tree(lx.lines) {
 		c.top(s)
 	}
-	for _, g := range c.SyncGroups {
-		for _, m := range g.Members {
-			if in := c.Instance(m); in != nil && in.SyncGroup == "" {
-				in.SyncGroup = g.Name
-			}
-		}
-	}
+	c.resolve()
 	return c, nil
 }
 
-// tree nests lines into statements. A "{" opens the block of the words
-// before it on the line, or of the previous statement when it starts a
-// line; "}" closes the innermost block.
-func (c *Conf) tree(lines []line) []*stmt {
-	root := &stmt{hasBlock: true}
-	stack := []*stmt{root}
-	for _, l := range lines {
-		var cur []string
-		flush := func() *stmt {
-			if len(cur) == 0 {
-				return nil
-			}
-			top := stack[len(stack)-1]
-			s := &stmt{pos: l.pos, words: cur, bad: l.bad}
-			top.block = append(top.block, s)
-			cur = nil
-			return s
-		}
-		for _, t := range l.toks {
-			switch {
-			case !t.quoted && t.text == "{":
-				s := flush()
-				top := stack[len(stack)-1]
-				if s == nil && len(top.block) > 0 && !top.block[len(top.block)-1].hasBlock {
-					s = top.block[len(top.block)-1]
-				}
-				if s == nil {
-					s = &stmt{pos: l.pos}
-					top.block = append(top.block, s)
-				}
-				s.hasBlock = true
-				stack = append(stack, s)
-			case !t.quoted && t.text == "}":
-				flush()
-				if len(stack) == 1 {
-					c.Problems = append(c.Problems, Problem{Pos: l.pos, Msg: "'}' without a matching '{'", Syntax: true})
-					continue
-				}
-				stack = stack[:len(stack)-1]
-			default:
-				cur = append(cur, t.text)
-			}
-		}
-		flush()
-	}
-	for _, s := range stack[1:] {
-		c.Problems = append(c.Problems, Problem{Pos: s.pos, Msg: fmt.Sprintf("block %q is never closed with '}'", strings.Join(s.words, " ")), Syntax: true})
-	}
-	return root.block
+// report adds a problem about subject: what keepalived does with it.
+func (c *Conf) report(pos Pos, subject string, fatal bool, format string, args ...any) {
+	c.Problems = append(c.Problems, Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Syntax: true, Fatal: fatal, Subject: subject})
 }
 
-func (c *Conf) syntax(pos Pos, format string, args ...any) {
-	c.Problems = append(c.Problems, Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Syntax: true})
+// fix sets the fix of the problem just reported.
+func (c *Conf) fix(fix string) { c.Problems[len(c.Problems)-1].Fix = fix }
+
+// Fatal is the first problem that makes keepalived refuse the file, nil
+// when it runs it.
+func (c *Conf) Fatal() *Problem {
+	for i := range c.Problems {
+		if c.Problems[i].Fatal {
+			return &c.Problems[i]
+		}
+	}
+	return nil
 }
 
 // num parses an integer argument, reporting a problem when it is not one.
@@ -350,28 +348,54 @@ func (c *Conf) num(s *stmt, i int) int {
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
 		return int(f) // keepalived takes fractional seconds for timers
 	}
-	c.syntax(s.pos, "%s: %q is not a number", s.arg(0), v)
+	if v == "" {
+		return 0 // a missing parameter is reported where keywords are read
+	}
+	c.report(s.pos, s.subject, false, "%s: %q is not a number: keepalived ignores the line or uses its default", s.arg(0), v)
 	return 0
 }
 
 func (c *Conf) top(s *stmt) {
 	name := s.arg(1)
-	switch kw := s.arg(0); kw {
+	kw := s.arg(0)
+	dup := func(exists bool) bool {
+		if exists {
+			c.report(s.pos, s.subject, false, "%s %s is defined again: keepalived keeps the first definition and skips this block (\"already defined\")", kw, name)
+			c.fix("remove or rename the second block")
+		}
+		return exists
+	}
+	switch kw {
 	case "global_defs":
 		c.global(s)
 	case "vrrp_instance":
+		if dup(c.Instance(name) != nil) {
+			return
+		}
 		in := &Instance{Name: name, Pos: s.pos}
 		c.Instances = append(c.Instances, in)
 		c.instance(in, s)
 	case "vrrp_sync_group":
+		if dup(c.SyncGroup(name) != nil) {
+			return
+		}
 		g := &SyncGroup{Name: name, Pos: s.pos}
 		c.SyncGroups = append(c.SyncGroups, g)
 		c.syncGroup(g, s)
 	case "track_file", "vrrp_track_file":
+		if dup(c.TrackFile(name) != nil) {
+			return
+		}
 		c.TrackFiles = append(c.TrackFiles, c.trackFile(name, s))
 	case "vrrp_track_process", "track_process":
+		if dup(c.TrackProcess(name) != nil) {
+			return
+		}
 		c.TrackProcesses = append(c.TrackProcesses, c.trackProcess(kw, name, s))
 	case "vrrp_script":
+		if dup(c.Script(name) != nil) {
+			return
+		}
 		c.Scripts = append(c.Scripts, c.script(name, s))
 	}
 }
@@ -384,7 +408,11 @@ func (c *Conf) global(s *stmt) {
 		case "script_user":
 			g.ScriptUser, g.ScriptGroup = k.arg(1), k.arg(2)
 		case "enable_script_security":
+			// keepalived takes no parameter here and enables script
+			// security whatever follows ("enable_script_security 0" too).
 			g.EnableScriptSecurity = true
+			g.EnableScriptSecurityArg = strings.Join(k.words[1:], " ")
+			g.EnableScriptSecurityPos = k.pos
 		case "vrrp_notify_fifo":
 			g.VRRPNotifyFIFO.Path, g.VRRPNotifyFIFO.Pos = k.arg(1), k.pos
 		case "notify_fifo":
@@ -405,32 +433,29 @@ func (c *Conf) global(s *stmt) {
 	}
 }
 
-// command reads "keyword SCRIPT [user [group]]".
-func command(s *stmt) *Command {
-	cmd := &Command{Keyword: s.arg(0), User: s.arg(2), Group: s.arg(3), Pos: s.pos, Err: s.bad}
-	if len(s.words) < 2 {
-		if cmd.Keyword != "notify_deleted" {
-			cmd.Err = "no command given"
-		}
-		return cmd
+// hook sets a notify hook the way keepalived does: the first line wins,
+// a later one is logged ("already specified - ignoring") and dropped.
+func (c *Conf) hook(p **Command, k *stmt) {
+	if *p != nil {
+		c.report(k.pos, k.subject, false, "%s is given again: keepalived keeps the first one (%s: %q) and ignores this one (%q, \"script already specified - ignoring\")", k.arg(0), (*p).Pos, (*p).Script, k.arg(1))
+		c.fix("keep one line per block: put both commands in one script, or drop the one you do not need")
+		return
 	}
-	cmd.Script = s.words[1]
-	argv, err := SplitCommand(cmd.Script)
-	switch {
-	case err != nil:
-		cmd.Err = err.Error()
-	case len(argv) == 0:
-		cmd.Err = "empty command"
-	}
-	cmd.Argv = argv
-	return cmd
+	*p = command(k)
 }
 
 func (c *Conf) instance(in *Instance, s *stmt) {
+	vrid := false
+	defer func() {
+		if !vrid {
+			c.report(s.pos, s.subject, true, "vrrp_instance %s has no valid virtual_router_id (1-255): keepalived refuses the configuration (\"the virtual router id must be set\") and runs nothing", in.Name)
+			c.fix("set virtual_router_id to a number from 1 to 255, the same on every node of the instance")
+		}
+	}()
 	for _, k := range s.block {
 		kw := k.arg(0)
 		if p := in.Hooks.slot(kw); p != nil {
-			*p = command(k)
+			c.hook(p, k)
 			continue
 		}
 		switch kw {
@@ -438,10 +463,44 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 			in.Interface = k.arg(1)
 		case "state":
 			in.State = k.arg(1)
+		case "advert_int":
+			if f, err := strconv.ParseFloat(k.arg(1), 64); err == nil && f > 0 {
+				in.AdvertInt = f
+			}
+		case "authentication":
+			for _, a := range k.block {
+				switch a.arg(0) {
+				case "auth_type":
+					in.AuthType = a.arg(1)
+				case "auth_pass":
+					in.AuthPass = a.arg(1)
+					if len(in.AuthPass) > 8 {
+						// VRRPv2's password field has 8 bytes.
+						in.AuthPass = in.AuthPass[:8]
+						c.report(a.pos, a.subject, false, "auth_pass is longer than 8 characters: keepalived uses the first 8 (\"Truncating auth_pass to 8 characters\")")
+					}
+				}
+			}
+		case "unicast_src_ip", "mcast_src_ip":
+			in.UnicastSrcIP = k.arg(1)
+		case "unicast_peer":
+			for _, e := range k.block {
+				if len(e.words) > 0 {
+					in.UnicastPeers = append(in.UnicastPeers, e.words[0])
+				}
+			}
+		case "nopreempt":
+			in.Nopreempt = true
+		case "preempt":
+			in.Nopreempt = false
 		case "priority":
 			in.Priority = c.num(k, 1)
 		case "virtual_router_id":
-			in.VirtualRouterID = c.num(k, 1)
+			if n, err := strconv.Atoi(k.arg(1)); err == nil && n >= 1 && n <= 255 {
+				in.VirtualRouterID, vrid = n, true
+			} else {
+				c.report(k.pos, k.subject, false, "virtual_router_id %q is not a number from 1 to 255: keepalived ignores it", k.arg(1))
+			}
 		case "version":
 			in.Version = c.num(k, 1)
 		case "strict_mode":
@@ -450,16 +509,20 @@ func (c *Conf) instance(in *Instance, s *stmt) {
 			in.VIPs = append(in.VIPs, c.addresses(k)...)
 		case "virtual_ipaddress_excluded":
 			in.ExcludedVIPs = append(in.ExcludedVIPs, c.addresses(k)...)
+		case "no_virtual_ipaddress":
+			in.NoVIPs = true
 		case "virtual_routes":
 			for _, e := range k.block {
 				in.Routes = append(in.Routes, route(e))
 			}
+		case "track_interface":
+			c.trackInterfaces(k)
 		case "track_file":
-			in.TrackFiles = append(in.TrackFiles, c.refs(k)...)
+			in.TrackFiles = append(in.TrackFiles, c.defined(c.refs(k), k, func(n string) bool { return c.TrackFile(n) != nil })...)
 		case "track_script":
-			in.TrackScripts = append(in.TrackScripts, c.refs(k)...)
+			in.TrackScripts = append(in.TrackScripts, c.defined(c.refs(k), k, func(n string) bool { return c.Script(n) != nil })...)
 		case "track_process":
-			in.TrackProcesses = append(in.TrackProcesses, c.refs(k)...)
+			in.TrackProcesses = append(in.TrackProcesses, c.defined(c.refs(k), k, func(n string) bool { return c.TrackProcess(n) != nil })...)
 		case "garp_master_refresh":
 			in.GarpMasterRefresh, in.GarpMasterRefreshPos = c.num(k, 1), k.pos
 		case "higher_prio_send_advert":
@@ -479,23 +542,31 @@ func boolArg(s string) bool {
 }
 
 func (c *Conf) syncGroup(g *SyncGroup, s *stmt) {
+	group := false
 	for _, k := range s.block {
 		kw := k.arg(0)
 		if p := g.Hooks.slot(kw); p != nil {
-			*p = command(k)
+			c.hook(p, k)
 			continue
 		}
 		switch kw {
+		case "sync_group_tracking_weight", "global_tracking":
+			g.TrackingWeight = true
 		case "group":
+			if group {
+				c.report(k.pos, k.subject, false, "a second group list in vrrp_sync_group %s: keepalived keeps the first (\"Group list already specified\") and skips this one", g.Name)
+				continue
+			}
+			group = true
 			for _, e := range k.block {
 				g.Members = append(g.Members, e.words...)
 			}
 		case "track_file":
-			g.TrackFiles = append(g.TrackFiles, c.refs(k)...)
+			g.TrackFiles = append(g.TrackFiles, c.defined(c.refs(k), k, func(n string) bool { return c.TrackFile(n) != nil })...)
 		case "track_script":
-			g.TrackScripts = append(g.TrackScripts, c.refs(k)...)
+			g.TrackScripts = append(g.TrackScripts, c.defined(c.refs(k), k, func(n string) bool { return c.Script(n) != nil })...)
 		case "track_process":
-			g.TrackProcesses = append(g.TrackProcesses, c.refs(k)...)
+			g.TrackProcesses = append(g.TrackProcesses, c.defined(c.refs(k), k, func(n string) bool { return c.TrackProcess(n) != nil })...)
 		}
 	}
 }
@@ -509,7 +580,8 @@ func (c *Conf) addresses(s *stmt) []Address {
 		a := Address{Raw: e.arg(0), Options: e.words[1:], Pos: e.pos}
 		a.Prefix = ParsePrefix(a.Raw)
 		if !a.Prefix.IsValid() {
-			c.syntax(e.pos, "%s: %q is not an IP address", s.arg(0), a.Raw)
+			c.report(e.pos, s.subject, false, "%s: %q is not an IP address: keepalived skips it (\"VRRP parsed invalid IP\")", s.arg(0), a.Raw)
+			continue
 		}
 		out = append(out, a)
 	}
@@ -555,6 +627,36 @@ func route(e *stmt) Route {
 	return r
 }
 
+// trackInterfaces: keepalived refuses a configuration that tracks an
+// interface that does not exist ("Non-existent interface specified"). The
+// host decides that, except for entries that are keywords: a block
+// written without its '{' swallows the lines after it as interface names.
+func (c *Conf) trackInterfaces(k *stmt) {
+	for _, e := range k.block {
+		if _, kw := keywords["vrrp_instance"][e.arg(0)]; kw {
+			c.report(e.pos, k.subject, true, "track_interface takes %q for an interface name (its block swallowed the line), finds no such interface and refuses the configuration (\"Non-existent interface specified\"): keepalived runs nothing", e.arg(0))
+			c.fix("write the block as `track_interface {`, one interface per line, then `}`")
+			return
+		}
+	}
+}
+
+// defined keeps the references to blocks defined so far: keepalived
+// resolves a track_* reference when it reads it, so a tracker defined
+// further down the file is "not found" and the reference is dropped.
+func (c *Conf) defined(refs []TrackRef, k *stmt, exists func(string) bool) []TrackRef {
+	out := refs[:0]
+	for _, r := range refs {
+		if exists(r.Name) {
+			out = append(out, r)
+			continue
+		}
+		c.report(r.Pos, k.subject, false, "%s %s is not defined above this line: keepalived resolves the reference as it reads it, finds nothing and ignores it (\"not found, ignoring\"); define the block before the instance", k.arg(0), r.Name)
+		c.fix("move the block it names above the instance")
+	}
+	return out
+}
+
 // refs reads a track_* reference block: "NAME [weight N] [reverse]".
 func (c *Conf) refs(s *stmt) []TrackRef {
 	var out []TrackRef
@@ -582,6 +684,13 @@ func (c *Conf) trackFile(name string, s *stmt) *TrackFile {
 		switch k.arg(0) {
 		case "file":
 			tf.File = k.arg(1)
+			if tf.File != "" && !filepath.IsAbs(tf.File) && !strings.ContainsRune(tf.File, '\'') {
+				c.report(k.pos, k.subject, false, "file %s is a relative path: keepalived takes it relative to its working directory (/ when run by systemd)", tf.File)
+			}
+			if strings.ContainsRune(tf.File, '\'') {
+				c.report(k.pos, k.subject, false, "file %s: keepalived takes the single quotes as part of the path, finds no such directory and drops track_file %s (\"Track file directory ... does not exist - removing\"); write the path in double quotes or none", tf.File, name)
+				c.fix("write the path in double quotes, or without quotes")
+			}
 		case "weight":
 			tf.Weight, tf.WeightSet = c.num(k, 1), true
 			tf.Reverse = k.arg(2) == "reverse"
@@ -635,8 +744,13 @@ func (c *Conf) script(name string, s *stmt) *Script {
 			user = k
 		}
 	}
-	if sc.Command != nil && user != nil {
-		sc.Command.User, sc.Command.Group = user.arg(1), user.arg(2)
+	if sc.Command != nil {
+		// vrrp_script takes its user from the user keyword only; words
+		// after the script are ignored.
+		sc.Command.User, sc.Command.Group = "", ""
+		if user != nil {
+			sc.Command.User, sc.Command.Group = user.arg(1), user.arg(2)
+		}
 	}
 	return sc
 }

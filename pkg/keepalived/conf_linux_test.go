@@ -24,9 +24,9 @@ func TestLoadConf(t *testing.T) {
 		}
 		return p
 	}
-	main := write("keepalived.conf", "global_defs {\n script_user root\n}\ninclude conf.d/*.conf\ninclude absent/*.conf\n")
-	write("conf.d/20-b.conf", "vrrp_instance VI_B {\n interface eth1\n}\n")
-	write("conf.d/10-a.conf", "vrrp_instance VI_A {\n include ../vips/a.inc\n}\n")
+	main := write("keepalived.conf", "global_defs {\n script_user root\n}\ninclude conf.d/*.conf\n")
+	write("conf.d/20-b.conf", "vrrp_instance VI_B {\n interface eth1\n virtual_router_id 2\n}\n")
+	write("conf.d/10-a.conf", "vrrp_instance VI_A {\n interface eth0\n virtual_router_id 1\n include ../vips/a.inc\n}\n")
 	write("vips/a.inc", "virtual_ipaddress {\n 192.0.2.100\n}\n")
 	if err := os.Mkdir(filepath.Join(dir, "conf.d", "sub.conf"), 0o755); err != nil {
 		t.Fatal(err)

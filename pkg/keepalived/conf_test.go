@@ -105,6 +105,7 @@ func TestParseConfLayouts(t *testing.T) {
 		"conventional": `
 vrrp_instance VI_1 {
     interface eth0
+    virtual_router_id 51
     priority 150
     virtual_ipaddress {
         192.0.2.100
@@ -114,6 +115,7 @@ vrrp_instance VI_1 {
 vrrp_instance VI_1
 {
     interface eth0   # comment
+    virtual_router_id 51
     priority 150 ! other comment
     virtual_ipaddress
     {
@@ -122,6 +124,7 @@ vrrp_instance VI_1
 }`,
 		"one-liners": `
 vrrp_instance VI_1 { interface eth0
+    virtual_router_id 51
     priority 150#comment
     virtual_ipaddress { 192.0.2.100 } }`,
 	}
@@ -181,6 +184,7 @@ vrrp_sync_group VG_1 {
         VI_1 VI_2
         VI_3
     }
+    sync_group_tracking_weight
     notify "/usr/local/sbin/vipctl notify"
     track_file {
         plain weight 0
@@ -270,7 +274,7 @@ vrrp_instance VI_1 {
 			t.Errorf("route %d %q: type %q prepend %v no_track %v; want %+v", i, r.Words, r.Type, r.Prepend, r.NoTrack, w)
 		}
 	}
-	if len(in.TrackFiles) != 2 || in.TrackFiles[1] != (TrackRef{Name: "old", Weight: 5, WeightSet: true, Reverse: true, Pos: Pos{"keepalived.conf", 69}}) {
+	if len(in.TrackFiles) != 2 || in.TrackFiles[1] != (TrackRef{Name: "old", Weight: 5, WeightSet: true, Reverse: true, Pos: Pos{"keepalived.conf", 70}}) {
 		t.Errorf("track_file refs: %+v", in.TrackFiles)
 	}
 	if len(in.TrackProcesses) != 1 || !in.TrackProcesses[0].WeightSet || len(in.TrackScripts) != 1 || in.TrackScripts[0].WeightSet {
@@ -290,10 +294,11 @@ func TestParseConfProblems(t *testing.T) {
 		want       []string // "line:message fragment"
 		syntax     bool
 	}{
-		{name: "unclosed block", text: "vrrp_instance VI_1 {\n interface eth0\n", want: []string{`1:block "vrrp_instance VI_1" is never closed`}, syntax: true},
+		{name: "unclosed block", text: "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n", want: []string{`1:block "vrrp_instance VI_1" is never closed`}, syntax: true},
 		{name: "stray brace", text: "global_defs {\n}\n}\n", want: []string{"3:'}' without a matching '{'"}, syntax: true},
-		{name: "bad number", text: "vrrp_instance VI_1 {\n priority high\n}\n", want: []string{`2:priority: "high" is not a number`}, syntax: true},
-		{name: "bad address", text: "vrrp_instance VI_1 {\n virtual_ipaddress {\n  192.0.2.300\n }\n}\n", want: []string{`3:virtual_ipaddress: "192.0.2.300" is not an IP address`}, syntax: true},
+		{name: "bad number", text: "vrrp_instance VI_1 {\n virtual_router_id 1\n priority high\n interface eth0\n}\n", want: []string{`3:priority: "high" is not a number`}, syntax: true},
+		{name: "bad address", text: "vrrp_instance VI_1 {\n virtual_router_id 1\n interface eth0\n virtual_ipaddress {\n  192.0.2.300\n }\n}\n", want: []string{`5:virtual_ipaddress: "192.0.2.300" is not an IP address`}, syntax: true},
+		{name: "no vrid", text: "vrrp_instance VI_1 {\n interface eth0\n}\n", want: []string{`1:vrrp_instance VI_1 has no valid virtual_router_id`}, syntax: true},
 		{name: "conditional line", text: "@node1 global_defs {\n}\n", want: []string{"1:conditional line (@...) read as if it applied"}},
 		{name: "sequence line", text: "~SEQ(A, 1, 3) ip_address 10.0.$A.1\n", want: []string{"1:sequence and list lines are not checked"}},
 		{name: "unfollowed include", text: "include /etc/keepalived/conf.d/*.conf\n", want: []string{"1:include /etc/keepalived/conf.d/*.conf not followed"}},
@@ -336,8 +341,8 @@ func TestParseConfParameters(t *testing.T) {
 
 func TestParseConfIncludes(t *testing.T) {
 	files := map[string]string{
-		"/etc/keepalived/conf.d/a.conf":  "vrrp_instance VI_A {\n interface eth0\n}\n",
-		"/etc/keepalived/conf.d/b.conf":  "vrrp_instance VI_B {\n interface eth1\n}\n",
+		"/etc/keepalived/conf.d/a.conf":  "vrrp_instance VI_A {\n interface eth0\n virtual_router_id 2\n}\n",
+		"/etc/keepalived/conf.d/b.conf":  "vrrp_instance VI_B {\n interface eth1\n virtual_router_id 3\n}\n",
 		"/etc/keepalived/vips.inc":       "192.0.2.100\n192.0.2.101\n",
 		"/etc/keepalived/loop.conf":      "include loop.conf\n",
 		"/etc/keepalived/sub/inner.conf": "include ../vips.inc\n",
@@ -356,7 +361,7 @@ func TestParseConfIncludes(t *testing.T) {
 		}
 		return out, nil
 	}
-	main := "include conf.d/*.conf\nvrrp_instance VI_1 {\n virtual_ipaddress {\n  include sub/inner.conf\n }\n}\ninclude /etc/keepalived/loop.conf\n"
+	main := "include conf.d/*.conf\nvrrp_instance VI_1 {\n virtual_router_id 1\n interface eth0\n virtual_ipaddress {\n  include sub/inner.conf\n }\n}\ninclude /etc/keepalived/loop.conf\n"
 	c, err := ParseConf("/etc/keepalived/keepalived.conf", []byte(main), include)
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +377,7 @@ func TestParseConfIncludes(t *testing.T) {
 	if len(in.VIPs) != 2 || in.VIPs[1].Pos.String() != "/etc/keepalived/vips.inc:2" {
 		t.Errorf("VIPs included inside the block: %+v", in.VIPs)
 	}
-	if len(c.Problems) != 1 || !strings.Contains(c.Problems[0].Msg, "in a loop") {
+	if len(c.Problems) != 1 || !strings.Contains(c.Problems[0].Msg, "recurses into it without end") || !c.Problems[0].Fatal {
 		t.Errorf("problems %+v, want one include loop", c.Problems)
 	}
 	wantFiles := []string{"/etc/keepalived/keepalived.conf", "/etc/keepalived/conf.d/a.conf", "/etc/keepalived/conf.d/b.conf", "/etc/keepalived/sub/inner.conf", "/etc/keepalived/vips.inc", "/etc/keepalived/loop.conf"}
@@ -415,4 +420,52 @@ func FuzzParseConf(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseConfIncludeLoopIsLinear: a glob whose files all include the
+// glob again (keepalived recurses into it without end) is reported at
+// the first repetition; reading it costs one pattern per file, not a
+// visit of every order of the files (8 files took 34 s and 780 MB).
+func TestParseConfIncludeLoopIsLinear(t *testing.T) {
+	for _, n := range []int{1, 8, 64} {
+		files := map[string]string{}
+		for i := range n {
+			files[fmt.Sprintf("/etc/keepalived/conf.d/%03d.conf", i)] = "include *.conf\n"
+		}
+		calls := 0
+		include := func(pattern string) ([]File, error) {
+			calls++
+			var out []File
+			for i := range n {
+				name := fmt.Sprintf("/etc/keepalived/conf.d/%03d.conf", i)
+				if ok, _ := filepath.Match(pattern, name); ok {
+					out = append(out, File{Name: name, Data: []byte(files[name])})
+				}
+			}
+			return out, nil
+		}
+		c, err := ParseConf("/etc/keepalived/keepalived.conf", []byte("include conf.d/*.conf\n"), include)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Fatal() == nil || !strings.Contains(c.Fatal().Msg, "recurses into it without end") {
+			t.Errorf("%d files: problems %+v, want the loop", n, c.Problems)
+		}
+		if calls > 2 {
+			t.Errorf("%d files: %d include patterns followed, want at most 2", n, calls)
+		}
+	}
+}
+
+// TestParseConfMissingInclude: a pattern that matches nothing is what
+// keepalived logs as "Config files missing" and reads on without.
+func TestParseConfMissingInclude(t *testing.T) {
+	none := func(string) ([]File, error) { return nil, nil }
+	c, err := ParseConf("/etc/keepalived/keepalived.conf", []byte("include conf.d/*.conf\n"), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Problems) != 1 || !strings.Contains(c.Problems[0].Msg, "include /etc/keepalived/conf.d/*.conf matches no file: keepalived logs \"Config files missing\"") || !c.Problems[0].Syntax || c.Problems[0].Fatal {
+		t.Errorf("problems %+v, want the missing include", c.Problems)
+	}
 }

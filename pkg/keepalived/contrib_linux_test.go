@@ -1,4 +1,4 @@
-package keepalived
+package keepalived_test
 
 import (
 	"bufio"
@@ -38,8 +38,12 @@ const noVIPWarning = "(VI_1) No VIP specified; at least one is sensible"
 
 // procConnectorRefused is what vrrp_track_process logs in a network
 // namespace, where the kernel's process connector refuses to serve: the
-// reason the *-fenced-netns.conf variants exist.
-const procConnectorRefused = "Failed to set/clear process event listen - errno 111 - Connection refused"
+// reason the *-fenced-netns.conf variants exist. keepalived 2.2.7 and 2.3.3
+// word it differently.
+var procConnectorRefused = []string{
+	"Failed to set/clear process event listen - errno 111 - Connection refused", // 2.2.7
+	"Failed to set process event listen - errno 111 - Connection refused",       // 2.3.3
+}
 
 // stubScript stands in for vipctl and fenced: it succeeds, and as the FIFO
 // reader (vipctl fifo ... PATH) it keeps reading the FIFO as vipctl would.
@@ -48,15 +52,54 @@ case " $* " in *" fifo "*) for last; do :; done; exec cat "$last" >/dev/null ;; 
 exit 0
 `
 
-func keepalivedBinary(t *testing.T) string {
+// keepalivedBuilds are the keepalived releases the shipped files are tested
+// on: Debian's 2.2.7 and the 2.3.3 make builds (and $VIPKIT_KEEPALIVED).
+// Without both, the claims cannot be checked: skipped on a developer
+// machine, a failure under CI.
+func keepalivedBuilds(t *testing.T) []repo.KeepalivedBuild {
 	t.Helper()
-	for _, p := range []string{"keepalived", "/usr/sbin/keepalived"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
+	builds, missing, err := repo.Keepaliveds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		netnstest.Missing(t, "keepalived builds missing: %s (make deps keepalived)", strings.Join(missing, ", "))
+	}
+	return builds
+}
+
+// contribCase is one shipped file on one keepalived release it claims.
+type contribCase struct {
+	src   string
+	name  string
+	build repo.KeepalivedBuild
+}
+
+// contribCases pairs every shipped file with every available keepalived
+// release its header claims ("# keepalived: >= X.Y.Z"); rejected are the
+// pairs the claim excludes.
+func contribCases(t *testing.T) (claimed, rejected []contribCase) {
+	t.Helper()
+	builds := keepalivedBuilds(t)
+	confs, err := repo.KeepalivedConfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range confs {
+		min, err := repo.ConfClaim(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range builds {
+			c := contribCase{src: src, name: filepath.Base(src) + "/" + b.String(), build: b}
+			if b.Version.AtLeast(min) {
+				claimed = append(claimed, c)
+			} else {
+				rejected = append(rejected, c)
+			}
 		}
 	}
-	netnstest.Missing(t, "keepalived not installed (make deps installs it)")
-	return ""
+	return claimed, rejected
 }
 
 // renderContrib writes a shipped config with vipctl, fenced and the state
@@ -110,55 +153,33 @@ func contribNS(t *testing.T) *netnstest.NS {
 	return ns
 }
 
-// expectedLines is what keepalived may say about a shipped file.
+// expectedLines is what keepalived may say about a shipped file: the
+// VRRPv2 vipctl-owned files have no VIP and nothing that says so on purpose
+// (no_virtual_ipaddress needs 2.2.8); the -v3 files use it.
 func expectedLines(name string) []string {
 	var ok []string
-	if strings.HasPrefix(name, "vipctl-owned") {
+	if strings.HasPrefix(name, "vipctl-owned") && !strings.HasPrefix(name, "vipctl-owned-v3") {
 		ok = append(ok, noVIPWarning)
 	}
 	return ok
 }
 
 // TestPrivilegedContribConfigsPassConfigTest runs `keepalived -t` on every
-// shipped file in a namespace that has the interface it names: keepalived
-// reports nothing and exits 0, except the one warning vipctl-owned mode
-// cannot avoid (exit 5, and that line only).
+// shipped file, on every keepalived release the file claims, in a namespace
+// that has the interface it names: keepalived reports nothing and exits 0,
+// except the one warning VRRPv2 vipctl-owned mode cannot avoid (exit 5, and
+// that line only).
 func TestPrivilegedContribConfigsPassConfigTest(t *testing.T) {
 	netnstest.Require(t)
-	ka := keepalivedBinary(t)
-	confs, err := repo.KeepalivedConfs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, src := range confs {
-		name := filepath.Base(src)
-		t.Run(name, func(t *testing.T) {
-			conf, _ := renderContrib(t, src)
-			ns := contribNS(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := ns.Command(ctx, ka, "-t", "-f", conf)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			code := 0
-			var exit *exec.ExitError
-			switch {
-			case errors.As(err, &exit):
-				code = exit.ExitCode()
-			case err != nil:
-				t.Fatalf("run keepalived -t: %v", err)
-			}
+	claimed, _ := contribCases(t)
+	for _, c := range claimed {
+		name := filepath.Base(c.src)
+		t.Run(c.name, func(t *testing.T) {
+			code, lines := configTest(t, c)
 			allowed := expectedLines(name)
 			wantCode := keepalivedExitOK
 			if len(allowed) > 0 {
 				wantCode = keepalivedExitErrors
-			}
-			var lines []string
-			for _, l := range strings.Split(strings.TrimSpace(stdout.String()+stderr.String()), "\n") {
-				if l = strings.TrimSpace(l); l != "" {
-					lines = append(lines, l)
-				}
 			}
 			for _, l := range lines {
 				if !slices.Contains(allowed, l) {
@@ -173,6 +194,53 @@ func TestPrivilegedContribConfigsPassConfigTest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPrivilegedContribConfigsRefusedBeforeClaim: a file that claims a later
+// release than an available keepalived is refused by that one, so the claim
+// is what keeps it off older hosts (the -v3 files on 2.2.7: it does not know
+// no_virtual_ipaddress and drops a VRRPv3 instance without VIPs).
+func TestPrivilegedContribConfigsRefusedBeforeClaim(t *testing.T) {
+	netnstest.Require(t)
+	_, rejected := contribCases(t)
+	for _, c := range rejected {
+		t.Run(c.name, func(t *testing.T) {
+			code, lines := configTest(t, c)
+			out := strings.Join(lines, "\n")
+			if code == keepalivedExitOK || !strings.Contains(out, "is required") {
+				t.Errorf("keepalived %s -t exited %d and does not drop the instance:\n%s", c.build, code, out)
+			}
+		})
+	}
+}
+
+// configTest runs `keepalived -t` on a rendered shipped file in a fresh
+// namespace and returns its exit code and non-empty output lines.
+func configTest(t *testing.T, c contribCase) (int, []string) {
+	t.Helper()
+	conf, _ := renderContrib(t, c.src)
+	ns := contribNS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := ns.Command(ctx, c.build.Path, "-t", "-f", conf)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run keepalived -t: %v", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(stdout.String()+stderr.String()), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return code, lines
 }
 
 func exitMeaning(code int) string {
@@ -206,19 +274,15 @@ var badLine = regexp.MustCompile(`(?i)unsafe|cannot|disabl|not found|unable|secu
 // (the -netns variants exist for it).
 func TestPrivilegedContribConfigsStartClean(t *testing.T) {
 	netnstest.Require(t)
-	ka := keepalivedBinary(t)
-	confs, err := repo.KeepalivedConfs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, src := range confs {
-		name := filepath.Base(src)
-		t.Run(name, func(t *testing.T) {
-			conf, dir := renderContrib(t, src)
+	claimed, _ := contribCases(t)
+	for _, c := range claimed {
+		name, ka := filepath.Base(c.src), c.build.Path
+		t.Run(c.name, func(t *testing.T) {
+			conf, dir := renderContrib(t, c.src)
 			ns := contribNS(t)
 			allowed := expectedLines(name)
 			if strings.Contains(name, "-fenced") && !strings.Contains(name, "-netns") {
-				allowed = append(allowed, procConnectorRefused)
+				allowed = append(allowed, procConnectorRefused...)
 			}
 			lines := runKeepalived(t, ns, ka, conf, dir)
 			for _, l := range lines {

@@ -29,15 +29,24 @@ func (p Pos) String() string {
 	return fmt.Sprintf("%s:%d", p.File, p.Line)
 }
 
-// Problem is a line keepalived would complain about (Syntax) or one this
-// reader does not model and skipped (conditional, sequence and list lines).
+// Problem is a line keepalived reads differently from what it says, or
+// one this reader does not model and skipped (sequence and list lines).
+// Msg says what keepalived does with it.
 type Problem struct {
-	Pos    Pos
-	Msg    string
-	Syntax bool
+	Pos Pos
+	Msg string
+	// Syntax: keepalived logs a complaint about the line and skips or
+	// changes what it says. Fatal: keepalived refuses the whole file and
+	// exits ("permanent error CONFIG"): nothing of it runs.
+	Syntax, Fatal bool
+	// Subject is the block whose reading it changes ("vrrp_instance VI_1",
+	// "vrrp_script chk", "global_defs", ...), "" when none.
+	Subject string
+	// Fix is what to write instead, "" when the message says it.
+	Fix string
 }
 
-// maxIncludeDepth bounds include nesting; it also stops include loops.
+// maxIncludeDepth bounds include nesting.
 const maxIncludeDepth = 16
 
 // token is one word of a line. Quoted words are never braces.
@@ -46,10 +55,13 @@ type token struct {
 	quoted bool
 }
 
-// line is one line's words, after comments, quotes and includes.
+// line is one line's words, after comments, quotes and includes. raw is
+// the line after definitions were expanded: keepalived reads a script's
+// command again from it, with other quoting rules (see command).
 type line struct {
 	pos  Pos
 	toks []token
+	raw  string
 	bad  string // why keepalived would misread it, e.g. an open quote
 }
 
@@ -62,21 +74,30 @@ type lexer struct {
 	defs     map[string]string
 	chain    []string
 	files    []string
+	configID string
+	// looped is set once an include loop was found: keepalived recurses
+	// into it until it runs out of file descriptors, so reading further
+	// includes means nothing, and following them would take factorial time.
+	looped bool
 }
 
+func (lx *lexer) problem(pos Pos, fatal bool, format string, args ...any) {
+	lx.problems = append(lx.problems, Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Syntax: true, Fatal: fatal})
+}
+
+// fix sets the fix of the problem just reported.
+func (lx *lexer) fix(fix string) { lx.problems[len(lx.problems)-1].Fix = fix }
+
 func (lx *lexer) file(name string, data []byte) error {
-	if len(lx.chain) > maxIncludeDepth || slices.Contains(lx.chain, name) {
-		lx.problems = append(lx.problems, Problem{Pos: Pos{File: name}, Msg: fmt.Sprintf("include of %s nested too deep or in a loop; skipped", name), Syntax: true})
-		return nil
-	}
 	lx.chain = append(lx.chain, name)
 	if !slices.Contains(lx.files, name) {
 		lx.files = append(lx.files, name)
 	}
 	defer func() { lx.chain = lx.chain[:len(lx.chain)-1] }()
-	for i, raw := range strings.Split(string(data), "\n") {
+	rows := strings.Split(string(data), "\n")
+	for i := 0; i < len(rows); i++ {
 		pos := Pos{File: name, Line: i + 1}
-		raw = strings.TrimRight(raw, "\r")
+		raw := strings.TrimRight(rows[i], "\r")
 		trimmed := strings.TrimLeft(raw, " \t")
 		switch {
 		case trimmed == "":
@@ -85,29 +106,67 @@ func (lx *lexer) file(name string, data []byte) error {
 			lx.problems = append(lx.problems, Problem{Pos: pos, Msg: "sequence and list lines are not checked"})
 			continue
 		case trimmed[0] == '@':
-			// Whether the line applies depends on keepalived's config id;
-			// reading it keeps the braces balanced.
-			raw = ""
-			if i := strings.IndexAny(trimmed, " \t"); i > 0 {
-				raw = trimmed[i:]
+			var ok bool
+			if raw, ok = lx.conditional(pos, trimmed); !ok {
+				continue
 			}
-			lx.problems = append(lx.problems, Problem{Pos: pos, Msg: "conditional line (@...) read as if it applied"})
+			// A definition may be conditional too.
+			if t := strings.TrimLeft(raw, " \t"); t != "" && t[0] == '$' && lx.define(t) {
+				continue
+			}
 		case trimmed[0] == '$' && lx.define(trimmed):
+			// keepalived 2.2.7 continues a definition ending in a
+			// backslash on the next lines; such a value is not expanded
+			// inside other lines.
+			if strings.HasSuffix(trimmed, "\\") {
+				name, _, _ := strings.Cut(trimmed[1:], "=")
+				delete(lx.defs, name)
+				for i+1 < len(rows) && strings.HasSuffix(strings.TrimRight(rows[i], "\r"), "\\") {
+					i++
+				}
+				lx.problems = append(lx.problems, Problem{Pos: pos, Msg: fmt.Sprintf("multi-line definition $%s: keepalived 2.2.7 does not expand it inside other lines; vipkit leaves it unexpanded too", name)})
+			}
 			continue
 		}
-		l := lexLine(pos, lx.expand(raw))
-		if len(l.toks) == 0 {
-			continue
+		var kept []string
+		raw, kept = lx.expand(raw)
+		for _, name := range kept {
+			lx.problem(pos, false, "`%s`: keepalived 2.2.7 expands a bare $%s only before whitespace or the end of the line, so it stays \"$%s\" here; write ${%s}", strings.TrimSpace(raw), name, name, name)
+			lx.fix(fmt.Sprintf("write ${%s}", name))
 		}
-		if kw := l.toks[0].text; !l.toks[0].quoted && isInclude(kw) {
-			if err := lx.includeLine(name, l); err != nil {
+		// keepalived handles include lines before splitting words: quotes
+		// are part of the file name.
+		if f := strings.Fields(strings.TrimSpace(raw)); len(f) > 0 && isInclude(f[0]) {
+			if err := lx.includeLine(name, pos, f); err != nil {
 				return err
 			}
 			continue
 		}
+		l := lexLine(pos, raw, false)
+		if len(l.toks) == 0 {
+			continue
+		}
+		l.raw = raw
 		lx.lines = append(lx.lines, l)
 	}
 	return nil
+}
+
+// conditional reads "@ID line" (applies when keepalived's config id is ID)
+// and "@^ID line" (applies when it is not). Without a config id the line
+// is read as if it applied, and said so.
+func (lx *lexer) conditional(pos Pos, s string) (string, bool) {
+	id, rest, _ := strings.Cut(s[1:], " ")
+	if i := strings.IndexByte(id, '\t'); i >= 0 {
+		id, rest = id[:i], id[i+1:]+" "+rest
+	}
+	not := strings.HasPrefix(id, "^")
+	id = strings.TrimPrefix(id, "^")
+	if lx.configID == "" {
+		lx.problems = append(lx.problems, Problem{Pos: pos, Msg: "conditional line (@...) read as if it applied: the config id is unknown"})
+		return rest, true
+	}
+	return rest, (id == lx.configID) != not
 }
 
 func isInclude(kw string) bool {
@@ -118,27 +177,51 @@ func isInclude(kw string) bool {
 	return false
 }
 
-func (lx *lexer) includeLine(name string, l line) error {
-	if len(l.toks) != 2 {
-		lx.problems = append(lx.problems, Problem{Pos: l.pos, Msg: "include takes exactly one file name or pattern", Syntax: true})
+func (lx *lexer) includeLine(name string, pos Pos, f []string) error {
+	if len(f) != 2 {
+		lx.problem(pos, false, "%s takes exactly one file name or pattern: keepalived skips this line", f[0])
 		return nil
 	}
-	pattern := l.toks[1].text
+	pattern := f[1]
+	if strings.ContainsAny(pattern, "\"'") {
+		lx.problem(pos, false, "include %s: keepalived takes the quotes as part of the file name, matches no file and includes nothing (\"Config files missing\")", pattern)
+		lx.fix("remove the quotes around the file name")
+		return nil
+	}
 	if !filepath.IsAbs(pattern) {
 		// keepalived changes directory to the including file's.
 		pattern = filepath.Join(filepath.Dir(name), pattern)
 	}
 	if lx.include == nil {
-		lx.problems = append(lx.problems, Problem{Pos: l.pos, Msg: fmt.Sprintf("include %s not followed", pattern)})
+		lx.problems = append(lx.problems, Problem{Pos: pos, Msg: fmt.Sprintf("include %s not followed", pattern)})
+		return nil
+	}
+	if lx.looped {
 		return nil
 	}
 	files, err := lx.include(pattern)
 	if err != nil {
-		return fmt.Errorf("parse keepalived config: include %s at %s: %w", pattern, l.pos, err)
+		return fmt.Errorf("parse keepalived config: include %s at %s: %w", pattern, pos, err)
+	}
+	if len(files) == 0 {
+		lx.problem(pos, false, "include %s matches no file: keepalived logs \"Config files missing\" and reads on without it", pattern)
 	}
 	for _, f := range files {
+		if slices.Contains(lx.chain, f.Name) {
+			lx.looped = true
+			lx.problem(pos, true, "include %s includes %s again, which is already being read: keepalived 2.2.7 recurses into it without end (it reopens the files until it runs out of descriptors and never loads this configuration)", pattern, f.Name)
+			lx.fix("include each file once: files that a glob matches must not include that glob (or the file that includes them)")
+			return nil
+		}
+		if len(lx.chain) >= maxIncludeDepth {
+			lx.problem(pos, false, "include of %s nested more than %d deep: not followed", f.Name, maxIncludeDepth)
+			return nil
+		}
 		if err := lx.file(f.Name, f.Data); err != nil {
 			return err
+		}
+		if lx.looped {
+			return nil
 		}
 	}
 	return nil
@@ -162,11 +245,16 @@ func isNameRune(r rune) bool {
 	return r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 }
 
-// expand replaces ${NAME} and $NAME with defined parameters.
-func (lx *lexer) expand(s string) string {
+// expand replaces ${NAME} and $NAME with defined parameters. keepalived
+// 2.2.7 expands a bare $NAME only when whitespace or the end of the line
+// follows it: "$VIP/32", "$VIP;" and "... $VIP" before a closing quote
+// stay as written.
+// It also returns the defined names it left alone.
+func (lx *lexer) expand(s string) (string, []string) {
 	if len(lx.defs) == 0 || !strings.Contains(s, "$") {
-		return s
+		return s, nil
 	}
+	var kept []string
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] != '$' {
@@ -183,6 +271,12 @@ func (lx *lexer) expand(s string) string {
 				j++
 			}
 			name = s[i+1 : j]
+			if j < len(s) && s[j] != ' ' && s[j] != '\t' {
+				if _, ok := lx.defs[name]; ok {
+					kept = append(kept, name)
+				}
+				name = ""
+			}
 		}
 		if v, ok := lx.defs[name]; ok && name != "" {
 			b.WriteString(v)
@@ -191,14 +285,16 @@ func (lx *lexer) expand(s string) string {
 		}
 		b.WriteByte('$')
 	}
-	return b.String()
+	return b.String(), kept
 }
 
 // lexLine splits a line into words the way keepalived reads them: '#' and
 // '!' outside quotes start a comment, braces are words of their own, and
-// "..." or '...' keep whitespace, lose the quotes and may abut other text
-// (abc"d e"f is one word). Backslash escapes work inside quotes.
-func lexLine(pos Pos, s string) line {
+// "..." keeps whitespace, loses the quotes and may abut other text
+// (abc"d e"f is one word). Backslash escapes work inside quotes. Single
+// quotes are plain characters, except for a script's command line, which
+// keepalived reads again with '...' quoting too (script).
+func lexLine(pos Pos, s string, script bool) line {
 	l := line{pos: pos}
 	i := 0
 	for i < len(s) {
@@ -222,7 +318,14 @@ func lexLine(pos Pos, s string) line {
 			switch c {
 			case ' ', '\t', '{', '}', '#', '!':
 				break word
-			case '"', '\'':
+			case '\'':
+				if !script {
+					b.WriteByte(c)
+					i++
+					continue
+				}
+				fallthrough
+			case '"':
 				quoted = true
 				end := -1
 				for j := i + 1; j < len(s); j++ {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipkit/vipkit/pkg/clock"
 )
 
 // SystemClock is CLOCK_BOOTTIME. It keeps counting while the host is
@@ -17,14 +19,7 @@ func SystemClock() Clock { return systemClock{} }
 
 type systemClock struct{}
 
-func (systemClock) Now() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		// Linux has had CLOCK_BOOTTIME since 2.6.39; no clock, no lease.
-		panic(fmt.Sprintf("read CLOCK_BOOTTIME: %v", err))
-	}
-	return time.Duration(ts.Nano())
-}
+func (systemClock) Now() time.Duration { return clock.Boottime() }
 
 func (systemClock) Wall() time.Time { return time.Now() }
 

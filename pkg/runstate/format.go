@@ -19,11 +19,18 @@ import (
 // hook about 150 µs, this a few.
 const stateHeader = "# vipctl state 1: one VIP per line"
 
+// horizonPrefix starts the line that carries State.Horizon.
+const horizonPrefix = "#horizon"
+
 // Format writes the state file's contents.
 func (s *State) Format() []byte {
 	var b bytes.Buffer
 	b.WriteString(stateHeader)
 	b.WriteByte('\n')
+	if !s.Horizon.IsZero() {
+		// A comment to older readers, which skip it.
+		fmt.Fprintf(&b, "%s ticks=%d pid=%d\n", horizonPrefix, s.Horizon.Ticks, s.Horizon.PID)
+	}
 	for _, e := range s.Sorted() {
 		fmt.Fprintf(&b, "vip=%s dev=%s action=%s ticks=%d pid=%d", e.VIP.Prefix(), e.Dev, e.Action, e.Ticket.Ticks, e.Ticket.PID)
 		if e.Own {
@@ -49,6 +56,14 @@ func ParseState(data []byte) (*State, error) {
 	st := newState()
 	for n, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
+		if rest, ok := strings.CutPrefix(line, horizonPrefix+" "); ok {
+			h, err := parseHorizon(rest)
+			if err != nil {
+				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
+			}
+			st.Horizon = h
+			continue
+		}
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -109,4 +124,22 @@ func parseEntry(line string) (Entry, error) {
 		return e, fmt.Errorf("line %q lacks vip or action", line)
 	}
 	return e, nil
+}
+
+func parseHorizon(fields string) (Ticket, error) {
+	var t Ticket
+	for _, f := range strings.Fields(fields) {
+		k, v, _ := strings.Cut(f, "=")
+		var err error
+		switch k {
+		case "ticks":
+			t.Ticks, err = strconv.ParseInt(v, 10, 64)
+		case "pid":
+			t.PID, err = strconv.Atoi(v)
+		}
+		if err != nil {
+			return t, fmt.Errorf("horizon field %s=%q: %w", k, v, err)
+		}
+	}
+	return t, nil
 }

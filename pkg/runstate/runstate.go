@@ -87,6 +87,45 @@ func (e *Entry) Holding() bool {
 type State struct {
 	Version int               `json:"version"`
 	Entries map[string]*Entry `json:"entries"`
+	// Horizon is the latest ticket of an entry pruned so far: a process
+	// forked before it may be too late for a VIP whose entry is gone, so it
+	// is superseded there (see Prune).
+	Horizon Ticket `json:"horizon"`
+}
+
+// PruneAfter is how old (in clock ticks) a released entry must be before
+// Prune forgets it: six times longer than any vipctl process waits for the
+// lock (10 s), so no process that could still act predates a pruned entry
+// unless it was stopped for that long, and such a process is refused.
+const PruneAfter = 60 * clockTicks
+
+// ActionPruned names the stand-in entry of a VIP forgotten by Prune.
+const ActionPruned = "pruned"
+
+// Prune forgets entries that can no longer matter, so that a hook's cost
+// depends on the VIPs it names and not on every VIP the host ever touched
+// (I10). An entry matters for ordering (I6) only to a process forked before
+// it; it matters for announcing only while it names a refresher or holds
+// the VIP. So an entry is forgotten when it is released (not holding), names
+// no refresher, and its ticket is older than now - PruneAfter. Horizon keeps
+// the latest such ticket: a process forked before it is superseded for
+// every VIP without an entry. It is refused, as a process that waited too
+// long for the lock is, rather than risk re-adding a VIP that a later,
+// forgotten transition released.
+func (s *State) Prune(now Ticket) int {
+	cutoff := now.Ticks - PruneAfter
+	n := 0
+	for k, e := range s.Entries {
+		if e.Holding() || e.Refresher != nil || e.Ticket.Ticks >= cutoff {
+			continue
+		}
+		if e.Ticket.After(s.Horizon) {
+			s.Horizon = e.Ticket
+		}
+		delete(s.Entries, k)
+		n++
+	}
+	return n
 }
 
 func newState() *State { return &State{Version: 1, Entries: map[string]*Entry{}} }
@@ -98,6 +137,9 @@ func (s *State) Entry(v vip.VIP) *Entry { return s.Entries[v.Addr().String()] }
 // to act on v: one written by a process forked after t.
 func (s *State) Supersedes(v vip.VIP, t Ticket) (*Entry, bool) {
 	e := s.Entry(v)
+	if e == nil && s.Horizon.After(t) {
+		return &Entry{VIP: v, Action: ActionPruned, Ticket: s.Horizon}, true
+	}
 	if e == nil || !e.Ticket.After(t) {
 		return nil, false
 	}

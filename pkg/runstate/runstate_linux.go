@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipkit/vipkit/pkg/clock"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat start times. It is 100
@@ -20,6 +22,8 @@ const clockTicks = 100
 // Store is the state directory.
 type Store struct {
 	Dir string
+	// Now is the ticket Save prunes against (State.Prune); NowTicket when nil.
+	Now func() (Ticket, error)
 }
 
 // New returns a store rooted at dir; nothing is touched until Lock.
@@ -124,8 +128,16 @@ func (s *Store) Read() (*State, error) {
 	return st, nil
 }
 
-// Save writes the state atomically (temp file and rename).
+// Save writes the state atomically (temp file and rename), forgetting the
+// entries that can no longer matter (State.Prune).
 func (tx *Tx) Save() error {
+	now := tx.store.Now
+	if now == nil {
+		now = NowTicket
+	}
+	if t, err := now(); err == nil {
+		tx.State.Prune(t)
+	}
 	b := tx.State.Format()
 	path := filepath.Join(tx.store.Dir, StateFile)
 	tmp := path + ".tmp"
@@ -158,11 +170,7 @@ func ForkTicket() (Ticket, error) {
 
 // NowTicket is a ticket for an action decided now by a long-running process.
 func NowTicket() (Ticket, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return Ticket{}, fmt.Errorf("read CLOCK_BOOTTIME: %w", err)
-	}
-	return Ticket{Ticks: ts.Nano() / (int64(time.Second) / clockTicks), PID: nowPID}, nil
+	return Ticket{Ticks: int64(clock.Boottime() / (time.Second / clockTicks)), PID: nowPID}, nil
 }
 
 // Self identifies this process.
@@ -178,12 +186,21 @@ func Self() (Proc, error) {
 // ProcStart reads a process's start time in clock ticks since boot
 // (/proc/PID/stat field 22).
 func ProcStart(pid int) (int64, error) {
-	start, _, err := procStat(pid)
+	start, _, err := ProcStat(pid)
 	return start, err
 }
 
-// procStat reads a process's start time and state letter.
-func procStat(pid int) (int64, byte, error) {
+// Running reports whether pid is a process that still runs: not gone, not
+// a zombie.
+func Running(pid int) bool {
+	_, state, err := ProcStat(pid)
+	return err == nil && state != 'Z' && state != 'X'
+}
+
+// ProcStat reads a process's start time and state letter from
+// /proc/PID/stat: the one parser of that file (vipctl's refreshers and
+// tickets, fenced's keepalived reaper).
+func ProcStat(pid int) (int64, byte, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, 0, fmt.Errorf("read start time of pid %d: %w", pid, err)
@@ -222,7 +239,7 @@ func parseStatStart(b []byte) (int64, error) {
 // Alive reports whether p is still the running process it was recorded as.
 // A zombie is not alive: its parent exited before reaping it.
 func Alive(p Proc) bool {
-	start, state, err := procStat(p.PID)
+	start, state, err := ProcStat(p.PID)
 	return err == nil && start == p.Start && state != 'Z' && state != 'X'
 }
 

@@ -237,3 +237,55 @@ func FuzzParseState(f *testing.F) {
 		}
 	})
 }
+
+// I10 and I6 together: released entries older than PruneAfter are
+// forgotten, those that still matter (holding, naming a refresher, recent)
+// are kept, and a process forked before a forgotten entry is superseded for
+// a VIP without an entry, so pruning never lets a late hook undo a later
+// transition.
+func TestPruneKeepsWhatMattersAndRefusesTheTooLate(t *testing.T) {
+	now := Ticket{Ticks: 10 * PruneAfter, PID: nowPID}
+	old, recent := now.Ticks-PruneAfter-1, now.Ticks-PruneAfter+1
+	released := vip.MustParse("192.0.2.100")
+	tests := []struct {
+		e    Entry
+		kept bool
+	}{
+		{Entry{VIP: released, Action: ActionDown, Ticket: Ticket{old, 7}}, false},
+		{Entry{VIP: vip.MustParse("192.0.2.101"), Action: ActionFence, Ticket: Ticket{old - 5, 9}}, false},
+		{Entry{VIP: vip.MustParse("192.0.2.102"), Action: ActionUp, Ticket: Ticket{old, 1}}, true},                             // holds the VIP
+		{Entry{VIP: vip.MustParse("192.0.2.103"), Action: ActionDown, Ticket: Ticket{old, 1}, Refresher: &Proc{PID: 3}}, true}, // names a refresher
+		{Entry{VIP: vip.MustParse("192.0.2.104"), Action: ActionDown, Ticket: Ticket{recent, 1}}, true},                        // recent
+	}
+	st := newState()
+	for _, tt := range tests {
+		st.Record(tt.e)
+	}
+	if n := st.Prune(now); n != 2 {
+		t.Fatalf("Prune forgot %d entries, want 2", n)
+	}
+	for _, tt := range tests {
+		if got := st.Entry(tt.e.VIP) != nil; got != tt.kept {
+			t.Errorf("%s (%s): kept = %v, want %v", tt.e.VIP, tt.e.Action, got, tt.kept)
+		}
+	}
+	if want := (Ticket{old, 7}); st.Horizon != want {
+		t.Fatalf("horizon = %v, want the latest pruned ticket %v", st.Horizon, want)
+	}
+	// A late MASTER hook forked before the forgotten down must not act.
+	if by, ok := st.Supersedes(released, Ticket{old, 6}); !ok || by.Action != ActionPruned {
+		t.Fatalf("a process forked before a pruned entry: superseded = %v (%+v), want superseded", ok, by)
+	}
+	// One forked after it acts, as it would have with the entry kept.
+	if _, ok := st.Supersedes(released, Ticket{old, 8}); ok {
+		t.Fatal("a process forked after the pruned entry must not be superseded")
+	}
+	// The horizon survives the file.
+	back, err := ParseState(st.Format())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Horizon != st.Horizon || len(back.Entries) != 3 {
+		t.Fatalf("round trip: horizon %v with %d entries, want %v with 3", back.Horizon, len(back.Entries), st.Horizon)
+	}
+}

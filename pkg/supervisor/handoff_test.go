@@ -48,7 +48,7 @@ func TestIntegrationHandoffThenAdopt(t *testing.T) {
 	// the adopting holder renewed it.
 	time.Sleep(4 * time.Second)
 	c, ok := s2.cluster("a")
-	if !ok || c.Lease.State != lease.Healthy || c.Lease.LeaseID != handed[0].LeaseID {
+	if !ok || c.Lease.State != lease.Healthy.String() || c.Lease.LeaseID != int64(handed[0].LeaseID) {
 		t.Fatalf("after adoption: %+v, want lease %x healthy", c.Lease, handed[0].LeaseID)
 	}
 	if ttl, err := cli.TimeToLive(context.Background(), handed[0].LeaseID); err != nil || ttl.TTL <= 0 {
@@ -83,6 +83,32 @@ func TestAdoptedDeadlineGuardedBeforeTheHolder(t *testing.T) {
 	waitFor(t, 5*time.Second, "the guard's fence", func() bool { v, _, ok := rec.get("VI_1"); return ok && v == 1 })
 	if lease.SystemClock().Now() < hl.Deadline {
 		t.Error("fenced before the adopted deadline")
+	}
+}
+
+// A stop before the holder of an adopted lease ever ran leaves nobody to
+// renew it: the instances are fenced then, not at the adopted deadline.
+func TestAdoptedFencedOnStopBeforeTheHolder(t *testing.T) {
+	rec := newRecorder()
+	never := func(ctx context.Context, _ config.Cluster) (lease.Client, func() error, error) {
+		return nil, nil, errors.New("etcd unreachable")
+	}
+	doc := clusterDoc("a", []string{"http://192.0.2.1:2379"}, "3s") + instanceDoc("VI_1", "a", "192.0.2.100")
+	cfg := cfgOf(t, doc)
+	now := lease.SystemClock().Now()
+	hl := lease.HandedLease{Cluster: "a", Prefix: cfg.Clusters[0].Prefix, Endpoints: cfg.Clusters[0].Endpoints,
+		LeaseID: 7, TTL: time.Minute, Expiry: now + time.Minute, Deadline: now + 50*time.Second}
+	s := &Supervisor{Node: "node-a", Actuator: rec, Dial: never, ProgressEvery: 100 * time.Millisecond,
+		Adopt: lease.Handoff{Leases: []lease.HandedLease{hl}}}
+	if err := s.Apply(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, w, _ := rec.get("VI_1"); w != 0 {
+		t.Fatal("an adopted cluster was fenced at start")
+	}
+	s.Stop()
+	if v, _, ok := rec.get("VI_1"); !ok || v != 1 {
+		t.Fatalf("after a stop before the holder ran: track file %d (written %v), want 1", v, ok)
 	}
 }
 

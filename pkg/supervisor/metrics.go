@@ -22,6 +22,7 @@ type Metrics struct {
 	renewLatency   *prometheus.Desc
 	validity       *prometheus.Desc
 	fenceLead      *prometheus.Desc
+	fenceDuration  *prometheus.Desc
 }
 
 // NewMetrics registers fenced's metrics in reg.
@@ -40,6 +41,7 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 		renewLatency:   prometheus.NewDesc("vipkit_fenced_last_renew_latency_seconds", "Round trip of the last acknowledged renewal.", []string{"cluster"}, nil),
 		validity:       prometheus.NewDesc("vipkit_fenced_lease_validity_remaining_seconds", "Local lease validity left (send time of the last acknowledged renewal + TTL - margin - now).", []string{"cluster"}, nil),
 		fenceLead:      prometheus.NewDesc("vipkit_fenced_last_fence_lead_seconds", "Earliest possible server expiry minus the time the last fence completed; positive means the fence came first (I4).", []string{"cluster"}, nil),
+		fenceDuration:  prometheus.NewDesc("vipkit_fenced_last_fence_duration_seconds", "How long the last fence of all the cluster's instances took (VIPs released, track files written); the margin must cover it with room to spare.", []string{"cluster"}, nil),
 	}
 	reg.MustRegister(m, m.GuardWindow)
 	return m
@@ -47,7 +49,7 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.instanceFenced, m.clusterState, m.fences, m.renewals, m.renewLatency, m.validity, m.fenceLead} {
+	for _, d := range []*prometheus.Desc{m.instanceFenced, m.clusterState, m.fences, m.renewals, m.renewLatency, m.validity, m.fenceLead, m.fenceDuration} {
 		ch <- d
 	}
 }
@@ -66,13 +68,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		st := c.Lease
 		for _, s := range []lease.State{lease.Starting, lease.Healthy, lease.Fenced} {
 			v := 0.0
-			if st.State == s {
+			if st.State == s.String() {
 				v = 1
 			}
 			ch <- prometheus.MustNewConstMetric(m.clusterState, prometheus.GaugeValue, v, c.Name, s.String())
 		}
 		for reason, n := range st.Fences {
-			ch <- prometheus.MustNewConstMetric(m.fences, prometheus.CounterValue, float64(n), c.Name, string(reason))
+			ch <- prometheus.MustNewConstMetric(m.fences, prometheus.CounterValue, float64(n), c.Name, reason)
 		}
 		ch <- prometheus.MustNewConstMetric(m.renewals, prometheus.CounterValue, float64(st.RenewalsOK), c.Name, "ok")
 		ch <- prometheus.MustNewConstMetric(m.renewals, prometheus.CounterValue, float64(st.RenewalsFailed), c.Name, "failed")
@@ -80,6 +82,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.validity, prometheus.GaugeValue, max(st.ValidFor, 0).Seconds(), c.Name)
 		if st.LastFenceReason != "" {
 			ch <- prometheus.MustNewConstMetric(m.fenceLead, prometheus.GaugeValue, st.LastFenceLead.Seconds(), c.Name)
+		}
+		if c.FenceDuration > 0 {
+			ch <- prometheus.MustNewConstMetric(m.fenceDuration, prometheus.GaugeValue, c.FenceDuration.Seconds(), c.Name)
 		}
 	}
 }

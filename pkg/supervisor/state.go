@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"slices"
 	"sort"
 	"time"
@@ -8,62 +9,44 @@ import (
 	"github.com/vipkit/vipkit/pkg/lease"
 )
 
-// StateFile is fenced's state file in the state directory; vipctl status
-// and fenced status read it.
-const StateFile = "fenced.json"
+// StateFile is fenced's state file in the state directory.
+const StateFile = fencedstate.File
 
-// Snapshot is fenced's state as written to the state file.
-type Snapshot struct {
-	PID     int       `json:"pid"`
-	Version string    `json:"version"`
-	Node    string    `json:"node"`
-	Started time.Time `json:"started"`
-	// Heartbeat is when the runtime last saw every holder make progress;
-	// HeartbeatBoot is the same instant on CLOCK_BOOTTIME, which is what
-	// liveness checks compare (wall clocks jump).
-	Heartbeat     time.Time     `json:"heartbeat"`
-	HeartbeatBoot time.Duration `json:"heartbeat_boot_ns"`
-	// State is the worst state of any cluster: "fenced", "starting",
-	// "healthy", or "stopped" after a clean stop.
-	State     string             `json:"state"`
-	Clusters  []ClusterSnapshot  `json:"clusters"`
-	Instances []InstanceSnapshot `json:"instances"`
-}
-
-// ClusterSnapshot is one cluster's holder.
-type ClusterSnapshot struct {
-	Name      string       `json:"name"`
-	Endpoints []string     `json:"endpoints"`
-	Lease     lease.Status `json:"lease"`
-}
-
-// InstanceSnapshot is one guarded instance.
-type InstanceSnapshot struct {
-	Name      string   `json:"name"`
-	Cluster   string   `json:"cluster"`
-	TrackFile string   `json:"track_file"`
-	Fenced    bool     `json:"fenced"`
-	VIPs      []string `json:"vips"`
+// leaseOf is a holder's status in the state file's plain types.
+func leaseOf(st lease.Status) fencedstate.Lease {
+	l := fencedstate.Lease{
+		State: st.State.String(), Since: st.Since, LeaseID: int64(st.LeaseID), TTL: st.TTL, ValidFor: st.ValidFor,
+		LastRenewLatency: st.LastRenewLatency, RenewalsOK: st.RenewalsOK, RenewalsFailed: st.RenewalsFailed,
+		LastFenceReason: string(st.LastFenceReason), LastFenceAt: st.LastFenceAt, LastFenceLead: st.LastFenceLead,
+	}
+	if st.Fences != nil {
+		l.Fences = map[string]uint64{}
+		for r, n := range st.Fences {
+			l.Fences[string(r)] = n
+		}
+	}
+	return l
 }
 
 // Snapshot describes the running state.
-func (s *Supervisor) Snapshot() Snapshot {
+func (s *Supervisor) Snapshot() fencedstate.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := Snapshot{Node: s.Node, Version: s.Version, State: "healthy", Clusters: []ClusterSnapshot{}, Instances: []InstanceSnapshot{}}
+	snap := fencedstate.Snapshot{Node: s.Node, Version: s.Version, State: "healthy", Clusters: []fencedstate.Cluster{}, Instances: []fencedstate.Instance{}}
 	rank := map[string]int{"healthy": 0, "starting": 1, "fenced": 2}
 	for name, c := range s.clusters {
 		st := lease.Status{State: lease.Starting}
 		if p := c.status.Load(); p != nil {
 			st = *p
 		}
-		snap.Clusters = append(snap.Clusters, ClusterSnapshot{Name: name, Endpoints: slices.Clone(c.cfg.Endpoints), Lease: st})
+		snap.Clusters = append(snap.Clusters, fencedstate.Cluster{Name: name, Endpoints: slices.Clone(c.cfg.Endpoints), Lease: leaseOf(st),
+			Margin: c.cfg.Margin, FenceDuration: time.Duration(c.fenceTook.Load())})
 		if rank[st.State.String()] > rank[snap.State] {
 			snap.State = st.State.String()
 		}
 		fenced := c.isFenced()
 		for _, in := range c.memberList() {
-			is := InstanceSnapshot{Name: in.Name, Cluster: name, TrackFile: in.TrackFile, Fenced: fenced}
+			is := fencedstate.Instance{Name: in.Instance, Cluster: name, TrackFile: in.TrackFile, Fenced: fenced}
 			for _, v := range in.VIPs {
 				is.VIPs = append(is.VIPs, v.String())
 			}

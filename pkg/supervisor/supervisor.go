@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -56,6 +55,8 @@ type Supervisor struct {
 	// (lease.Config.Adopt) instead of fencing it first.
 	Adopt lease.Handoff
 
+	applyMu  sync.Mutex
+	fencing  atomic.Int32 // fences in progress (Fencing)
 	mu       sync.Mutex
 	cfg      *config.Config
 	clusters map[string]*cluster
@@ -69,33 +70,64 @@ type cluster struct {
 	done   chan struct{} // closed when the holder has stopped and the client is closed
 
 	// mu orders fence actions: the holder's Fence and Unfence, and the
-	// catch-up writes for instances added by a reload.
+	// catch-up writes for instances added by a reload. fenced and members
+	// change only under it, but are read without it, so that a status
+	// snapshot never waits behind a fence in progress.
 	mu      sync.Mutex
-	fenced  bool
-	members []fence.Instance
+	fenced  atomic.Bool
+	members atomic.Pointer[[]fence.Instance]
 	act     Actuator
 	log     *slog.Logger
 
 	status       atomic.Pointer[lease.Status]
 	lastProgress atomic.Int64
-	holder       atomic.Pointer[lease.Holder]
-	handed       atomic.Pointer[lease.HandedLease]
+	// fenceTook is how long the last fence of all the cluster's instances
+	// took (ns): what the margin must cover, with room to spare.
+	fenceTook atomic.Int64
+	// fencing counts the fences in progress in the whole runtime.
+	fencing *atomic.Int32
+
+	holder atomic.Pointer[lease.Holder]
+	handed atomic.Pointer[lease.HandedLease] // set when the holder handed its lease over
 }
 
-// Fence implements lease.Fencer for the cluster's instances.
+// Fence implements lease.Fencer for the cluster's instances: all of them in
+// one pass.
 func (c *cluster) Fence(ctx context.Context, reason string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.fenced = true
-	return c.act.Fence(ctx, c.members, reason)
+	c.fenced.Store(true)
+	return c.fence(ctx, c.memberList(), reason)
+}
+
+// fence runs one pass over ins and measures it. Without a deadline from the
+// lease (start, reload) the pass gets the margin, the time a lease's fence
+// has too, so that a wedged vipctl costs a fence the same bounded wait
+// everywhere.
+func (c *cluster) fence(ctx context.Context, ins []fence.Instance, reason string) error {
+	if _, ok := ctx.Deadline(); !ok && c.cfg.Margin > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Margin)
+		defer cancel()
+	}
+	if c.fencing != nil {
+		c.fencing.Add(1)
+		defer c.fencing.Add(-1)
+	}
+	start := time.Now()
+	err := c.act.Fence(ctx, ins, reason)
+	if len(ins) == len(c.memberList()) {
+		c.fenceTook.Store(int64(time.Since(start)))
+	}
+	return err
 }
 
 // Unfence implements lease.Fencer.
 func (c *cluster) Unfence(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.fenced = false
-	return c.act.Unfence(c.members)
+	c.fenced.Store(false)
+	return c.act.Unfence(c.memberList())
 }
 
 // setMembers replaces the instance list; the instances in fresh get the
@@ -103,12 +135,12 @@ func (c *cluster) Unfence(context.Context) error {
 func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.members = ms
+	c.members.Store(&ms)
 	if len(fresh) == 0 {
 		return nil
 	}
-	if c.fenced {
-		return c.act.Fence(ctx, fresh, "configured while fenced")
+	if c.fenced.Load() {
+		return c.fence(ctx, fresh, "configured while fenced")
 	}
 	return c.act.Unfence(fresh)
 }
@@ -118,20 +150,24 @@ func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance) er
 func (c *cluster) detach() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.members = nil
+	c.members.Store(nil)
 }
 
 func (c *cluster) memberList() []fence.Instance {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.members
+	if p := c.members.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
-func (c *cluster) isFenced() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.fenced
-}
+func (c *cluster) isFenced() bool { return c.fenced.Load() }
+
+// Fencing reports whether a fence is in progress. What would compete with
+// it for vipctl's lock without need, the defender answering claims for
+// VIPs about to go, steps aside meanwhile: under a storm of claims (both
+// nodes announcing during an election) it took the lock once per VIP and
+// the fence had to wait out its whole lock budget.
+func (s *Supervisor) Fencing() bool { return s.fencing.Load() > 0 }
 
 // ErrNoClusters means there is nothing to hold.
 var ErrNoClusters = errors.New("no etcd cluster is configured")
@@ -142,35 +178,47 @@ var ErrNoClusters = errors.New("no etcd cluster is configured")
 // its holder starts, so keepalived stays in FAULT until a lease is held
 // and the hold-down has passed (I5).
 func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.clusters == nil {
-		s.clusters = map[string]*cluster{}
-	}
+	// applyMu orders reloads; mu is held only for moments, so that the
+	// heartbeat (Alive) and the state file (Snapshot) go on while a changed
+	// cluster stops or a new one fences before it starts.
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	want := map[string][]fence.Instance{}
 	for _, in := range cfg.Instances {
 		if in.Cluster != "" {
 			want[in.Cluster] = append(want[in.Cluster], toFence(in))
 		}
 	}
-	var errs []error
-	// Stop clusters that are gone or changed, detached first.
+	s.mu.Lock()
+	if s.clusters == nil {
+		s.clusters = map[string]*cluster{}
+	}
+	var stopping []*cluster
+	kept := map[string]*cluster{}
 	for name, c := range s.clusters {
 		ncl, ok := cfg.ClusterByName(name)
 		if ok && reflect.DeepEqual(ncl, c.cfg) {
+			kept[name] = c
 			continue
 		}
 		s.log().Info("stopping cluster", "cluster", name, "reason", map[bool]string{true: "changed", false: "removed"}[ok])
+		// Detached first: nothing of this cluster's acts on an instance
+		// that now belongs elsewhere.
 		c.detach()
-		s.stop(c)
+		stopping = append(stopping, c)
 		delete(s.clusters, name)
 	}
+	s.mu.Unlock()
+	for _, c := range stopping {
+		s.stop(c)
+	}
+	var errs []error
 	// Update the instance lists of unchanged clusters.
-	for name, c := range s.clusters {
+	for name, c := range kept {
 		old := memberMap(c.memberList())
 		var fresh []fence.Instance
 		for _, in := range want[name] {
-			if prev, ok := old[in.Name]; !ok || !reflect.DeepEqual(prev, in) {
+			if prev, ok := old[in.Instance]; !ok || !reflect.DeepEqual(prev, in) {
 				fresh = append(fresh, in)
 			}
 		}
@@ -183,25 +231,31 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	}
 	// Start new and changed clusters.
 	for _, cl := range cfg.Clusters {
-		if _, ok := s.clusters[cl.Name]; ok {
+		if _, ok := kept[cl.Name]; ok {
 			continue
 		}
-		s.clusters[cl.Name] = s.start(ctx, cfg, cl, want[cl.Name])
+		c := s.start(ctx, cfg, cl, want[cl.Name])
+		s.mu.Lock()
+		s.clusters[cl.Name] = c
+		s.mu.Unlock()
 	}
+	s.mu.Lock()
 	s.cfg = cfg
+	s.mu.Unlock()
 	s.changed()
 	return errors.Join(errs...)
 }
 
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
-	c := &cluster{cfg: cl, act: s.Actuator, members: members, fenced: true, done: make(chan struct{}), log: s.log().With("cluster", cl.Name)}
+	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing}
+	c.members.Store(&members)
 	adopt, adopting := s.Adopt.For(cl)
+	c.fenced.Store(!adopting)
 	if adopting {
 		// The predecessor left these instances unfenced under a lease whose
 		// deadline the holder (and, until it runs, runCluster) enforces.
-		c.fenced = false
 		c.log.Info("adopting the lease of the previous fenced", "lease_id", fmt.Sprintf("%x", int64(adopt.LeaseID)))
-	} else if err := s.Actuator.Fence(ctx, members, "starting"); err != nil {
+	} else if err := c.fence(ctx, members, "starting"); err != nil {
 		// Fail closed first: nothing of this cluster's may be held before
 		// its lease is.
 		c.log.Error("fence before start", "error", err)
@@ -251,20 +305,29 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 		// Until the holder runs (the client may take a while), the adopted
 		// deadline is enforced here.
 		started := make(chan struct{})
-		defer func() {
-			select {
-			case <-started:
-			default:
-				close(started)
-			}
-		}()
+		var once sync.Once
+		var ran atomic.Bool
+		markStarted := func() { once.Do(func() { close(started) }) }
 		guardDone := make(chan struct{})
-		defer func() { <-guardDone }()
 		go func() {
 			defer close(guardDone)
 			s.guardAdopted(ctx, c, *lcfg.Adopt, started)
 		}()
-		lcfg.OnRun = func() { close(started) }
+		defer func() {
+			markStarted()
+			<-guardDone
+			// The holder never ran (stopped while dialling, or it could not
+			// be made): nobody renews the adopted lease, so the instances
+			// it covered are fenced now, not at its deadline (I5).
+			if !ran.Load() && !(ctx.Err() != nil && lcfg.KeepOnStop) {
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.cfg.Margin, time.Second))
+				if err := c.Fence(fctx, "adopted lease: the lease holder never ran"); err != nil {
+					c.log.Error("fence the adopted instances: "+err.Error(), "error", err)
+				}
+				cancel()
+			}
+		}()
+		lcfg.OnRun = func() { ran.Store(true); markStarted() }
 	}
 	var cli lease.Client
 	var closeCli func() error
@@ -343,6 +406,8 @@ func (s *Supervisor) stop(c *cluster) {
 // Stop stops every cluster (each holder fences on stop unless on_stop is
 // keep, and revokes its lease) and waits for them.
 func (s *Supervisor) Stop() {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	s.mu.Lock()
 	cs := s.clusters
 	s.clusters = map[string]*cluster{}
@@ -360,6 +425,8 @@ func (s *Supervisor) Stop() {
 // Healthy hands its lease over (no fence, no revoke) instead: a planned
 // restart. It returns the leases handed over; the other clusters fenced.
 func (s *Supervisor) Handoff() []lease.HandedLease {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	s.mu.Lock()
 	cs := s.clusters
 	s.clusters = map[string]*cluster{}
@@ -386,10 +453,10 @@ func (s *Supervisor) Handoff() []lease.HandedLease {
 // guardAdopted fences the cluster at the adopted deadline unless the
 // holder started first (it enforces the deadline from then on).
 func (s *Supervisor) guardAdopted(ctx context.Context, c *cluster, a lease.HandedLease, started <-chan struct{}) {
-	clock := lease.SystemClock() // the clock the deadline is on
-	timer, err := clock.NewTimer()
+	clk := lease.SystemClock() // the clock the deadline is on: CLOCK_BOOTTIME (pkg/clock) with a timerfd
+	timer, err := clk.NewTimer()
 	if err != nil {
-		c.log.Error("cannot arm the adopted deadline; fencing now", "error", err)
+		c.log.Error("cannot arm the adopted deadline; fencing now: "+err.Error(), "error", err)
 		_ = c.Fence(context.WithoutCancel(ctx), "adopted lease: no timer")
 		return
 	}
@@ -400,7 +467,7 @@ func (s *Supervisor) guardAdopted(ctx context.Context, c *cluster, a lease.Hande
 		case <-started:
 			return
 		case <-timer.C():
-			if clock.Now() < a.Deadline {
+			if clk.Now() < a.Deadline {
 				timer.Reset(a.Deadline) // a spurious wake-up
 				continue
 			}
@@ -439,7 +506,7 @@ func (s *Supervisor) RewriteTracks(ctx context.Context) {
 	s.mu.Unlock()
 	for _, c := range cs {
 		c.mu.Lock()
-		if err := c.act.Reassert(c.members, c.fenced); err != nil {
+		if err := c.act.Reassert(c.memberList(), c.isFenced()); err != nil {
 			c.log.Error("rewrite track files", "error", err)
 		}
 		c.mu.Unlock()
@@ -493,13 +560,13 @@ func (s *Supervisor) log() *slog.Logger {
 }
 
 func toFence(in config.Instance) fence.Instance {
-	return fence.Instance{Name: in.Name, Dev: in.Dev, VIPs: slices.Clone(in.VIPs), Own: in.Own, TrackFile: in.TrackFile}
+	return fence.Instance{Target: in.Target(), TrackFile: in.TrackFile}
 }
 
 func memberMap(ms []fence.Instance) map[string]fence.Instance {
 	m := map[string]fence.Instance{}
 	for _, in := range ms {
-		m[in.Name] = in
+		m[in.Instance] = in
 	}
 	return m
 }
@@ -507,7 +574,7 @@ func memberMap(ms []fence.Instance) map[string]fence.Instance {
 func names(ins []fence.Instance) []string {
 	out := make([]string, len(ins))
 	for i, in := range ins {
-		out[i] = in.Name
+		out[i] = in.Instance
 	}
 	sort.Strings(out)
 	return out

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/fence"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/lease"
 	"github.com/vipkit/vipkit/test/etcdtest"
 )
@@ -31,8 +32,8 @@ func (r *recorder) set(ins []fence.Instance, v int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, in := range ins {
-		r.value[in.Name] = v
-		r.writes[in.Name]++
+		r.value[in.Instance] = v
+		r.writes[in.Instance]++
 	}
 }
 
@@ -49,7 +50,7 @@ func (r *recorder) Reassert(ins []fence.Instance, fenced bool) error {
 	}
 	var wrong []fence.Instance
 	for _, in := range ins {
-		if v, _, ok := r.get(in.Name); !ok || v != want {
+		if v, _, ok := r.get(in.Instance); !ok || v != want {
 			wrong = append(wrong, in)
 		}
 	}
@@ -117,18 +118,18 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-func (s *Supervisor) cluster(name string) (ClusterSnapshot, bool) {
+func (s *Supervisor) cluster(name string) (fencedstate.Cluster, bool) {
 	for _, c := range s.Snapshot().Clusters {
 		if c.Name == name {
 			return c, true
 		}
 	}
-	return ClusterSnapshot{}, false
+	return fencedstate.Cluster{}, false
 }
 
 func healthy(s *Supervisor, name string) bool {
 	c, ok := s.cluster(name)
-	return ok && c.Lease.State == lease.Healthy
+	return ok && c.Lease.State == lease.Healthy.String()
 }
 
 // F5, I8: reloads add, change and remove clusters and instances; what a
@@ -173,7 +174,7 @@ func TestIntegrationReloadTouchesOnlyWhatChanged(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "changed cluster b healthy", func() bool {
 		c, _ := s.cluster("b")
-		return c.Lease.State == lease.Healthy && c.Lease.LeaseID != cb.Lease.LeaseID
+		return c.Lease.State == lease.Healthy.String() && c.Lease.LeaseID != cb.Lease.LeaseID
 	})
 
 	// An instance moves to cluster a: it takes a's current state at once.
@@ -200,7 +201,7 @@ func TestIntegrationReloadTouchesOnlyWhatChanged(t *testing.T) {
 
 	// Through all of it cluster a kept its lease and VI_1 its track file.
 	ca, _ = s.cluster("a")
-	if ca.Lease.LeaseID != leaseA || ca.Lease.State != lease.Healthy || ca.Lease.Fences[lease.ReasonDeadline] != 0 {
+	if ca.Lease.LeaseID != leaseA || ca.Lease.State != lease.Healthy.String() || ca.Lease.Fences[string(lease.ReasonDeadline)] != 0 {
 		t.Fatalf("cluster a was disturbed: lease %x -> %x, state %s, fences %v", leaseA, ca.Lease.LeaseID, ca.Lease.State, ca.Lease.Fences)
 	}
 	if _, w, _ := rec.get("VI_1"); w != writesVI1 {

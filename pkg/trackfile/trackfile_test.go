@@ -10,27 +10,31 @@ import (
 )
 
 func TestWriteRead(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "VI_1.fence")
-	if v, ok, err := Read(p); v != 0 || ok || err != nil {
-		t.Fatalf("Read(missing) = %d, %v, %v", v, ok, err)
-	}
-	for _, want := range []int{Fault, OK, Fault} {
-		if err := Write(p, want); err != nil {
-			t.Fatal(err)
-		}
-		v, ok, err := Read(p)
-		if v != want || !ok || err != nil {
-			t.Fatalf("Read after Write(%d) = %d, %v, %v", want, v, ok, err)
-		}
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Fatalf("directory holds %d entries, want only the track file (temp files left behind?)", len(entries))
-	}
-	st, _ := os.Stat(p)
-	if st.Mode().Perm() != 0o644 {
-		t.Errorf("mode = %04o, want 0644", st.Mode().Perm())
+	for name, write := range map[string]func(string, int) error{"Write": Write, "Publish": Publish} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "VI_1.fence")
+			if v, ok, err := Read(p); v != 0 || ok || err != nil {
+				t.Fatalf("Read(missing) = %d, %v, %v", v, ok, err)
+			}
+			for _, want := range []int{Fault, OK, Fault} {
+				if err := write(p, want); err != nil {
+					t.Fatal(err)
+				}
+				v, ok, err := Read(p)
+				if v != want || !ok || err != nil {
+					t.Fatalf("Read after %s(%d) = %d, %v, %v", name, want, v, ok, err)
+				}
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 1 {
+				t.Fatalf("directory holds %d entries, want only the track file (temp files left behind?)", len(entries))
+			}
+			st, _ := os.Stat(p)
+			if st.Mode().Perm() != 0o644 {
+				t.Errorf("mode = %04o, want 0644", st.Mode().Perm())
+			}
+		})
 	}
 }
 

@@ -70,8 +70,8 @@ func TestF4EtcdLossFencesBeforeExpiry(t *testing.T) {
 				// VRRP's part: the backup's takeover after the master resigned,
 				// at most its master-down interval.
 				vrrp := r.Fault + fo.Takeover - f.Fenced
-				if vrrp > m.MasterDown() {
-					t.Errorf("%s: takeover %s after the fence, longer than VRRP's master-down interval %s", fo.VIP, ms(vrrp), ms(m.MasterDown()))
+				if vrrp > m.MasterDown(v.KeepalivedVersion) {
+					t.Errorf("%s: takeover %s after the fence, longer than VRRP's master-down interval %s", fo.VIP, ms(vrrp), ms(m.MasterDown(v.KeepalivedVersion)))
 				}
 				if fo.Outage == observe.None || fo.Outage > vrrp+100*time.Millisecond {
 					t.Errorf("%s: client outage %s, want at most the takeover after the fence (%s) + 100 ms", fo.VIP, ms(fo.Outage), ms(vrrp))

@@ -17,6 +17,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/vipkit"
 	"github.com/vipkit/vipkit/test/netnstest"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // The labs the tests share, by key (a mode's short name, "control",
@@ -63,8 +64,8 @@ func require(t *testing.T) {
 	}
 	netnstest.Require(t)
 	var missing []string
-	if _, err := os.Stat(proc.KeepalivedBinary); err != nil {
-		missing = append(missing, "keepalived ("+proc.KeepalivedBinary+")")
+	if _, err := os.Stat(repo.Keepalived()); err != nil {
+		missing = append(missing, "keepalived ("+repo.Keepalived()+")")
 	}
 	for _, b := range []string{"vipctl", "fenced", "etcd"} {
 		if _, err := proc.FindBinary(b); err != nil {

@@ -39,16 +39,21 @@ const StartTimeout = 30 * time.Second
 // CI=true). With -short it always skips: these are integration tests.
 func Binary(t testing.TB) string {
 	t.Helper()
+	return binary(t, "etcd")
+}
+
+func binary(t testing.TB, name string) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs a real etcd server: skipped with -short")
 	}
 	var tried []string
 	if d := os.Getenv("VIPKIT_BIN_DIR"); d != "" {
-		tried = append(tried, filepath.Join(d, "etcd"))
+		tried = append(tried, filepath.Join(d, name))
 	}
 	if dir, err := os.Getwd(); err == nil {
 		for {
-			tried = append(tried, filepath.Join(dir, "bin", "etcd"))
+			tried = append(tried, filepath.Join(dir, "bin", name))
 			parent := filepath.Dir(dir)
 			if parent == dir {
 				break
@@ -61,7 +66,7 @@ func Binary(t testing.TB) string {
 			return p
 		}
 	}
-	msg := fmt.Sprintf("etcd server binary not found (tried $VIPKIT_BIN_DIR/etcd and bin/etcd upwards: %s): run make etcd", strings.Join(tried, ", "))
+	msg := fmt.Sprintf("etcd server binary %s not found (tried $VIPKIT_BIN_DIR and bin/ upwards: %s): run make etcd", name, strings.Join(tried, ", "))
 	netnstest.Missing(t, "%s", msg)
 	return ""
 }
@@ -76,6 +81,7 @@ type options struct {
 	election  time.Duration
 	fsync     bool
 	args      []string
+	binary    string
 }
 
 // WithTLS serves clients over TLS and requires client certificates signed
@@ -95,6 +101,11 @@ func WithElection(heartbeat, election time.Duration) Option {
 // WithFsync makes etcd sync its WAL; by default tests run with
 // --unsafe-no-fsync, so a busy shared disk does not stall raft.
 func WithFsync() Option { return func(o *options) { o.fsync = true } }
+
+// WithBinary runs the server named name in bin/ (e.g. "etcd-3.4.23", which
+// make etcd fetches from Debian's etcd-server package) instead of the pinned
+// build.
+func WithBinary(name string) Option { return func(o *options) { o.binary = name } }
 
 // WithArgs passes extra flags to every member.
 func WithArgs(args ...string) Option { return func(o *options) { o.args = append(o.args, args...) } }
@@ -130,10 +141,14 @@ func Start(t testing.TB, opts ...Option) *Server { return StartCluster(t, 1, opt
 // StartCluster runs an n-member cluster and waits until it has a leader.
 func StartCluster(t testing.TB, n int, opts ...Option) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t)}
+	s := &Server{t: t}
 	for _, o := range opts {
 		o(&s.opts)
 	}
+	if s.opts.binary == "" {
+		s.opts.binary = "etcd"
+	}
+	s.bin = binary(t, s.opts.binary)
 	dir := t.TempDir() // removed after the members are killed (cleanups run last-in first-out)
 	if s.opts.tls {
 		s.tls = newTLSFiles(t, filepath.Join(dir, "pki"))
@@ -373,6 +388,16 @@ func (m *Member) Running() bool {
 	default:
 		return true
 	}
+}
+
+// PID is the member's process ID, 0 when it does not run.
+func (m *Member) PID() int {
+	if !m.Running() {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cmd.Process.Pid
 }
 
 // Stop ends the member with SIGTERM and waits for it.

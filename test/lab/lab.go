@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/topo"
@@ -75,6 +76,9 @@ type Options struct {
 	// MASTER STATE") instead of the lab's notify FIFO, and adds no
 	// notify_fifo to the configs. Log lines carry no priority.
 	StatesFromLog bool
+	// Keepalived is the keepalived binary every node runs; repo.Keepalived()
+	// ($VIPKIT_KEEPALIVED, else Debian's 2.2.7) when empty.
+	Keepalived string
 }
 
 // Node is one keepalived host of the lab with its own files: both nodes
@@ -116,6 +120,9 @@ type Lab struct {
 	TL     *observe.Timeline
 	Obs    *watch.Observer
 	Nodes  []*Node
+	// Keepalived is the binary the nodes run, KeepalivedVersion its release.
+	Keepalived        string
+	KeepalivedVersion keepalived.Version
 
 	log       *slog.Logger
 	advertInt string
@@ -154,10 +161,18 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 		}
 		dir = filepath.Join(root, "results", "lab", name)
 	}
+	if opts.Keepalived == "" {
+		opts.Keepalived = repo.Keepalived()
+	}
+	kaVersion, err := repo.KeepalivedVersion(opts.Keepalived)
+	if err != nil {
+		return nil, fmt.Errorf("create lab: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create lab results dir %s: %w", dir, err)
 	}
-	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt, fromLog: opts.StatesFromLog, noProbes: opts.NoProbes}
+	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt, fromLog: opts.StatesFromLog, noProbes: opts.NoProbes,
+		Keepalived: opts.Keepalived, KeepalivedVersion: kaVersion}
 	if !opts.NoSignalHandler {
 		register(l)
 	}
@@ -395,6 +410,7 @@ func (l *Lab) StartKeepalived(n *Node, conf string) error {
 	p, err := proc.StartKeepalived(proc.Keepalived{
 		Name:   "keepalived@" + n.Name,
 		NS:     n.Host.NS.Name,
+		Binary: l.Keepalived,
 		Dir:    n.Dir,
 		Config: rendered,
 		Env:    n.Env,

@@ -24,6 +24,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/topo"
 	"github.com/vipkit/vipkit/test/netnstest"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 // requirePrivileged skips in -short mode (make test-unit) and otherwise
@@ -40,7 +41,7 @@ func requirePrivileged(t *testing.T) {
 func newLab(t *testing.T, opts Options) *Lab {
 	t.Helper()
 	requirePrivileged(t)
-	if _, err := os.Stat(proc.KeepalivedBinary); err != nil {
+	if _, err := os.Stat(repo.Keepalived()); err != nil {
 		netnstest.Missing(t, "keepalived not installed: %v", err)
 	}
 	if opts.Name == "" {

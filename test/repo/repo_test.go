@@ -31,3 +31,17 @@ func TestKeepalivedConfsFoundAndUsePlaceholders(t *testing.T) {
 		}
 	}
 }
+
+// The corpus is found from a worktree as from the main checkout.
+func TestKeepalivedCorpusFound(t *testing.T) {
+	dir, files, err := KeepalivedCorpus()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if len(files) < 50 {
+		t.Errorf("%s holds %d files, want the whole corpus", dir, len(files))
+	}
+}

@@ -48,8 +48,9 @@ const emptyMain = "package main\n\nfunc main() {}\n"
 func main() {
 	vipctl := flag.String("vipctl", "bin/vipctl", "vipctl binary to measure")
 	rounds := flag.Int("rounds", 300, "measurements per variant")
+	scaleRounds := flag.Int("scale-rounds", 7, "measurements per variant of the host-scale part (many VIPs, stale state)")
 	flag.Parse()
-	if err := run(*vipctl, *rounds); err != nil {
+	if err := run(*vipctl, *rounds, *scaleRounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -63,7 +64,7 @@ func sh(args ...string) error {
 	return nil
 }
 
-func run(vipctl string, rounds int) error {
+func run(vipctl string, rounds, scaleRounds int) error {
 	vipctl, err := filepath.Abs(vipctl)
 	if err != nil {
 		return err
@@ -99,6 +100,7 @@ func run(vipctl string, rounds int) error {
 		{"ip", "-n", ns, "link", "set", "eth0", "up"}, {"ip", "-n", peer, "link", "set", "eth0", "up"},
 		{"ip", "-n", ns, "link", "set", "lo", "up"},
 		{"ip", "-n", ns, "addr", "add", "192.0.2.11/24", "dev", "eth0"},
+		{"ip", "-n", ns, "addr", "add", "2001:db8::11/64", "dev", "eth0", "nodad"},
 		{"ip", "-n", ns, "addr", "add", "192.0.2.100/32", "dev", "eth0"}, // keepalived's VIP
 	} {
 		if err := sh(c...); err != nil {
@@ -126,19 +128,29 @@ func run(vipctl string, rounds int) error {
 	// goroutines) would add ~0.5 ms to every exec, measurement overhead that
 	// weighs on a one-process hook more than on a shell script. A failing
 	// command is run again with its output captured for the error.
-	exe := func(args ...string) func() error {
-		return func() error {
-			c := exec.Command(args[0], args[1:]...)
-			c.Env = env
-			if err := c.Run(); err != nil {
-				c = exec.Command(args[0], args[1:]...)
-				c.Env = env
-				out, _ := c.CombinedOutput()
-				return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
-			}
-			return nil
-		}
+	exe := func(args ...string) func() error { return exeEnv(env, args...) }
+	if err := measureHooks(exe, empty, hook, vipctl, rounds); err != nil {
+		return err
 	}
+	return measureScale(vipctl, stateDir, scaleRounds)
+}
+
+// exeEnv runs one command with env, its output discarded.
+func exeEnv(env []string, args ...string) func() error {
+	return func() error {
+		c := exec.Command(args[0], args[1:]...)
+		c.Env = env
+		if err := c.Run(); err != nil {
+			c = exec.Command(args[0], args[1:]...)
+			c.Env = env
+			out, _ := c.CombinedOutput()
+			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+}
+
+func measureHooks(exe func(args ...string) func() error, empty, hook, vipctl string, rounds int) error {
 	pair := func(a, b func() error) func() error {
 		return func() error {
 			if err := a(); err != nil {
@@ -169,21 +181,13 @@ func run(vipctl string, rounds int) error {
 		{"vipctl up --own (starts refresher)", exe(vipctl, "up", "--own", "--dev", "eth0", "192.0.2.102"), nil},
 		{"vipctl down --own (stops refresher)", exe(vipctl, "down", "--own", "--dev", "eth0", "192.0.2.102"), settle(func() error { return nil })},
 	}
-	samples := make([][]time.Duration, len(variants))
-	for r := 0; r < rounds; r++ {
-		// Interleaved, so that machine noise hits every variant alike.
-		for i, v := range variants {
-			if v.before != nil {
-				if err := v.before(); err != nil {
-					return err
-				}
-			}
-			start := time.Now()
-			if err := v.fn(); err != nil {
-				return err
-			}
-			samples[i] = append(samples[i], time.Since(start))
-		}
+	vs := make([]variant, len(variants))
+	for i, v := range variants {
+		vs[i] = variant{name: v.name, fn: v.fn, before: v.before}
+	}
+	samples, err := interleaved(vs, rounds)
+	if err != nil {
+		return err
 	}
 	med := make([]time.Duration, len(variants))
 	fmt.Printf("%d rounds, interleaved, in one network namespace (%s, %d CPUs); state on tmpfs\n\n", rounds, runtime.Version(), runtime.NumCPU())
@@ -201,3 +205,160 @@ func run(vipctl string, rounds int) error {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
+
+// measureScale is the host-scale part (DESIGN I10): up and down of many VIPs
+// in one command, and a one-VIP hook facing a state that holds 10,000 stale
+// entries against the same hook with an empty state, interleaved.
+func measureScale(vipctl, stateDir string, rounds int) error {
+	sizes := []int{50, 500, 2000}
+	vips := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("2001:db8:1::%x", i+1)
+		}
+		return out
+	}
+	env := func(dir string) []string {
+		return append(os.Environ(), "VIPKIT_CONFIG=", "VIPKIT_STATE_DIR="+dir)
+	}
+	staleDir, err := os.MkdirTemp("/dev/shm", "vipkit-bench-stale")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(staleDir)
+	emptyDir, err := os.MkdirTemp("/dev/shm", "vipkit-bench-empty")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(emptyDir)
+	// 10,000 released VIPs, touched by hooks forked in the first seconds
+	// after boot: what a long-lived host accumulates.
+	var stale strings.Builder
+	stale.WriteString("# vipctl state 1: one VIP per line\n")
+	for i := range 10000 {
+		fmt.Fprintf(&stale, "vip=2001:db8:f::%x/128 dev=eth0 action=down ticks=%d pid=%d own=1 instance=VI_%d at=1795594797408215427\n", i+1, 100+i/100, 1000+i, i/50)
+	}
+	seed := func() error {
+		return os.WriteFile(filepath.Join(staleDir, "vipctl.state"), []byte(stale.String()), 0o600)
+	}
+	hookPair := func(dir string) func() error {
+		add := exeEnv(env(dir), vipctl, "route-src", "add", "--dev", "eth0", "192.0.2.100")
+		del := exeEnv(env(dir), vipctl, "route-src", "del", "--dev", "eth0", "192.0.2.100")
+		return func() error {
+			if err := add(); err != nil {
+				return err
+			}
+			return del()
+		}
+	}
+	// The kernel's own cost, side by side: ip(8) in batch mode adding and
+	// deleting the same addresses (one netlink request each, no hint). The
+	// kernel's IPv6 address add and delete grow with the addresses already
+	// on the link, so this floor is itself superlinear.
+	batch := func(verb string, n int) (string, error) {
+		var b strings.Builder
+		for _, v := range vips(n) {
+			if verb == "add" {
+				fmt.Fprintf(&b, "addr add %s/128 dev eth0 nodad preferred_lft 0\n", v)
+			} else {
+				fmt.Fprintf(&b, "addr del %s/128 dev eth0\n", v)
+			}
+		}
+		f := filepath.Join(staleDir, fmt.Sprintf("ip-%s-%d", verb, n))
+		return f, os.WriteFile(f, []byte(b.String()), 0o600)
+	}
+	var vs []variant
+	for _, n := range sizes {
+		args := append([]string{vipctl, "up", "--own", "--refresh-for", "0s", "--count", "1", "--dev", "eth0"}, vips(n)...)
+		vs = append(vs, variant{name: fmt.Sprintf("vipctl up --own, %d VIPs", n), fn: exeEnv(env(stateDir), args...)})
+		args = append([]string{vipctl, "down", "--own", "--dev", "eth0"}, vips(n)...)
+		vs = append(vs, variant{name: fmt.Sprintf("vipctl down --own, %d VIPs", n), fn: exeEnv(env(stateDir), args...)})
+	}
+	for _, n := range sizes {
+		add, err := batch("add", n)
+		if err != nil {
+			return err
+		}
+		del, err := batch("del", n)
+		if err != nil {
+			return err
+		}
+		vs = append(vs,
+			variant{name: fmt.Sprintf("kernel floor: ip -b addr add, %d", n), fn: exeEnv(nil, "ip", "-b", add)},
+			variant{name: fmt.Sprintf("kernel floor: ip -b addr del, %d", n), fn: exeEnv(nil, "ip", "-b", del)})
+	}
+	// IPv4 beside it: the documentation ranges hold 508 /32 VIPs.
+	vips4 := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s.%d", []string{"198.51.100", "203.0.113"}[i/254], i%254+1)
+		}
+		return out
+	}
+	for _, n := range []int{50, 500} {
+		args := append([]string{vipctl, "up", "--own", "--refresh-for", "0s", "--count", "1", "--dev", "eth0"}, vips4(n)...)
+		vs = append(vs, variant{name: fmt.Sprintf("vipctl up --own, %d IPv4 VIPs", n), fn: exeEnv(env(stateDir), args...)})
+		args = append([]string{vipctl, "down", "--own", "--dev", "eth0"}, vips4(n)...)
+		vs = append(vs, variant{name: fmt.Sprintf("vipctl down --own, %d IPv4 VIPs", n), fn: exeEnv(env(stateDir), args...)})
+	}
+	const emptyIdx, prunedIdx, firstIdx = 16, 17, 18
+	vs = append(vs,
+		variant{name: "route-src add+del, empty state", fn: hookPair(emptyDir)},
+		variant{name: "route-src add+del, after 10,000 stale", fn: hookPair(staleDir)},
+		variant{name: "route-src add+del, facing 10,000 stale", before: seed, fn: hookPair(staleDir)},
+	)
+	if err := seed(); err != nil {
+		return err
+	}
+	samples, err := interleaved(vs, rounds)
+	if err != nil {
+		return err
+	}
+	med := make([]time.Duration, len(vs))
+	fmt.Printf("\nhost scale: %d rounds, interleaved; IPv6 VIPs added and removed by vipctl (--own), no refresher\n\n", rounds)
+	fmt.Printf("%-40s %10s %10s\n", "variant", "median", "max")
+	for i, v := range vs {
+		s := samples[i]
+		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+		med[i] = s[len(s)/2]
+		fmt.Printf("%-40s %10s %10s\n", v.name, ms(med[i]), ms(s[len(s)-1]))
+	}
+	fmt.Printf("\nup 500: %s, down 500: %s (goal <= 50 ms each)\n", ms(med[2]), ms(med[3]))
+	fmt.Printf("up 2000 / up 500: %.2fx, down 2000 / down 500: %.2fx (goal <= 4.5x)\n", float64(med[4])/float64(med[2]), float64(med[5])/float64(med[3]))
+	fmt.Printf("kernel floor 2000 / 500: add %.2fx, del %.2fx\n", float64(med[10])/float64(med[8]), float64(med[11])/float64(med[9]))
+	for i, n := range sizes {
+		fmt.Printf("vipctl / kernel floor at %d: up %.2fx, down %.2fx\n", n, float64(med[2*i])/float64(med[6+2*i]), float64(med[2*i+1])/float64(med[7+2*i]))
+	}
+	fmt.Printf("IPv4: up 500: %s, down 500: %s (goal <= 50 ms each); 500 / 50: up %.2fx, down %.2fx\n", ms(med[14]), ms(med[15]), float64(med[14])/float64(med[12]), float64(med[15])/float64(med[13]))
+	fmt.Printf("one-VIP hook after 10,000 stale entries / empty state: %.2fx (goal <= 1.10x)\n", float64(med[prunedIdx])/float64(med[emptyIdx]))
+	fmt.Printf("one-VIP hook that prunes 10,000 stale entries / empty state: %.2fx (paid once)\n", float64(med[firstIdx])/float64(med[emptyIdx]))
+	return nil
+}
+
+// variant is one measured command; before runs untimed ahead of each call.
+type variant struct {
+	name   string
+	before func() error
+	fn     func() error
+}
+
+// interleaved runs every variant once per round, in turn, so that machine
+// noise hits every variant alike, and returns the timings per variant.
+func interleaved(vs []variant, rounds int) ([][]time.Duration, error) {
+	samples := make([][]time.Duration, len(vs))
+	for range rounds {
+		for i, v := range vs {
+			if v.before != nil {
+				if err := v.before(); err != nil {
+					return nil, err
+				}
+			}
+			start := time.Now()
+			if err := v.fn(); err != nil {
+				return nil, err
+			}
+			samples[i] = append(samples[i], time.Since(start))
+		}
+	}
+	return samples, nil
+}

@@ -273,7 +273,7 @@ type Keepalived struct {
 	NS     string // full namespace name
 	Dir    string // the node's directory: config, pid files, log
 	Config string // rendered config text, written to Dir/keepalived.conf
-	Binary string // /usr/sbin/keepalived when empty
+	Binary string // repo.Keepalived() when empty
 	// Env is extra environment for the daemon, which passes it on to the
 	// hooks and scripts it runs (e.g. VIPKIT_CONFIG).
 	Env []string
@@ -283,9 +283,6 @@ type Keepalived struct {
 	Clock          func() time.Duration
 }
 
-// KeepalivedBinary is the daemon the lab runs unless told otherwise.
-const KeepalivedBinary = "/usr/sbin/keepalived"
-
 // StartKeepalived writes the config, checks it with `keepalived -t`, and
 // starts the daemon in the foreground (-n) with console logging (-l -D,
 // no syslog) and VRRP only (-P). Per-node pid files (-p -r -c -b) let
@@ -293,7 +290,7 @@ const KeepalivedBinary = "/usr/sbin/keepalived"
 func StartKeepalived(k Keepalived) (*Proc, error) {
 	bin := k.Binary
 	if bin == "" {
-		bin = KeepalivedBinary
+		bin = repo.Keepalived()
 	}
 	if err := os.MkdirAll(k.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start %s: create dir %s: %w", k.Name, k.Dir, err)
@@ -354,7 +351,7 @@ func removeStalePIDFile(path string) {
 // output says keepalived will drop an instance.
 func ConfigTest(bin, conf, logPath string) error {
 	if bin == "" {
-		bin = KeepalivedBinary
+		bin = repo.Keepalived()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

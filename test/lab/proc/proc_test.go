@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vipkit/vipkit/test/netnstest"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 func TestRenderNodeValues(t *testing.T) {
@@ -82,7 +83,7 @@ func TestRenderKeepsExistingFIFO(t *testing.T) {
 }
 
 func TestControlConfigIsValid(t *testing.T) {
-	if _, err := os.Stat(KeepalivedBinary); err != nil {
+	if _, err := os.Stat(repo.Keepalived()); err != nil {
 		netnstest.Missing(t, "keepalived not installed (make deps installs it)")
 	}
 	dir := t.TempDir()
@@ -94,7 +95,7 @@ func TestControlConfigIsValid(t *testing.T) {
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(KeepalivedBinary, "-t", "-f", p).CombinedOutput(); err != nil {
+	if out, err := exec.Command(repo.Keepalived(), "-t", "-f", p).CombinedOutput(); err != nil {
 		t.Fatalf("keepalived -t: %v\n%s", err, out)
 	}
 }

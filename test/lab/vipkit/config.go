@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vipkit/vipkit/pkg/keepalived"
 )
 
 // Mode is how keepalived and vipkit share the VIP: the contrib config a
@@ -24,7 +26,9 @@ const (
 	// (contrib keepalived-owned-fifo.conf, fenced blocks added).
 	FIFO Mode = "keepalived-owned-fifo"
 	// Owned: vipctl adds and removes the VIP (contrib
-	// vipctl-owned-fenced-netns.conf); VRRPv2, whole-second adverts.
+	// vipctl-owned-fenced-netns.conf, VRRPv2 with whole-second adverts, on
+	// keepalived 2.2.7; vipctl-owned-v3-fenced-netns.conf, VRRPv3 with
+	// no_virtual_ipaddress, from 2.2.8).
 	Owned Mode = "vipctl-owned"
 )
 
@@ -60,41 +64,52 @@ func (m Mode) Short() string {
 // Own reports whether vipctl owns the addresses.
 func (m Mode) Own() bool { return m == Owned }
 
-// AdvertInt is the advert interval the lab uses for the mode: 0.1 s
-// (VRRPv3) where keepalived owns the VIP; keepalived 2.2.7 drops an
-// instance without VIPs under VRRPv3, so vipctl-owned runs VRRPv2 at 1 s.
-func (m Mode) AdvertInt() string {
-	if m.Own() {
+// V3 reports whether the mode runs VRRPv3 on keepalived ka: always where
+// keepalived owns the VIP; where vipctl owns it, from keepalived 2.2.8
+// (no_virtual_ipaddress). keepalived 2.2.7 drops an instance without VIPs
+// under VRRPv3, so there vipctl-owned runs VRRPv2.
+func (m Mode) V3(ka keepalived.Version) bool {
+	return !m.Own() || ka.AtLeast(keepalived.NoVIPv3)
+}
+
+// AdvertInt is the advert interval the lab uses for the mode on keepalived
+// ka: 0.1 s under VRRPv3, 1 s (VRRPv2's shortest) otherwise.
+func (m Mode) AdvertInt(ka keepalived.Version) string {
+	if !m.V3(ka) {
 		return "1"
 	}
 	return "0.1"
 }
 
 // advert is AdvertInt as a duration.
-func (m Mode) advert() time.Duration {
-	f, _ := strconv.ParseFloat(m.AdvertInt(), 64)
+func (m Mode) advert(ka keepalived.Version) time.Duration {
+	f, _ := strconv.ParseFloat(m.AdvertInt(ka), 64)
 	return time.Duration(f * float64(time.Second))
 }
 
-// MasterDown is VRRP's master-down interval for the backup (priority 100):
-// 3 adverts plus the skew time (256−100)/256 adverts.
-func (m Mode) MasterDown() time.Duration {
-	a := m.advert()
+// MasterDown is VRRP's master-down interval for the backup (priority 100)
+// on keepalived ka: 3 adverts plus the skew time (256−100)/256 adverts.
+func (m Mode) MasterDown(ka keepalived.Version) time.Duration {
+	a := m.advert(ka)
 	return 3*a + a*156/256
 }
 
-// Skew is the backup's skew time: how long it waits after a priority-0
-// advert (a resigning master) before it takes over.
-func (m Mode) Skew() time.Duration { return m.advert() * 156 / 256 }
+// Skew is the backup's skew time on keepalived ka: how long it waits after
+// a priority-0 advert (a resigning master) before it takes over.
+func (m Mode) Skew(ka keepalived.Version) time.Duration { return m.advert(ka) * 156 / 256 }
 
-// contribFile is the shipped keepalived.conf the mode starts from.
-func (m Mode) contribFile() string {
+// contribFile is the shipped keepalived.conf the mode starts from on
+// keepalived ka.
+func (m Mode) contribFile(ka keepalived.Version) string {
 	switch m {
 	case Notify:
 		return "keepalived-owned-notify.conf"
 	case FIFO:
 		return "keepalived-owned-fifo.conf"
 	case Owned:
+		if m.V3(ka) {
+			return "vipctl-owned-v3-fenced-netns.conf"
+		}
 		return "vipctl-owned-fenced-netns.conf"
 	}
 	return "keepalived-owned-fenced-netns.conf"
@@ -108,8 +123,8 @@ const (
 )
 
 // KeepalivedConfig composes the keepalived.conf (still with contrib's
-// placeholders; lab.Render fills them per node) for a mode, from the files
-// in contribDir:
+// placeholders; lab.Render fills them per node) for a mode on keepalived
+// ka, from the files in contribDir:
 //
 //   - every mode is guarded by fenced: the notify and FIFO files get the
 //     fence track file and the fenced_alive check of the -fenced-netns
@@ -120,7 +135,7 @@ const (
 //   - with second, a copy of VI_1 named VI_2 (vrid 52, 192.0.2.101 and
 //     2001:db8::101, its own track files) follows; it stays in FAULT
 //     until fenced guards it.
-func KeepalivedConfig(contribDir string, m Mode, second bool) (string, error) {
+func KeepalivedConfig(contribDir string, m Mode, ka keepalived.Version, second bool) (string, error) {
 	read := func(name string) (string, error) {
 		b, err := os.ReadFile(filepath.Join(contribDir, name))
 		if err != nil {
@@ -128,7 +143,7 @@ func KeepalivedConfig(contribDir string, m Mode, second bool) (string, error) {
 		}
 		return string(b), nil
 	}
-	conf, err := read(m.contribFile())
+	conf, err := read(m.contribFile(ka))
 	if err != nil {
 		return "", err
 	}

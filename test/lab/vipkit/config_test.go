@@ -5,20 +5,29 @@ import (
 	"testing"
 
 	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/repo"
 )
 
 func TestKeepalivedConfig(t *testing.T) {
-	for _, m := range Modes {
-		t.Run(m.Short(), func(t *testing.T) {
+	for _, tt := range []struct {
+		m  Mode
+		ka keepalived.Version
+	}{{Hooks, v227}, {Notify, v227}, {FIFO, v227}, {Owned, v227}, {Hooks, v233}, {Owned, v233}} {
+		m := tt.m
+		t.Run(m.Short()+"/"+tt.ka.String(), func(t *testing.T) {
 			dir, err := repo.KeepalivedDir()
 			if err != nil {
 				t.Fatal(err)
 			}
-			conf, err := KeepalivedConfig(dir, m, true)
+			conf, err := KeepalivedConfig(dir, m, tt.ka, true)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// vipctl-owned runs VRRPv3 from 2.2.8 (no_virtual_ipaddress).
+			if v3 := strings.Contains(conf, "no_virtual_ipaddress"); v3 != (m.Own() && tt.ka == v233) {
+				t.Errorf("no_virtual_ipaddress in the config: %v", v3)
 			}
 			for _, want := range []string{
 				`file "/run/vipkit/VI_1.fence"`, "init_file 1 overwrite", "vrrp_script fenced_alive",
@@ -95,7 +104,24 @@ func TestParseMode(t *testing.T) {
 	if _, err := ParseMode("bogus"); err == nil {
 		t.Error("ParseMode accepted bogus")
 	}
-	if d := Hooks.MasterDown(); d < 360*1e6 || d > 361*1e6 {
+	for _, tt := range []struct {
+		m      Mode
+		ka     keepalived.Version
+		advert string
+	}{{Hooks, v227, "0.1"}, {Owned, v227, "1"}, {Hooks, v233, "0.1"}, {Owned, v233, "0.1"}, {Owned, keepalived.NoVIPv3, "0.1"}} {
+		if got := tt.m.AdvertInt(tt.ka); got != tt.advert {
+			t.Errorf("%s on %s: advert_int %s, want %s", tt.m, tt.ka, got, tt.advert)
+		}
+	}
+	if d := Hooks.MasterDown(v227); d < 360*1e6 || d > 361*1e6 {
 		t.Errorf("master down at 0.1 s adverts = %s, want 360.9ms", d)
 	}
+	if d := Owned.MasterDown(v227); d < 3609*1e6 || d > 3610*1e6 {
+		t.Errorf("master down at 1 s adverts = %s, want 3.609s", d)
+	}
 }
+
+var (
+	v227 = keepalived.Version{Major: 2, Minor: 2, Patch: 7}
+	v233 = keepalived.Version{Major: 2, Minor: 3, Patch: 3}
+)

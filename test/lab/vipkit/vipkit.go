@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/test/lab"
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
@@ -87,10 +89,17 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 		opts.Mode = Hooks
 	}
 	lo := opts.Lab
+	if lo.Keepalived == "" {
+		lo.Keepalived = repo.Keepalived()
+	}
+	ka, err := repo.KeepalivedVersion(lo.Keepalived)
+	if err != nil {
+		return nil, fmt.Errorf("build vipkit lab: %w", err)
+	}
 	if opts.Control {
 		lo.AdvertInt = ""
 	} else if lo.AdvertInt == "" {
-		lo.AdvertInt = opts.Mode.AdvertInt()
+		lo.AdvertInt = opts.Mode.AdvertInt(ka)
 	}
 	log := lo.Logger
 	if log == nil {
@@ -107,7 +116,7 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 				return nil, err
 			}
 		}
-		if v.Conf, err = KeepalivedConfig(dir, opts.Mode, opts.Second); err != nil {
+		if v.Conf, err = KeepalivedConfig(dir, opts.Mode, ka, opts.Second); err != nil {
 			return nil, err
 		}
 		if v.vipctl, err = proc.FindBinary("vipctl"); err != nil {
@@ -120,9 +129,11 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 	if v.Lab, err = lab.New(ctx, lo); err != nil {
 		return nil, err
 	}
+	// The returns below set v to nil: close the lab they leave behind.
+	built := v.Lab
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, v.Lab.Close())
+			err = errors.Join(err, built.Close())
 			v = nil
 		}
 	}()
@@ -255,10 +266,74 @@ func (v *Lab) WaitSteady(ctx context.Context, since, within time.Duration) (*lab
 	if err != nil {
 		return nil, fmt.Errorf("wait for the steady state (node-a MASTER, others BACKUP, fenced healthy): %w: %s", err, v.describe())
 	}
+	if !v.Control {
+		for _, n := range v.Nodes {
+			if err := v.waitGuarded(ctx, n, deadline); err != nil {
+				return nil, fmt.Errorf("wait for the steady state: %w", err)
+			}
+		}
+	}
 	if err := v.Steady(ctx, m, max(since, v.TL.Now()), time.Until(deadline)); err != nil {
 		return nil, fmt.Errorf("wait for the steady state: %w", err)
 	}
 	return m, nil
+}
+
+// waitGuarded waits until node n's fenced has found the keepalived VRRP
+// process now running (its log says "keepalived VRRP process found" with
+// the PID in keepalived's VRRP pid file). fenced looks for keepalived once
+// per reconcile interval while it is not running, so a keepalived killed
+// within that interval of its start is not guarded yet: a scenario must
+// not start in that window. keepalived 2.3.3 reaches MASTER well inside
+// it.
+func (v *Lab) waitGuarded(ctx context.Context, n *lab.Node, deadline time.Time) error {
+	pidFile := filepath.Join(n.Dir, "keepalived-vrrp.pid")
+	logFile := filepath.Join(n.Dir, "fenced.jsonl")
+	for {
+		b, _ := os.ReadFile(pidFile)
+		pid := strings.TrimSpace(string(b))
+		if pid != "" && guardFound(logFile, pid) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fenced on %s has not found keepalived's VRRP process (pid %q in %s; its log is %s)", n.Name, pid, pidFile, logFile)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for fenced on %s to find keepalived: %w", n.Name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// guardFound reports whether fenced's JSON log (its last 256 KiB) says
+// it found keepalived's VRRP process pid.
+func guardFound(logFile, pid string) bool {
+	f, err := os.Open(logFile)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	const tail = 256 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > tail {
+		if _, err := f.Seek(fi.Size()-tail, 0); err != nil {
+			return false
+		}
+	}
+	b := make([]byte, tail)
+	k, _ := io.ReadFull(f, b)
+	for _, line := range strings.Split(string(b[:k]), "\n") {
+		if !strings.Contains(line, "keepalived VRRP process found") {
+			continue
+		}
+		var e struct {
+			PID json.Number `json:"pid"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.PID.String() == pid {
+			return true
+		}
+	}
+	return false
 }
 
 // Holds reports whether node n had ip assigned at lab time at.
@@ -444,20 +519,8 @@ func (v *Lab) Vipctl(ctx context.Context, n *lab.Node, args ...string) (string, 
 	return string(out), nil
 }
 
-// FencedState is the part of fenced's state file (fenced.json) the lab
-// reads.
-type FencedState struct {
-	PID      int    `json:"pid"`
-	State    string `json:"state"`
-	Clusters []struct {
-		Name  string `json:"name"`
-		Lease struct {
-			State         string        `json:"state"`
-			LeaseID       int64         `json:"lease_id"`
-			LastFenceLead time.Duration `json:"last_fence_lead"`
-		} `json:"lease"`
-	} `json:"clusters"`
-}
+// FencedState is fenced's state file (fenced.json, pkg/fencedstate).
+type FencedState = fencedstate.Snapshot
 
 // ReadFencedState reads node n's fenced.json.
 func (v *Lab) ReadFencedState(n *lab.Node) (FencedState, error) {

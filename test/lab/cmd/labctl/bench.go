@@ -116,8 +116,17 @@ func bench(args []string, out io.Writer) (err error) {
 	modes := fs.String("modes", "hooks,owned", "vipkit modes to measure (hooks, notify, fifo, owned), comma-separated")
 	noControl := fs.Bool("no-control", false, "skip the control runs (keepalived alone)")
 	results := fs.String("results", "", "results directory (default results/bench in the repository)")
+	var ka string
+	keepalivedFlag(fs, &ka)
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
+	}
+	if ka, err = keepalivedPath(ka); err != nil {
+		return err
+	}
+	kaVersion, err := repo.KeepalivedVersion(ka)
+	if err != nil {
+		return err
 	}
 	scenarios := benchScenarios
 	if fs.NArg() > 0 {
@@ -155,7 +164,7 @@ func bench(args []string, out io.Writer) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	started := time.Now()
-	fmt.Fprintf(os.Stderr, "bench: %d runs of %d scenarios in %d setups; results in %s\n", *runs, len(scenarios), len(setups), dir)
+	fmt.Fprintf(os.Stderr, "bench: keepalived %s (%s), %d runs of %d scenarios in %d setups; results in %s\n", kaVersion, ka, *runs, len(scenarios), len(setups), dir)
 
 	var rows []*benchRow
 	for _, su := range setups {
@@ -170,7 +179,7 @@ func bench(args []string, out io.Writer) (err error) {
 		}
 		open := func(name string) (*vipkit.Lab, error) {
 			o := su.opts
-			o.Lab = lab.Options{Name: name, ResultsDir: filepath.Join(dir, strings.ReplaceAll(su.name, " ", "-"), name), Logger: slog.New(slog.DiscardHandler), NoSignalHandler: true}
+			o.Lab = lab.Options{Name: name, ResultsDir: filepath.Join(dir, strings.ReplaceAll(su.name, " ", "-"), name), Logger: slog.New(slog.DiscardHandler), NoSignalHandler: true, Keepalived: ka}
 			return vipkit.New(ctx, o)
 		}
 		for _, s := range scenarios {
@@ -238,9 +247,10 @@ func bench(args []string, out io.Writer) (err error) {
 		}
 	}
 	host, _ := os.Hostname()
-	fmt.Fprintf(out, "labctl bench -runs %d -modes %s%s — %s, %s, %d CPUs, %s, took %s\n\n",
-		*runs, *modes, map[bool]string{true: " -no-control", false: ""}[*noControl], time.Now().UTC().Format("2006-01-02"),
-		host, runtime.NumCPU(), runtime.Version(), time.Since(started).Round(time.Second))
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(out, "labctl bench -runs %d -modes %s%s -keepalived %s — keepalived %s, %s, %s, %d CPUs, load %s, %s, took %s\n\n",
+		*runs, *modes, map[bool]string{true: " -no-control", false: ""}[*noControl], ka, kaVersion, time.Now().UTC().Format("2006-01-02"),
+		host, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "), runtime.Version(), time.Since(started).Round(time.Second))
 	fmt.Fprintln(out, "Milliseconds, IPv4 VIP: median (min–max) over the runs.")
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "| scenario | setup | runs | takeover | client outage | router convergence | dual-owner time | scenario metric |")

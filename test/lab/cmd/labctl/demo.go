@@ -46,8 +46,17 @@ func demo(args []string, out io.Writer) (err error) {
 	modeName := fs.String("mode", "hooks", "how keepalived and vipkit share the VIP: hooks, notify, fifo, owned")
 	results := fs.String("results", "", "results directory (default results/demo in the repository)")
 	verbose := fs.Bool("v", false, "log the lab's progress to stderr")
+	var ka string
+	keepalivedFlag(fs, &ka)
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
+	}
+	if ka, err = keepalivedPath(ka); err != nil {
+		return err
+	}
+	kaVersion, err := repo.KeepalivedVersion(ka)
+	if err != nil {
+		return err
 	}
 	mode, err := vipkit.ParseMode(*modeName)
 	if err != nil {
@@ -76,12 +85,12 @@ func demo(args []string, out io.Writer) (err error) {
 
 	fmt.Fprintf(out, "vipkit lab demo: two keepalived nodes (node-a priority 150, node-b 100) share\n"+
 		"%s and %s behind a router; a client probes them every 10 ms.\n"+
-		"Mode: %s. keepalived 2.2.7, etcd 3.6, bin/vipctl and bin/fenced, in network namespaces.\n"+
+		"Mode: %s. keepalived %s (%s), etcd 3.6, bin/vipctl and bin/fenced, in network namespaces.\n"+
 		"fenced: lease TTL %s, margin %s, hold-down %s. Timelines are relative to each scenario's event.\n",
-		lab.VIP4, lab.VIP6, mode, vipkit.DefaultTTL, vipkit.DefaultMargin, vipkit.DefaultHoldDown)
+		lab.VIP4, lab.VIP6, mode, kaVersion, ka, vipkit.DefaultTTL, vipkit.DefaultMargin, vipkit.DefaultHoldDown)
 
 	open := func(name string, opts vipkit.Options) (*vipkit.Lab, error) {
-		opts.Lab = lab.Options{Name: name, ResultsDir: filepath.Join(dir, name), Logger: log, NoSignalHandler: true}
+		opts.Lab = lab.Options{Name: name, ResultsDir: filepath.Join(dir, name), Logger: log, NoSignalHandler: true, Keepalived: ka}
 		return vipkit.New(ctx, opts)
 	}
 	v, err := open("vipkit", vipkit.Options{Mode: mode})

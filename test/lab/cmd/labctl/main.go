@@ -3,8 +3,8 @@
 // vipkit, control scenarios with their timelines, an interactive lab to
 // poke at, and the clean-up of a crashed run's namespaces. It needs root.
 //
-//	labctl demo [-mode hooks|notify|fifo|owned]
-//	labctl bench [-runs 10] [-modes hooks,owned] [SCENARIO...]
+//	labctl demo [-mode hooks|notify|fifo|owned] [-keepalived PATH]
+//	labctl bench [-runs 10] [-modes hooks,owned] [-keepalived PATH] [SCENARIO...]
 //	labctl run [flags] [kill|term|pause|port-down|split ...]
 //	labctl up [flags]
 //	labctl cleanup [-prefix vkl]
@@ -26,6 +26,7 @@ import (
 
 	"github.com/vipkit/vipkit/test/lab"
 	"github.com/vipkit/vipkit/test/lab/proc"
+	"github.com/vipkit/vipkit/test/repo"
 )
 
 const usage = `usage: labctl COMMAND [flags]
@@ -44,6 +45,10 @@ Commands:
   up [flags]                 bring a lab up with keepalived running, print how
                              to enter it, and tear it down on Ctrl-C
   cleanup [-prefix P]        delete namespaces left by crashed lab runs
+
+Every command but cleanup takes -keepalived PATH, the keepalived binary the
+nodes run (default $VIPKIT_KEEPALIVED, else /usr/sbin/keepalived, Debian's
+2.2.7; bin/keepalived-2.3.3 after make keepalived).
 
 Run "labctl COMMAND -h" for the flags. Needs root.
 `
@@ -87,17 +92,38 @@ type usageError struct{ error }
 
 // common are the flags of run and up.
 type common struct {
-	results   string
-	conf      string
-	advertInt string
-	verbose   bool
+	results    string
+	conf       string
+	advertInt  string
+	keepalived string
+	verbose    bool
 }
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.results, "results", "", "results directory (default results/lab/<scenario>-<prefix> in the repository)")
 	fs.StringVar(&c.conf, "conf", "", "keepalived config to render per node (default: the lab's control config, keepalived alone)")
 	fs.StringVar(&c.advertInt, "advert-int", "", `override advert_int in -conf (e.g. "0.1"; fractional values switch to VRRPv3)`)
+	keepalivedFlag(fs, &c.keepalived)
 	fs.BoolVar(&c.verbose, "v", false, "log the lab's progress to stderr")
+}
+
+// keepalivedFlag registers -keepalived: the binary every node runs.
+func keepalivedFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "keepalived", repo.Keepalived(),
+		"keepalived binary the nodes run (default $"+repo.KeepalivedEnv+", else Debian's 2.2.7; bin/"+repo.BuiltKeepalived+" is 2.3.3, `make keepalived`)")
+}
+
+// keepalivedPath checks the -keepalived value and makes it absolute (the
+// lab starts keepalived from each node's directory).
+func keepalivedPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", usageError{fmt.Errorf("-keepalived %s: %w", p, err)}
+	}
+	if _, err := repo.KeepalivedVersion(abs); err != nil {
+		return "", usageError{fmt.Errorf("-keepalived %s: %w", p, err)}
+	}
+	return abs, nil
 }
 
 func (c *common) config() (string, error) {
@@ -112,7 +138,7 @@ func (c *common) config() (string, error) {
 }
 
 func (c *common) options(name string) lab.Options {
-	o := lab.Options{Name: name, AdvertInt: c.advertInt, Logger: slog.New(slog.DiscardHandler)}
+	o := lab.Options{Name: name, AdvertInt: c.advertInt, Keepalived: c.keepalived, Logger: slog.New(slog.DiscardHandler)}
 	if c.verbose {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -129,6 +155,10 @@ func run(args []string, out io.Writer) error {
 	hold := fs.Duration("split-hold", time.Second, "how long the split brain lasts before it heals")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
+	}
+	var err error
+	if c.keepalived, err = keepalivedPath(c.keepalived); err != nil {
+		return err
 	}
 	scenarios := fs.Args()
 	if len(scenarios) == 0 {
@@ -203,6 +233,9 @@ func up(args []string, out io.Writer) (err error) {
 	noKeepalived := fs.Bool("no-keepalived", false, "do not start keepalived")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
+	}
+	if c.keepalived, err = keepalivedPath(c.keepalived); err != nil {
+		return err
 	}
 	conf, err := c.config()
 	if err != nil {
