@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vipkit/vipkit/pkg/clock"
 	"github.com/vipkit/vipkit/pkg/fence"
 	"github.com/vipkit/vipkit/pkg/holder"
 	"github.com/vipkit/vipkit/pkg/hostnet"
@@ -49,9 +51,18 @@ nothing: the operator asked to keep the VIPs.`,
 			defer n.Close()
 			h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Refreshers: noSpawn{runstate.Procs{Grace: 500 * time.Millisecond}}, Log: log}
 			act := &fence.Actuator{Releaser: h, Host: n, Track: trackfile.Publish, Read: trackfile.Read, Ticket: runstate.NowTicket, LockWait: lockWait, Log: log}
+			// A planned restart left some clusters to the next fenced.
+			handed := acceptHandoff(cfg.StateDir, log)
+			kept := map[string]bool{}
+			for _, cl := range cfg.Clusters {
+				if hl, ok := handed.For(cl); ok {
+					kept[cl.Name] = true
+					log.Info("planned restart: instances left to the next fenced", "cluster", cl.Name, "lease_id", fmt.Sprintf("%x", int64(hl.LeaseID)), "valid_for", (hl.Deadline - clock.Boottime()).String())
+				}
+			}
 			var ins []fence.Instance
 			for _, in := range cfg.Instances {
-				if in.Cluster != "" {
+				if in.Cluster != "" && !kept[in.Cluster] {
 					ins = append(ins, fence.Instance{Target: in.Target(), TrackFile: in.TrackFile})
 				}
 			}

@@ -22,6 +22,9 @@ import (
 
 var version = "dev"
 
+// extraCommands are added by files built only in some builds (docs.go).
+var extraCommands []*cli.Command
+
 const (
 	exitOK    = 0
 	exitFail  = 1
@@ -97,7 +100,7 @@ Exit status: 0 ok, 1 failure, 2 usage or configuration error.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usagef("%v", err)
 		},
-		Commands: []*cli.Command{runCommand(), statusCommand(), checkCommand(), failClosedCommand()},
+		Commands: append([]*cli.Command{runCommand(), statusCommand(), checkCommand(), failClosedCommand(), configuredCommand()}, extraCommands...),
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError

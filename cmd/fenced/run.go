@@ -19,6 +19,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/fence"
 	"github.com/vipkit/vipkit/pkg/holder"
 	"github.com/vipkit/vipkit/pkg/hostnet"
+	"github.com/vipkit/vipkit/pkg/lease"
 	"github.com/vipkit/vipkit/pkg/logging"
 	"github.com/vipkit/vipkit/pkg/runstate"
 	"github.com/vipkit/vipkit/pkg/supervisor"
@@ -113,6 +114,14 @@ func runAction(c *cli.Context) error {
 		Holder: h, Senders: senders, Log: log,
 		Notify: func(state string) (bool, error) { return daemon.SdNotify(false, state) },
 	}
+	// A planned restart: take over the leases (and deadlines) the previous
+	// fenced handed over, and hand ours over when systemd restarts us
+	// (handoff.go).
+	rt.Sup.Adopt, rt.Adopted = takeHandoff(cfg.StateDir, log)
+	rt.HandOver = func() bool {
+		return rt.Sup.Config().Fenced.OnStop != "keep" && restartPending(c.Context, log)
+	}
+	rt.Handed = func(leases []lease.HandedLease) { recordHandoff(rt.Sup.Config(), leases, log) }
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	done := make(chan error, 1)

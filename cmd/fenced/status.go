@@ -57,6 +57,11 @@ beats only while every lease loop makes progress); otherwise it says why on stde
 				if err == nil {
 					err = alive(snap, c.Duration("max-age"))
 				}
+				if err != nil && handoffCovers(dir) {
+					// A planned restart is between two processes, and the
+					// handed deadline is still far enough away.
+					return nil
+				}
 				if err != nil {
 					fmt.Fprintf(c.App.ErrWriter, "fenced is not alive: %v\n", err)
 					return silentError{exitFail}

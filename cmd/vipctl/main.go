@@ -26,6 +26,9 @@ import (
 	"github.com/vipkit/vipkit/pkg/vip"
 )
 
+// extraCommands are added by files built only in some builds (docs.go).
+var extraCommands []*cli.Command
+
 // version is set at build time (-ldflags -X main.version=...).
 var version = "dev"
 
@@ -126,6 +129,7 @@ Exit status: 0 ok, 1 operational failure, 2 usage or configuration error.`,
 			statusCommand(), checkCommand(), cleanupCommand(), refreshCommand(), lingerCommand(),
 		},
 	}
+	app.Commands = append(app.Commands, extraCommands...)
 	setUsageError(app.Commands, app.OnUsageError)
 	return app
 }

@@ -182,6 +182,13 @@ type Config struct {
 	// KeepOnStop leaves the host unfenced when Run's context is cancelled
 	// (fenced.on_stop = "keep"). Any other exit of the loop fences.
 	KeepOnStop bool
+	// Adopt, when set, is a lease a predecessor handed over (a planned
+	// restart): Run starts Healthy with it, its deadline armed, renews it at
+	// once and fences if it cannot renew before the deadline.
+	Adopt *HandedLease
+	// OnRun is called once when Run starts its loop, after an adopted
+	// lease's deadline is armed.
+	OnRun func()
 }
 
 // Holder holds one lease in one etcd cluster. Create it with New and run it
@@ -198,6 +205,9 @@ type Holder struct {
 	retry    time.Duration // pause after a failed request
 	progress chan struct{}
 	ran      atomic.Bool
+	handoff  atomic.Bool // PrepareHandoff was called
+
+	handed *HandedLease // guarded by mu; set by shutdown on a handoff
 
 	mu         sync.Mutex
 	snap       Status        // guarded by mu

@@ -65,6 +65,12 @@ func (h *Holder) Run(ctx context.Context) (err error) {
 		h.wg.Wait()
 	}()
 
+	if a := h.cfg.Adopt; a != nil {
+		h.adopt(h.clock.Now(), *a)
+	}
+	if h.cfg.OnRun != nil {
+		h.cfg.OnRun()
+	}
 	for {
 		now := h.clock.Now()
 		h.tick(now)
@@ -399,6 +405,10 @@ func (h *Holder) revokeBestEffort(parent context.Context, id clientv3.LeaseID) {
 func (h *Holder) shutdown(graceful bool) {
 	l := h.lease
 	if l == nil {
+		return
+	}
+	if graceful && h.handoff.Load() && h.state == Healthy && h.fencePending == "" {
+		h.handOver(l)
 		return
 	}
 	if h.state == Healthy && !(graceful && h.cfg.KeepOnStop) {

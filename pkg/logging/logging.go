@@ -141,20 +141,32 @@ func (j *Journal) Enabled(_ context.Context, l slog.Level) bool { return l >= j.
 // Handle implements slog.Handler.
 func (j *Journal) Handle(_ context.Context, r slog.Record) error {
 	fields := map[string]string{"SYSLOG_IDENTIFIER": j.tag}
+	cause := ""
 	add := func(a slog.Attr) {
 		a.Value = a.Value.Resolve()
 		if a.Equal(slog.Attr{}) {
 			return
 		}
-		if name := FieldName(j.prefix + a.Key); name != "" {
-			fields[name] = a.Value.String()
+		name := FieldName(j.prefix + a.Key)
+		if name == "" {
+			return
+		}
+		fields[name] = a.Value.String()
+		if (name == "ERROR" || name == "ERR") && !(a.Value.Kind() == slog.KindAny && a.Value.Any() == nil) {
+			cause = fields[name]
 		}
 	}
 	for _, a := range j.attrs {
 		add(a)
 	}
 	r.Attrs(func(a slog.Attr) bool { add(a); return true })
-	return j.send(r.Message, journalPriority(r.Level), fields)
+	// `journalctl -u` and `-t` print MESSAGE alone: the cause belongs in
+	// it, not only in the ERROR field (`-o verbose`).
+	msg := r.Message
+	if cause != "" {
+		msg += ": " + cause
+	}
+	return j.send(msg, journalPriority(r.Level), fields)
 }
 
 // WithAttrs implements slog.Handler.

@@ -2,8 +2,10 @@ package logging
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -55,6 +57,39 @@ func TestJournalFields(t *testing.T) {
 	for k, v := range want {
 		if got.fields[k] != v {
 			t.Errorf("field %s = %q, want %q", k, got.fields[k], v)
+		}
+	}
+}
+
+// journalctl prints MESSAGE alone: an error's text must be in it (the
+// defender's "cannot listen" once showed no cause there).
+func TestJournalMessageCarriesError(t *testing.T) {
+	var msg string
+	var fields map[string]string
+	send := func(m string, _ Priority, f map[string]string) error { msg, fields = m, f; return nil }
+	l := slog.New(NewJournal(send, "fenced", slog.LevelDebug))
+	cause := errors.New("listen for ARP on eth0: socket: address family not supported by protocol")
+	for _, tc := range []struct {
+		name string
+		log  func()
+		want string
+	}{
+		{"record attr", func() { l.Error("defender: cannot listen", "dev", "eth0", "error", cause) }, "defender: cannot listen: " + cause.Error()},
+		{"logger attr", func() { l.With("error", cause).Warn("renewal failed") }, "renewal failed: " + cause.Error()},
+		{"err key", func() { l.Warn("cannot renew lease", "err", cause) }, "cannot renew lease: " + cause.Error()},
+		{"no error", func() { l.Info("holding lease", "lease", "7") }, "holding lease"},
+		{"nil error", func() { l.Info("refresher done", "error", error(nil)) }, "refresher done"},
+	} {
+		msg, fields = "", nil
+		tc.log()
+		if msg != tc.want {
+			t.Errorf("%s: MESSAGE %q, want %q", tc.name, msg, tc.want)
+		}
+		if !strings.Contains(tc.want, ": ") {
+			continue
+		}
+		if fields["ERROR"] != cause.Error() && fields["ERR"] != cause.Error() {
+			t.Errorf("%s: ERROR field %q, want the cause", tc.name, fields["ERROR"])
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/guard"
 	"github.com/vipkit/vipkit/pkg/holder"
 	"github.com/vipkit/vipkit/pkg/hostnet"
+	"github.com/vipkit/vipkit/pkg/lease"
 	"github.com/vipkit/vipkit/pkg/vip"
 )
 
@@ -45,6 +46,16 @@ type Runtime struct {
 	Notify func(state string) (sent bool, err error)
 	// Reloadable is false when there is no file to reload (flags alone).
 	Reloadable bool
+	// Adopted, when set, is called once the first heartbeat is written: the
+	// leases in Sup.Adopt are this process's from then on, so the record of
+	// the handoff can go (docs/fencing.md, "Restart without failover").
+	Adopted func()
+	// HandOver, when set, is asked once when Run stops: true is a planned
+	// restart, and the Healthy leases are handed over (Supervisor.Handoff)
+	// and passed to Handed instead of fenced and revoked. Anything else
+	// stops as always: fence (unless on_stop is keep) and revoke.
+	HandOver func() bool
+	Handed   func(leases []lease.HandedLease)
 
 	reloads chan struct{}
 	mu      sync.Mutex
@@ -110,6 +121,9 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 		r.log().Error("start: some clusters did not start: "+err.Error(), "error", err)
 	}
 	st.Write(r.Sup.Snapshot(), time.Now()) // the first heartbeat: the loops just started
+	if r.Adopted != nil {
+		r.Adopted()
+	}
 	r.notify("READY=1\nSTATUS=" + statusLine(r.Sup.Snapshot()))
 	r.log().Info("fenced started", "node", cfg.Node, "clusters", len(cfg.Clusters), "instances", len(cfg.Instances), "state_dir", cfg.StateDir)
 
@@ -144,8 +158,15 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 			r.log().Info("stopping", "on_stop", r.Sup.Config().Fenced.OnStop)
 			r.notify("STOPPING=1")
 			// Fence (and revoke) first: the guards' own shutdown must not
-			// delay taking the VIPs down.
-			r.Sup.Stop()
+			// delay taking the VIPs down. A planned restart hands over.
+			if r.HandOver != nil && r.HandOver() {
+				leases := r.Sup.Handoff()
+				if r.Handed != nil {
+					r.Handed(leases)
+				}
+			} else {
+				r.Sup.Stop()
+			}
 			stopGuards()
 			<-guards
 			snap := r.Sup.Snapshot()

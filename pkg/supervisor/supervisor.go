@@ -12,6 +12,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"sort"
@@ -50,6 +51,10 @@ type Supervisor struct {
 	Changed chan struct{}
 	// Clock is CLOCK_BOOTTIME, for progress ages.
 	Clock func() time.Duration
+	// Adopt is what the previous fenced handed over on a planned restart:
+	// the first Apply starts a matching cluster unfenced with its lease
+	// (lease.Config.Adopt) instead of fencing it first.
+	Adopt lease.Handoff
 
 	applyMu  sync.Mutex
 	fencing  atomic.Int32 // fences in progress (Fencing)
@@ -83,6 +88,9 @@ type cluster struct {
 	fenceTook atomic.Int64
 	// fencing counts the fences in progress in the whole runtime.
 	fencing *atomic.Int32
+
+	holder atomic.Pointer[lease.Holder]
+	handed atomic.Pointer[lease.HandedLease] // set when the holder handed its lease over
 }
 
 // Fence implements lease.Fencer for the cluster's instances: all of them in
@@ -243,10 +251,15 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
 	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing}
 	c.members.Store(&members)
-	c.fenced.Store(true)
-	// Fail closed first: nothing of this cluster's may be held before its
-	// lease is.
-	if err := c.fence(ctx, members, "starting"); err != nil {
+	adopt, adopting := s.Adopt.For(cl)
+	c.fenced.Store(!adopting)
+	if adopting {
+		// The predecessor left these instances unfenced under a lease whose
+		// deadline the holder (and, until it runs, runCluster) enforces.
+		c.log.Info("adopting the lease of the previous fenced", "lease_id", fmt.Sprintf("%x", int64(adopt.LeaseID)))
+	} else if err := c.fence(ctx, members, "starting"); err != nil {
+		// Fail closed first: nothing of this cluster's may be held before
+		// its lease is.
 		c.log.Error("fence before start", "error", err)
 	}
 	node := cfg.Node
@@ -265,6 +278,9 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 			c.status.Store(&st)
 			s.changed()
 		},
+	}
+	if adopting {
+		lcfg.Adopt = &adopt
 	}
 	st := lease.Status{State: lease.Starting}
 	c.status.Store(&st)
@@ -287,6 +303,34 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 // and the loop keeps showing progress, because an etcd outage must not get
 // fenced restarted by its watchdog.
 func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Config) {
+	if lcfg.Adopt != nil {
+		// Until the holder runs (the client may take a while), the adopted
+		// deadline is enforced here.
+		started := make(chan struct{})
+		var once sync.Once
+		var ran atomic.Bool
+		markStarted := func() { once.Do(func() { close(started) }) }
+		guardDone := make(chan struct{})
+		go func() {
+			defer close(guardDone)
+			s.guardAdopted(ctx, c, *lcfg.Adopt, started)
+		}()
+		defer func() {
+			markStarted()
+			<-guardDone
+			// The holder never ran (stopped while dialling, or it could not
+			// be made): nobody renews the adopted lease, so the instances
+			// it covered are fenced now, not at its deadline (I5).
+			if !ran.Load() && !(ctx.Err() != nil && lcfg.KeepOnStop) {
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.cfg.Margin, time.Second))
+				if err := c.Fence(fctx, "adopted lease: the lease holder never ran"); err != nil {
+					c.log.Error("fence the adopted instances: "+err.Error(), "error", err)
+				}
+				cancel()
+			}
+		}()
+		lcfg.OnRun = func() { ran.Store(true); markStarted() }
+	}
 	var cli lease.Client
 	var closeCli func() error
 	backoff := time.Second
@@ -319,6 +363,12 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 		c.log.Error("cannot start the lease holder; the cluster's instances stay fenced", "error", err)
 		return
 	}
+	c.holder.Store(h)
+	defer func() {
+		if hl, ok := h.Handed(); ok {
+			c.handed.Store(&hl)
+		}
+	}()
 	hdone := make(chan struct{})
 	defer func() { <-hdone }()
 	go func() {
@@ -371,6 +421,65 @@ func (s *Supervisor) Stop() {
 	}
 	wg.Wait()
 	s.wg.Wait()
+}
+
+// Handoff stops every cluster like Stop, except that a holder that is
+// Healthy hands its lease over (no fence, no revoke) instead: a planned
+// restart. It returns the leases handed over; the other clusters fenced.
+func (s *Supervisor) Handoff() []lease.HandedLease {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.Lock()
+	cs := s.clusters
+	s.clusters = map[string]*cluster{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		if h := c.holder.Load(); h != nil {
+			h.PrepareHandoff()
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stop(c) }()
+	}
+	wg.Wait()
+	s.wg.Wait()
+	var out []lease.HandedLease
+	for _, c := range cs {
+		if hl := c.handed.Load(); hl != nil {
+			out = append(out, *hl)
+		}
+	}
+	return out
+}
+
+// guardAdopted fences the cluster at the adopted deadline unless the
+// holder started first (it enforces the deadline from then on).
+func (s *Supervisor) guardAdopted(ctx context.Context, c *cluster, a lease.HandedLease, started <-chan struct{}) {
+	clk := lease.SystemClock() // the clock the deadline is on: CLOCK_BOOTTIME (pkg/clock) with a timerfd
+	timer, err := clk.NewTimer()
+	if err != nil {
+		c.log.Error("cannot arm the adopted deadline; fencing now: "+err.Error(), "error", err)
+		_ = c.Fence(context.WithoutCancel(ctx), "adopted lease: no timer")
+		return
+	}
+	defer timer.Close()
+	timer.Reset(a.Deadline)
+	for {
+		select {
+		case <-started:
+			return
+		case <-timer.C():
+			if clk.Now() < a.Deadline {
+				timer.Reset(a.Deadline) // a spurious wake-up
+				continue
+			}
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			err := c.Fence(fctx, "adopted lease: deadline passed before the lease holder started")
+			cancel()
+			c.log.Warn("adopted lease's deadline passed before the holder started; fenced", "error", err)
+			return
+		}
+	}
 }
 
 // Alive reports whether every holder showed progress within maxAge: the
