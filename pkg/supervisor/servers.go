@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,33 +33,45 @@ func (s *Supervisor) checkServers(ctx context.Context, c *cluster, cli lease.Cli
 	if !ok {
 		return true
 	}
-	var out []fencedstate.Server
+	// Asked at once: a member that does not answer costs one request
+	// timeout, not one per member.
+	out := make([]fencedstate.Server, len(c.cfg.Endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range c.cfg.Endpoints {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+			defer cancel()
+			out[i] = fencedstate.Server{Endpoint: ep}
+			st, err := sc.Status(rctx, ep)
+			if err != nil {
+				out[i].Error = err.Error()
+				return
+			}
+			out[i].Version = st.Version
+		}()
+	}
+	wg.Wait()
 	bad := false
-	for _, ep := range c.cfg.Endpoints {
-		rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
-		st, err := sc.Status(rctx, ep)
-		cancel()
-		srv := fencedstate.Server{Endpoint: ep}
-		if err != nil {
-			srv.Error = err.Error()
-			c.log.Warn("etcd member "+ep+" did not report its release: "+err.Error(), "endpoint", ep)
-			out = append(out, srv)
+	for i, srv := range out {
+		ep := srv.Endpoint
+		if srv.Error != "" {
+			c.log.Warn("etcd member "+ep+" did not report its release: "+srv.Error, "endpoint", ep)
 			continue
 		}
-		srv.Version = st.Version
-		v, err := etcdversion.Parse(st.Version)
+		v, err := etcdversion.Parse(srv.Version)
 		if err != nil {
 			c.log.Warn(err.Error(), "endpoint", ep)
 		} else if problem, up, ok := etcdversion.Advice(v); ok {
 			for _, b := range etcdversion.Check(v) {
-				srv.LeaseBugs = append(srv.LeaseBugs, b.Issue)
+				out[i].LeaseBugs = append(out[i].LeaseBugs, b.Issue)
 			}
 			bad = true
-			c.log.Error(fmt.Sprintf("etcd member %s: %s: upgrade it to %s or later", ep, problem, up), "endpoint", ep, "version", st.Version, "strict", c.cfg.StrictEtcdVersion)
+			c.log.Error(fmt.Sprintf("etcd member %s: %s: upgrade it to %s or later", ep, problem, up), "endpoint", ep, "version", srv.Version, "strict", c.cfg.StrictEtcdVersion)
 		} else {
-			c.log.Info("etcd member", "endpoint", ep, "version", st.Version)
+			c.log.Info("etcd member", "endpoint", ep, "version", srv.Version)
 		}
-		out = append(out, srv)
 	}
 	c.servers.Store(&out)
 	s.changed()

@@ -352,11 +352,19 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 			c.log.Debug("close etcd client", "error", err)
 		}
 	}()
-	for !s.checkServers(ctx, c, cli) {
-		c.log.Error("strict_etcd_version: the cluster's instances stay fenced until every member runs a release without known lease bugs", "recheck_in", serverRecheck.String())
-		if !s.waitShowingProgress(ctx, c, serverRecheck) {
-			return
+	if c.cfg.StrictEtcdVersion {
+		for !s.checkServers(ctx, c, cli) {
+			c.log.Error("strict_etcd_version: the cluster's instances stay fenced until every member runs a release without known lease bugs", "recheck_in", serverRecheck.String())
+			if !s.waitShowingProgress(ctx, c, serverRecheck) {
+				return
+			}
 		}
+	} else {
+		// Only reported: the holder does not wait for it (an adopted
+		// lease's deadline keeps running meanwhile).
+		sdone := make(chan struct{})
+		go func() { defer close(sdone); s.checkServers(ctx, c, cli) }()
+		defer func() { <-sdone }()
 	}
 	h, err := lease.New(cli, c, lcfg)
 	if err != nil {
