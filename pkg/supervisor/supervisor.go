@@ -415,26 +415,24 @@ func (s *Supervisor) stop(c *cluster) {
 
 // Stop stops every cluster (each holder fences on stop unless on_stop is
 // keep, and revokes its lease) and waits for them.
-func (s *Supervisor) Stop() {
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
-	s.mu.Lock()
-	cs := s.clusters
-	s.clusters = map[string]*cluster{}
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range cs {
-		wg.Add(1)
-		go func() { defer wg.Done(); s.stop(c) }()
-	}
-	wg.Wait()
-	s.wg.Wait()
-}
+func (s *Supervisor) Stop() { s.stopAll(false) }
 
 // Handoff stops every cluster like Stop, except that a holder that is
 // Healthy hands its lease over (no fence, no revoke) instead: a planned
 // restart. It returns the leases handed over; the other clusters fenced.
 func (s *Supervisor) Handoff() []lease.HandedLease {
+	var out []lease.HandedLease
+	for _, c := range s.stopAll(true) {
+		if hl := c.handed.Load(); hl != nil {
+			out = append(out, *hl)
+		}
+	}
+	return out
+}
+
+// stopAll stops every cluster at once, each holder first told to hand its
+// lease over when handOver is set, and returns them once all have stopped.
+func (s *Supervisor) stopAll(handOver bool) map[string]*cluster {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.mu.Lock()
@@ -443,7 +441,7 @@ func (s *Supervisor) Handoff() []lease.HandedLease {
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range cs {
-		if h := c.holder.Load(); h != nil {
+		if h := c.holder.Load(); h != nil && handOver {
 			h.PrepareHandoff()
 		}
 		wg.Add(1)
@@ -451,13 +449,7 @@ func (s *Supervisor) Handoff() []lease.HandedLease {
 	}
 	wg.Wait()
 	s.wg.Wait()
-	var out []lease.HandedLease
-	for _, c := range cs {
-		if hl := c.handed.Load(); hl != nil {
-			out = append(out, *hl)
-		}
-	}
-	return out
+	return cs
 }
 
 // guardAdopted fences the cluster at the adopted deadline unless the
