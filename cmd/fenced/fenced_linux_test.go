@@ -468,6 +468,8 @@ func TestPrivilegedFencedMetrics(t *testing.T) {
 		`vipkit_vip_refresher_running{vip="192.0.2.100",vrrp_instance="VI_1"} 0`,
 		`vipkit_vip_last_announcement_timestamp_seconds{vip="192.0.2.100",vrrp_instance="VI_1"} 1.795594797e+09`,
 		`vipkit_fenced_scrape_errors_total{source="state"} 0`,
+		`vipkit_fenced_fences_total{cluster="default",reason="deadline"} 0`, // every reason from the start
+		`vipkit_hook_runs_total{command="fifo"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

@@ -11,6 +11,7 @@
 package exporter
 
 import (
+	"maps"
 	"net/netip"
 	"sync"
 	"time"
@@ -26,6 +27,11 @@ import (
 // keepalived's states as `notify` and the FIFO report them, and RELEASED
 // from per-state hooks, which only know that the instance left MASTER.
 var States = []string{"MASTER", "BACKUP", "FAULT", "STOP", "DELETED", runstate.StateReleased}
+
+// Commands are vipctl's state-changing commands, the values of the command
+// label: each is exported from the start, at 0.
+var Commands = []string{"notify", "fifo", runstate.ActionUp, runstate.ActionDown, runstate.ActionAnnounce,
+	runstate.ActionRouteSrcAdd, runstate.ActionRouteSrcDel, runstate.ActionHandover}
 
 // Host is the kernel as the exporter reads it (hostnet.Net).
 type Host interface {
@@ -138,7 +144,16 @@ func (s *Seen) Collect(ch chan<- prometheus.Metric) {
 			gauge(s.timeInState, max(now.Sub(rec.Since), 0).Seconds(), in.Name)
 		}
 	}
-	for cmd, h := range st.Hooks {
+	hooks := maps.Clone(st.Hooks)
+	if hooks == nil {
+		hooks = map[string]*runstate.HookStats{}
+	}
+	for _, cmd := range Commands {
+		if hooks[cmd] == nil {
+			hooks[cmd] = &runstate.HookStats{} // at 0 from the start, for increase()
+		}
+	}
+	for cmd, h := range hooks {
 		ch <- prometheus.MustNewConstMetric(s.hookRuns, prometheus.CounterValue, float64(h.Runs), cmd)
 		ch <- prometheus.MustNewConstMetric(s.hookFailures, prometheus.CounterValue, float64(h.Failed), cmd)
 		ch <- prometheus.MustNewConstMetric(s.hookLate, prometheus.CounterValue, float64(h.Late), cmd)

@@ -118,6 +118,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(m.clusterState, prometheus.GaugeValue, v, c.Name, s.String())
 		}
+		// Every reason from the start, at 0: a counter that appears at 1
+		// hides its first increase from increase() and rate().
+		for _, r := range fenceReasons {
+			if _, ok := st.Fences[string(r)]; !ok {
+				ch <- prometheus.MustNewConstMetric(m.fences, prometheus.CounterValue, 0, c.Name, string(r))
+			}
+		}
 		for reason, n := range st.Fences {
 			ch <- prometheus.MustNewConstMetric(m.fences, prometheus.CounterValue, float64(n), c.Name, reason)
 		}
@@ -140,6 +147,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// fenceReasons are the lease holder's fence reasons (lease.Reason).
+var fenceReasons = []lease.Reason{lease.ReasonDeadline, lease.ReasonLeaseNotFound, lease.ReasonKeyDeleted, lease.ReasonClientClosed, lease.ReasonStopped}
 
 // ObserveGuard records one route removed by the guard and, when known, the
 // window from the address deletion to the route gone.
