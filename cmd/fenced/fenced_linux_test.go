@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -440,7 +442,14 @@ func TestPrivilegedFencedMetrics(t *testing.T) {
 			body = b.String()
 			return err
 		})
-		return err == nil
+		// The counters move between state changes: the third renewal
+		// (TTL 2 s: one every 0.67 s) shows without one.
+		m := regexp.MustCompile(`vipkit_fenced_renewals_total\{cluster="default",result="ok"\} (\d+)`).FindStringSubmatch(body)
+		if err != nil || m == nil {
+			return false
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n >= 3
 	})
 	for _, want := range []string{
 		`vipkit_fenced_instance_fenced{cluster="default",instance="VI_1"} 0`,

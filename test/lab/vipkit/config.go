@@ -298,8 +298,10 @@ type TOML struct {
 	Node        string
 	StateDir    string
 	VRRPPIDFile string
-	Clusters    []ClusterConf
-	Instances   []InstanceConf
+	// Metrics is fenced.metrics, none when empty.
+	Metrics   string
+	Clusters  []ClusterConf
+	Instances []InstanceConf
 }
 
 // String renders the file (strict TOML, as pkg/config reads it).
@@ -320,6 +322,9 @@ func (t TOML) String() string {
 	// that what heals a split is not a refresh that happens to fall in.
 	fmt.Fprintf(&b, "[announce]\ncount = 3\ninterval = \"0s\"\nrefresh_every = \"1s\"\nrefresh_for = %q\n\n", RefreshFor.String())
 	fmt.Fprintf(&b, "[fenced]\non_stop = \"fault\"\nreconcile_every = \"1s\"\nvrrp_pid_file = %s\n", q(t.VRRPPIDFile))
+	if t.Metrics != "" {
+		fmt.Fprintf(&b, "metrics = %s\n", q(t.Metrics))
+	}
 	for _, c := range t.Clusters {
 		ttl, margin, hold := c.TTL, c.Margin, c.HoldDown
 		if ttl == 0 {
