@@ -201,7 +201,8 @@ var (
 	ident    = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
 	// PromQL's functions, aggregations and keywords the dashboard uses.
 	notMetric = map[string]bool{"sum": true, "max": true, "min": true, "count": true, "avg": true, "rate": true, "increase": true,
-		"histogram_quantile": true, "max_over_time": true, "and": true, "or": true, "unless": true, "bool": true, "offset": true}
+		"histogram_quantile": true, "max_over_time": true, "and": true, "or": true, "unless": true, "bool": true, "offset": true,
+		"group_left": true, "group_right": true}
 )
 
 // metricNames lists the metric names a PromQL expression selects.
@@ -227,7 +228,7 @@ func exported(t *testing.T) map[string]bool {
 	ch := make(chan *prometheus.Desc, 200)
 	go func() {
 		m.Describe(ch)
-		for _, c := range []prometheus.Collector{m.GuardWindow, m.FenceDuration, m.RenewLatency, m.GuardRemovals, m.Defended, m.ScrapeErrors} {
+		for _, c := range []prometheus.Collector{m.GuardWindow, m.FenceDuration, m.RenewLatency, m.RenewMargin, m.GuardRemovals, m.Defended, m.ScrapeErrors} {
 			c.Describe(ch)
 		}
 		exporter.NewSeen(exporter.Seen{}).Describe(ch)
@@ -277,7 +278,7 @@ func TestDashboardQueries(t *testing.T) {
 	fams := exported(t)
 	// Histograms, by what fenced describes of them; the lab test checks
 	// the types against real scrapes.
-	hist := func(n string) bool { return strings.HasSuffix(n, "_seconds") }
+	hist := func(n string) bool { return strings.HasSuffix(n, "_seconds") || strings.HasSuffix(n, "_ratio") }
 	for _, q := range qs {
 		for _, n := range metricNames(q) {
 			if !known(n, fams, hist) {
