@@ -35,6 +35,9 @@ func apply(ctx context.Context, e *env, h *holder.Holder, ev keepalived.Event, t
 			in := acts[0].Instance
 			req := holder.For(in.Target(), ticket)
 			req.Schedule = toSchedule(in.Announce)
+			if verb != hooks.Announce {
+				req.Event = string(ev.State)
+			}
 			reqs, names = append(reqs, req), append(names, in.Name)
 			acts = acts[1:]
 		}

@@ -83,6 +83,10 @@ type Request struct {
 	Schedule announce.Schedule
 	Instance string
 	Ticket   runstate.Ticket
+	// Event, when set, is keepalived's state word for Instance (vipctl
+	// notify and fifo): recorded in the state with the ticket, for the
+	// fleet view.
+	Event string
 }
 
 // For makes the request of one instance's VIPs on one link.
@@ -199,6 +203,16 @@ func admit(st *runstate.State, req Request) (todo []vip.VIP, done []Outcome) {
 	return todo, done
 }
 
+// noteEvents records keepalived's state of each request's instance, unless
+// a later-forked process recorded one already.
+func noteEvents(st *runstate.State, reqs []Request, at time.Time) {
+	for _, req := range reqs {
+		if req.Event != "" {
+			st.NoteInstance(req.Instance, req.Event, req.Ticket, at)
+		}
+	}
+}
+
 func (h *Holder) entry(req Request, v vip.VIP, action string, prev *runstate.Entry) runstate.Entry {
 	e := runstate.Entry{VIP: v, Dev: req.Dev, Own: req.Own, Instance: req.Instance, Action: action, Ticket: req.Ticket, At: h.now()}
 	if prev != nil && e.Instance == "" {
@@ -242,6 +256,7 @@ func (h *Holder) hold(ctx context.Context, reqs []Request, action string) ([]Out
 			return nil, err // nothing changed, nothing to save
 		}
 	}
+	noteEvents(tx.State, reqs, h.now())
 	var out []Outcome
 	held := make([][]vip.VIP, len(reqs))
 	for i, req := range reqs {
@@ -538,6 +553,7 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 			todos[i] = append(todos[i], v)
 		}
 	}
+	noteEvents(tx.State, reqs, h.now())
 	for i, req := range reqs {
 		for _, v := range todos[i] {
 			prev := tx.State.Entry(v)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,10 @@ const stateHeader = "# vipctl state 1: one VIP per line"
 // horizonPrefix starts the line that carries State.Horizon.
 const horizonPrefix = "#horizon"
 
+// instancePrefix starts a line that carries one State.Instances record; a
+// comment to readers that predate it, as the horizon is.
+const instancePrefix = "#instance"
+
 // Format writes the state file's contents.
 func (s *State) Format() []byte {
 	var b bytes.Buffer
@@ -30,6 +35,15 @@ func (s *State) Format() []byte {
 	if !s.Horizon.IsZero() {
 		// A comment to older readers, which skip it.
 		fmt.Fprintf(&b, "%s ticks=%d pid=%d\n", horizonPrefix, s.Horizon.Ticks, s.Horizon.PID)
+	}
+	names := make([]string, 0, len(s.Instances))
+	for n := range s.Instances {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r := s.Instances[n]
+		fmt.Fprintf(&b, "%s name=%s state=%s ticks=%d pid=%d at=%d\n", instancePrefix, n, r.State, r.Ticket.Ticks, r.Ticket.PID, r.At.UnixNano())
 	}
 	for _, e := range s.Sorted() {
 		fmt.Fprintf(&b, "vip=%s dev=%s action=%s ticks=%d pid=%d", e.VIP.Prefix(), e.Dev, e.Action, e.Ticket.Ticks, e.Ticket.PID)
@@ -62,6 +76,17 @@ func ParseState(data []byte) (*State, error) {
 				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
 			}
 			st.Horizon = h
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, instancePrefix+" "); ok {
+			name, r, err := parseInstance(rest)
+			if err != nil {
+				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
+			}
+			if st.Instances == nil {
+				st.Instances = map[string]*InstanceRecord{}
+			}
+			st.Instances[name] = &r
 			continue
 		}
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -124,6 +149,36 @@ func parseEntry(line string) (Entry, error) {
 		return e, fmt.Errorf("line %q lacks vip or action", line)
 	}
 	return e, nil
+}
+
+func parseInstance(fields string) (string, InstanceRecord, error) {
+	var name string
+	var r InstanceRecord
+	for _, f := range strings.Fields(fields) {
+		k, v, _ := strings.Cut(f, "=")
+		var err error
+		switch k {
+		case "name":
+			name = v
+		case "state":
+			r.State = v
+		case "ticks":
+			r.Ticket.Ticks, err = strconv.ParseInt(v, 10, 64)
+		case "pid":
+			r.Ticket.PID, err = strconv.Atoi(v)
+		case "at":
+			var ns int64
+			ns, err = strconv.ParseInt(v, 10, 64)
+			r.At = time.Unix(0, ns).UTC()
+		}
+		if err != nil {
+			return "", r, fmt.Errorf("instance field %s=%q: %w", k, v, err)
+		}
+	}
+	if name == "" || r.State == "" {
+		return "", r, fmt.Errorf("instance line %q lacks name or state", fields)
+	}
+	return name, r, nil
 }
 
 func parseHorizon(fields string) (Ticket, error) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"os/exec"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -287,5 +289,48 @@ func TestPruneKeepsWhatMattersAndRefusesTheTooLate(t *testing.T) {
 	}
 	if back.Horizon != st.Horizon || len(back.Entries) != 3 {
 		t.Fatalf("round trip: horizon %v with %d entries, want %v with 3", back.Horizon, len(back.Entries), st.Horizon)
+	}
+}
+
+// keepalived's state per instance (vipctl notify and fifo) survives the
+// file, a late process does not overwrite a later one's record (I6), and
+// a reader that predates the record skips its lines.
+func TestInstanceRecords(t *testing.T) {
+	at := time.Unix(0, 1795594797408215427).UTC()
+	st := newState()
+	if !st.NoteInstance("VI_1", "MASTER", Ticket{Ticks: 20, PID: 7}, at) {
+		t.Fatal("first record refused")
+	}
+	if st.NoteInstance("VI_1", "BACKUP", Ticket{Ticks: 10, PID: 9}, at) {
+		t.Fatal("a process forked earlier overwrote a later record")
+	}
+	if !st.NoteInstance("VI_1", "FAULT", Ticket{Ticks: 30, PID: 3}, at.Add(time.Second)) {
+		t.Fatal("a later record refused")
+	}
+	for _, bad := range []string{"", "VI 1", "a=b"} {
+		if st.NoteInstance(bad, "MASTER", Ticket{Ticks: 40}, at) {
+			t.Fatalf("name %q recorded: it would break the line format", bad)
+		}
+	}
+	st.NoteInstance("VI_2", "BACKUP", Ticket{Ticks: 5, PID: 1}, at)
+	b := st.Format()
+	got, err := ParseState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Instances, st.Instances) {
+		t.Fatalf("round trip: %+v, want %+v\n%s", got.Instances, st.Instances, b)
+	}
+	if r := got.Instances["VI_1"]; r.State != "FAULT" || r.Ticket != (Ticket{Ticks: 30, PID: 3}) {
+		t.Fatalf("VI_1 %+v", r)
+	}
+	// Every record line is a comment to a reader without them.
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "name=") && !strings.HasPrefix(line, "#") {
+			t.Fatalf("record line %q is not a comment to older readers", line)
+		}
+	}
+	if _, err := ParseState([]byte("#instance name=VI_1 ticks=x\n")); err == nil {
+		t.Fatal("a malformed record line parsed")
 	}
 }
