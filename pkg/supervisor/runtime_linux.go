@@ -131,6 +131,7 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 	if cfg.Fenced.Metrics != "" {
 		reg := prometheus.NewRegistry()
 		metrics = NewMetrics(r.Sup, reg)
+		NewFleetMetrics(r.Sup, reg)
 		stop, err := serveMetrics(cfg.Fenced.Metrics, reg, r.log())
 		if err != nil {
 			r.log().Error("metrics endpoint: "+err.Error(), "error", err)

@@ -55,6 +55,10 @@ type Supervisor struct {
 	// the first Apply starts a matching cluster unfenced with its lease
 	// (lease.Config.Adopt) instead of fencing it first.
 	Adopt lease.Handoff
+	// Observe, when set, samples the host for the fleet view: each
+	// cluster then publishes this node's view under its lease and records
+	// every node's (fleet.go).
+	Observe Observer
 
 	applyMu  sync.Mutex
 	fencing  atomic.Int32 // fences in progress (Fencing)
@@ -91,6 +95,8 @@ type cluster struct {
 
 	holder atomic.Pointer[lease.Holder]
 	handed atomic.Pointer[lease.HandedLease] // set when the holder handed its lease over
+
+	fleet fleetRecord
 }
 
 // Fence implements lease.Fencer for the cluster's instances: all of them in
@@ -377,6 +383,11 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 			c.handed.Store(&hl)
 		}
 	}()
+	// The fleet view rides on the holder's lease and client; it stops
+	// before the client is closed.
+	fdone := make(chan struct{})
+	defer func() { <-fdone }()
+	go func() { defer close(fdone); s.runFleet(ctx, c, cli, h, lcfg.Node) }()
 	hdone := make(chan struct{})
 	defer func() { <-hdone }()
 	go func() {
