@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -58,25 +57,14 @@ vipkit_fleet_instance_owners); 1 if fenced's state cannot be read.`,
 	}
 }
 
-// recordDown says why the local fenced's record cannot be trusted: it
-// stopped, its process is gone, or its heartbeat is old.
+// recordDown says why the local fenced's record cannot be trusted, as
+// fenced status --alive judges it.
 func recordDown(s fencedstate.Snapshot, now, maxAge time.Duration) string {
-	if s.State == "stopped" {
-		return "fenced stopped"
-	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", s.PID))
-	if err != nil || strings.TrimSpace(string(comm)) != "fenced" {
-		return fmt.Sprintf("fenced (pid %d) is not running", s.PID)
-	}
-	if s.HeartbeatBoot == 0 {
-		return "fenced has no heartbeat yet"
-	}
-	if age := now - s.HeartbeatBoot; age > maxAge {
-		return fmt.Sprintf("fenced's last heartbeat was %s ago", age.Round(time.Millisecond))
+	if err := fencedstate.Alive(s, now, maxAge); err != nil {
+		return err.Error()
 	}
 	return ""
 }
-
 
 // printFleet writes the human table: one row per instance and node, then
 // one line per flagged instance. now places times of today.

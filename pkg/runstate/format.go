@@ -71,9 +71,9 @@ func ParseState(data []byte) (*State, error) {
 	for n, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if rest, ok := strings.CutPrefix(line, horizonPrefix+" "); ok {
-			h, err := parseHorizon(rest)
+			h, err := parseTicket(rest)
 			if err != nil {
-				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
+				return nil, fmt.Errorf("parse state line %d: horizon %w", n+1, err)
 			}
 			st.Horizon = h
 			continue
@@ -154,25 +154,23 @@ func parseEntry(line string) (Entry, error) {
 func parseInstance(fields string) (string, InstanceRecord, error) {
 	var name string
 	var r InstanceRecord
+	t, err := parseTicket(fields)
+	if err != nil {
+		return "", r, fmt.Errorf("instance %w", err)
+	}
+	r.Ticket = t
 	for _, f := range strings.Fields(fields) {
-		k, v, _ := strings.Cut(f, "=")
-		var err error
-		switch k {
+		switch k, v, _ := strings.Cut(f, "="); k {
 		case "name":
 			name = v
 		case "state":
 			r.State = v
-		case "ticks":
-			r.Ticket.Ticks, err = strconv.ParseInt(v, 10, 64)
-		case "pid":
-			r.Ticket.PID, err = strconv.Atoi(v)
 		case "at":
-			var ns int64
-			ns, err = strconv.ParseInt(v, 10, 64)
+			ns, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return "", r, fmt.Errorf("instance field at=%q: %w", v, err)
+			}
 			r.At = time.Unix(0, ns).UTC()
-		}
-		if err != nil {
-			return "", r, fmt.Errorf("instance field %s=%q: %w", k, v, err)
 		}
 	}
 	if name == "" || r.State == "" {
@@ -181,7 +179,9 @@ func parseInstance(fields string) (string, InstanceRecord, error) {
 	return name, r, nil
 }
 
-func parseHorizon(fields string) (Ticket, error) {
+// parseTicket reads the ticks= and pid= fields of a comment line (the
+// horizon, an instance record).
+func parseTicket(fields string) (Ticket, error) {
 	var t Ticket
 	for _, f := range strings.Fields(fields) {
 		k, v, _ := strings.Cut(f, "=")
@@ -193,7 +193,7 @@ func parseHorizon(fields string) (Ticket, error) {
 			t.PID, err = strconv.Atoi(v)
 		}
 		if err != nil {
-			return t, fmt.Errorf("horizon field %s=%q: %w", k, v, err)
+			return t, fmt.Errorf("field %s=%q: %w", k, v, err)
 		}
 	}
 	return t, nil
