@@ -55,34 +55,34 @@ func TestLocal(t *testing.T) {
 	}{
 		{name: "no hook yet", host: Host{Links: map[string]Link{"eth0": none}, Now: now}, held: []string{}},
 		{
-			name: "per-state hook up: MASTER since the hook",
-			host: Host{State: up(t0, 10), Links: map[string]Link{"eth0": both}, Now: now},
+			name:  "per-state hook up: MASTER since the hook",
+			host:  Host{State: up(t0, 10), Links: map[string]Link{"eth0": both}, Now: now},
 			state: "MASTER", from: FromHooks, since: t0, held: []string{"192.0.2.100", "2001:db8::100"}, heldSince: t0,
 		},
 		{
-			name: "per-state hook down: released",
-			host: Host{State: down(up(t0, 10), t0.Add(time.Second), 20), Links: map[string]Link{"eth0": none}, Now: now},
+			name:  "per-state hook down: released",
+			host:  Host{State: down(up(t0, 10), t0.Add(time.Second), 20), Links: map[string]Link{"eth0": none}, Now: now},
 			state: StateReleased, from: FromHooks, since: t0.Add(time.Second), held: []string{},
 		},
 		{
-			name: "notify's word when newer than the hooks",
-			host: Host{State: noted(up(t0, 10), "BACKUP", t0.Add(2*time.Second), 30), Links: map[string]Link{"eth0": none}, Now: now},
+			name:  "notify's word when newer than the hooks",
+			host:  Host{State: noted(up(t0, 10), "BACKUP", t0.Add(2*time.Second), 30), Links: map[string]Link{"eth0": none}, Now: now},
 			state: "BACKUP", from: FromNotify, since: t0.Add(2 * time.Second), held: []string{},
 		},
 		{
-			name: "a later hook wins over an older notify record",
-			host: Host{State: down(noted(up(t0, 10), "MASTER", t0, 10), t0.Add(3*time.Second), 40), Links: map[string]Link{"eth0": none}, Now: now},
+			name:  "a later hook wins over an older notify record",
+			host:  Host{State: down(noted(up(t0, 10), "MASTER", t0, 10), t0.Add(3*time.Second), 40), Links: map[string]Link{"eth0": none}, Now: now},
 			state: StateReleased, from: FromHooks, since: t0.Add(3 * time.Second), held: []string{},
 		},
 		{
-			name: "fenced: FAULT from the fence, whatever the last hook said",
-			host: Host{State: up(t0, 10), Links: map[string]Link{"eth0": none}, Fenced: true, Now: now},
+			name:  "fenced: FAULT from the fence, whatever the last hook said",
+			host:  Host{State: up(t0, 10), Links: map[string]Link{"eth0": none}, Fenced: true, Now: now},
 			state: "FAULT", from: FromFence, since: now, held: []string{},
 		},
 		{
-			name: "still held: the first time it was seen held stays",
-			host: Host{State: up(t0, 10), Links: map[string]Link{"eth0": both}, Now: now},
-			prev: []fencedstate.InstanceView{{Name: "VI_1", Held: []string{"192.0.2.100"}, HeldSince: t0.Add(-time.Hour)}},
+			name:  "still held: the first time it was seen held stays",
+			host:  Host{State: up(t0, 10), Links: map[string]Link{"eth0": both}, Now: now},
+			prev:  []fencedstate.InstanceView{{Name: "VI_1", Held: []string{"192.0.2.100"}, HeldSince: t0.Add(-time.Hour)}},
 			state: "MASTER", from: FromHooks, since: t0, held: []string{"192.0.2.100", "2001:db8::100"}, heldSince: t0.Add(-time.Hour),
 		},
 		{
@@ -91,8 +91,8 @@ func TestLocal(t *testing.T) {
 			held: []string{"192.0.2.100"}, heldSince: now,
 		},
 		{
-			name: "unreadable link: nothing held, no MAC",
-			host: Host{State: up(t0, 10), Links: map[string]Link{}, Now: now},
+			name:  "unreadable link: nothing held, no MAC",
+			host:  Host{State: up(t0, 10), Links: map[string]Link{}, Now: now},
 			state: "MASTER", from: FromHooks, since: t0, held: []string{},
 		},
 	}
