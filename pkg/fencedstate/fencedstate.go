@@ -124,11 +124,12 @@ type NodeView struct {
 type InstanceView struct {
 	Name string `json:"name"`
 	// State is keepalived's state as vipkit knows it: MASTER, BACKUP,
-	// FAULT, STOP or DELETED; "released" when only per-state hooks ran
-	// (vipctl down: BACKUP, FAULT or STOP); "" when no hook ran yet.
-	// StateFrom says where it comes from: "notify" (vipctl notify or
-	// fifo: keepalived's own word), "hooks" (vipctl up/down), "fence"
-	// (fenced's track file says 1: keepalived is in FAULT).
+	// FAULT, STOP or DELETED; RELEASED after a per-state down hook
+	// (BACKUP, FAULT or STOP); "" when no hook ran yet. StateFrom says
+	// where it comes from: "hooks" (the hooks' record of the instance in
+	// vipctl's state), "vips" (the last transition of its VIPs), "fence"
+	// (fenced holds it fenced: keepalived is in FAULT). See
+	// pkg/fleetview.
 	State     string `json:"state"`
 	StateFrom string `json:"state_from,omitempty"`
 	// Since is when State was entered (the hook's or the fence's time).

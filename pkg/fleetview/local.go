@@ -18,14 +18,17 @@ import (
 
 // Where an instance's state comes from (fencedstate.InstanceView.StateFrom).
 const (
-	FromNotify = "notify" // keepalived's own word, recorded by vipctl notify or fifo
-	FromHooks  = "hooks"  // derived from vipctl up (MASTER) and down (released)
-	FromFence  = "fence"  // fenced's track file says 1: keepalived is in FAULT
+	// FromHooks: the hooks' record of the instance in vipctl's state
+	// (runstate.Instance): keepalived's own word from notify and the FIFO,
+	// MASTER or RELEASED from per-state up and down hooks.
+	FromHooks = "hooks"
+	// FromVIPs: no hook named the instance (--dev hooks matching no single
+	// configured instance); derived from the last transition of its VIPs.
+	FromVIPs = "vips"
+	// FromFence: fenced holds the instance fenced (track file 1), so
+	// keepalived is in FAULT whatever the last hook said.
+	FromFence = "fence"
 )
-
-// StateReleased is the state per-state hooks leave: vipctl down ran, for
-// BACKUP, FAULT or STOP alike.
-const StateReleased = "released"
 
 // Link is what the host says about one interface.
 type Link struct {
@@ -93,8 +96,8 @@ func Local(ins []vip.Target, h Host, prev []fencedstate.InstanceView) []fencedst
 }
 
 // stateOf is keepalived's state for t as vipctl's state knows it: the
-// notify or FIFO reader's record of the instance when there is one and it
-// is newer than the hooks' per-VIP actions, else those actions.
+// hooks' record of the instance when there is one and it is not older than
+// the last transition of its VIPs, else that transition.
 func stateOf(t vip.Target, st *runstate.State) (state, from string, since time.Time) {
 	if st == nil {
 		return "", "", time.Time{}
@@ -109,16 +112,16 @@ func stateOf(t vip.Target, st *runstate.State) (state, from string, since time.T
 			last = e
 		}
 	}
-	if rec := st.Instances[t.Instance]; rec != nil && (last == nil || !last.Ticket.After(rec.Ticket)) {
-		return rec.State, FromNotify, rec.At
+	if rec := st.Instances[t.Instance]; rec != nil && rec.State != "" && (last == nil || !last.Ticket.After(rec.Ticket)) {
+		return rec.State, FromHooks, rec.Since
 	}
 	if last == nil {
 		return "", "", time.Time{}
 	}
 	if last.Action == runstate.ActionUp {
-		return "MASTER", FromHooks, last.At
+		return "MASTER", FromVIPs, last.At
 	}
-	return StateReleased, FromHooks, last.At
+	return runstate.StateReleased, FromVIPs, last.At
 }
 
 // transition reports the actions that follow keepalived's transitions

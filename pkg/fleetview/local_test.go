@@ -39,7 +39,7 @@ func TestLocal(t *testing.T) {
 		return st
 	}
 	noted := func(st *runstate.State, state string, at time.Time, ticks int64) *runstate.State {
-		st.NoteInstance("VI_1", state, runstate.Ticket{Ticks: ticks, PID: 2}, at)
+		st.Report("VI_1", state, runstate.Ticket{Ticks: ticks, PID: 2}, at)
 		return st
 	}
 	now := t0.Add(time.Minute)
@@ -55,24 +55,24 @@ func TestLocal(t *testing.T) {
 	}{
 		{name: "no hook yet", host: Host{Links: map[string]Link{"eth0": none}, Now: now}, held: []string{}},
 		{
-			name:  "per-state hook up: MASTER since the hook",
+			name:  "a hook that named no instance, up: MASTER since the hook",
 			host:  Host{State: up(t0, 10), Links: map[string]Link{"eth0": both}, Now: now},
-			state: "MASTER", from: FromHooks, since: t0, held: []string{"192.0.2.100", "2001:db8::100"}, heldSince: t0,
+			state: "MASTER", from: FromVIPs, since: t0, held: []string{"192.0.2.100", "2001:db8::100"}, heldSince: t0,
 		},
 		{
-			name:  "per-state hook down: released",
+			name:  "a hook that named no instance, down: released",
 			host:  Host{State: down(up(t0, 10), t0.Add(time.Second), 20), Links: map[string]Link{"eth0": none}, Now: now},
-			state: StateReleased, from: FromHooks, since: t0.Add(time.Second), held: []string{},
+			state: runstate.StateReleased, from: FromVIPs, since: t0.Add(time.Second), held: []string{},
 		},
 		{
-			name:  "notify's word when newer than the hooks",
+			name:  "the hooks' record of the instance (notify's word)",
 			host:  Host{State: noted(up(t0, 10), "BACKUP", t0.Add(2*time.Second), 30), Links: map[string]Link{"eth0": none}, Now: now},
-			state: "BACKUP", from: FromNotify, since: t0.Add(2 * time.Second), held: []string{},
+			state: "BACKUP", from: FromHooks, since: t0.Add(2 * time.Second), held: []string{},
 		},
 		{
-			name:  "a later hook wins over an older notify record",
+			name:  "a later transition of its VIPs wins over an older record",
 			host:  Host{State: down(noted(up(t0, 10), "MASTER", t0, 10), t0.Add(3*time.Second), 40), Links: map[string]Link{"eth0": none}, Now: now},
-			state: StateReleased, from: FromHooks, since: t0.Add(3 * time.Second), held: []string{},
+			state: runstate.StateReleased, from: FromVIPs, since: t0.Add(3 * time.Second), held: []string{},
 		},
 		{
 			name:  "fenced: FAULT from the fence, whatever the last hook said",
@@ -83,7 +83,7 @@ func TestLocal(t *testing.T) {
 			name:  "still held: the first time it was seen held stays",
 			host:  Host{State: up(t0, 10), Links: map[string]Link{"eth0": both}, Now: now},
 			prev:  []fencedstate.InstanceView{{Name: "VI_1", Held: []string{"192.0.2.100"}, HeldSince: t0.Add(-time.Hour)}},
-			state: "MASTER", from: FromHooks, since: t0, held: []string{"192.0.2.100", "2001:db8::100"}, heldSince: t0.Add(-time.Hour),
+			state: "MASTER", from: FromVIPs, since: t0, held: []string{"192.0.2.100", "2001:db8::100"}, heldSince: t0.Add(-time.Hour),
 		},
 		{
 			name: "held without a MASTER hook (keepalived added it, no hook yet): since this sample",
@@ -93,7 +93,7 @@ func TestLocal(t *testing.T) {
 		{
 			name:  "unreadable link: nothing held, no MAC",
 			host:  Host{State: up(t0, 10), Links: map[string]Link{}, Now: now},
-			state: "MASTER", from: FromHooks, since: t0, held: []string{},
+			state: "MASTER", from: FromVIPs, since: t0, held: []string{},
 		},
 	}
 	for _, tt := range tests {

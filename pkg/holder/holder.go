@@ -70,6 +70,10 @@ type Holder struct {
 	Track      func(path string, value int) error
 	Log        *slog.Logger
 	Now        func() time.Time
+	// Seen, when set, is called under the lock just before every state
+	// write with the operation's error so far: vipctl adds what the hook
+	// saw (runstate.State.Report, Hook) to the write it makes anyway.
+	Seen func(st *runstate.State, err error)
 }
 
 // Request is one command's input.
@@ -83,10 +87,6 @@ type Request struct {
 	Schedule announce.Schedule
 	Instance string
 	Ticket   runstate.Ticket
-	// Event, when set, is keepalived's state word for Instance (vipctl
-	// notify and fifo): recorded in the state with the ticket, for the
-	// fleet view.
-	Event string
 }
 
 // For makes the request of one instance's VIPs on one link.
@@ -203,20 +203,13 @@ func admit(st *runstate.State, req Request) (todo []vip.VIP, done []Outcome) {
 	return todo, done
 }
 
-// noteEvents records keepalived's state of each request's instance, unless
-// a later-forked process recorded one already.
-func noteEvents(st *runstate.State, reqs []Request, at time.Time) {
-	for _, req := range reqs {
-		if req.Event != "" {
-			st.NoteInstance(req.Instance, req.Event, req.Ticket, at)
-		}
-	}
-}
-
 func (h *Holder) entry(req Request, v vip.VIP, action string, prev *runstate.Entry) runstate.Entry {
 	e := runstate.Entry{VIP: v, Dev: req.Dev, Own: req.Own, Instance: req.Instance, Action: action, Ticket: req.Ticket, At: h.now()}
 	if prev != nil && e.Instance == "" {
 		e.Instance = prev.Instance
+	}
+	if prev != nil {
+		e.Announced = prev.Announced
 	}
 	return e
 }
@@ -256,7 +249,6 @@ func (h *Holder) hold(ctx context.Context, reqs []Request, action string) ([]Out
 			return nil, err // nothing changed, nothing to save
 		}
 	}
-	noteEvents(tx.State, reqs, h.now())
 	var out []Outcome
 	held := make([][]vip.VIP, len(reqs))
 	for i, req := range reqs {
@@ -321,6 +313,9 @@ func (h *Holder) hold(ctx context.Context, reqs []Request, action string) ([]Out
 // saveAfter writes whatever was recorded, also after a failure, so that the
 // state always describes the changes that were made.
 func (h *Holder) saveAfter(tx *runstate.Tx, err error) error {
+	if h.Seen != nil {
+		h.Seen(tx.State, err)
+	}
 	if serr := tx.Save(); serr != nil && err == nil {
 		err = serr
 	}
@@ -341,6 +336,12 @@ func (h *Holder) announce(ctx context.Context, tx *runstate.Tx, req Request, sen
 		for i := 0; i < now; i++ {
 			if err := announce.SendAll(s, send); err != nil {
 				return err
+			}
+		}
+		at := h.now()
+		for _, v := range send {
+			if e := tx.State.Entry(v); e != nil {
+				e.Announced = at
 			}
 		}
 	}
@@ -553,7 +554,6 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 			todos[i] = append(todos[i], v)
 		}
 	}
-	noteEvents(tx.State, reqs, h.now())
 	for i, req := range reqs {
 		for _, v := range todos[i] {
 			prev := tx.State.Entry(v)

