@@ -501,7 +501,7 @@ func (s *Supervisor) stopAll(handOver bool) map[string]*cluster {
 	s.clusters = map[string]*cluster{}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
-	if !handOver {
+	if !handOver && (s.cfg == nil || s.cfg.Fenced.OnStop != "keep") {
 		// A planned stop hands witnessed instances to their successors
 		// first: zero overlap, and faster than waiting out the lease.
 		for _, c := range cs {
