@@ -57,6 +57,15 @@ type Supervisor struct {
 	// the first Apply starts a matching cluster unfenced with its lease
 	// (lease.Config.Adopt) instead of fencing it first.
 	Adopt lease.Handoff
+	// Observe, when set, samples the host for the fleet view: each
+	// cluster then publishes this node's view under its lease and records
+	// every node's (fleet.go).
+	Observe Observer
+	// OnFence, when set, is told how long each fence of all a cluster's
+	// instances took; OnRenew the round trip of each acknowledged renewal
+	// (metrics). Neither may block.
+	OnFence func(cluster string, took time.Duration)
+	OnRenew func(cluster string, latency time.Duration)
 
 	applyMu  sync.Mutex
 	fencing  atomic.Int32 // fences in progress (Fencing)
@@ -90,9 +99,12 @@ type cluster struct {
 	fenceTook atomic.Int64
 	// fencing counts the fences in progress in the whole runtime.
 	fencing *atomic.Int32
+	onFence func(cluster string, took time.Duration)
 
 	holder atomic.Pointer[lease.Holder]
 	handed atomic.Pointer[lease.HandedLease] // set when the holder handed its lease over
+
+	fleet fleetRecord
 
 	// The witness (witness.go): the witnessed instances by name, and the
 	// session of the current lease (sess and sessCancel under mu).
@@ -131,7 +143,11 @@ func (c *cluster) fence(ctx context.Context, ins []fence.Instance, reason string
 	start := time.Now()
 	err := c.act.Fence(ctx, ins, reason)
 	if len(ins) == len(c.memberList()) {
-		c.fenceTook.Store(int64(time.Since(start)))
+		took := time.Since(start)
+		c.fenceTook.Store(int64(took))
+		if c.onFence != nil {
+			c.onFence(c.cfg.Name, took)
+		}
 	}
 	return err
 }
@@ -295,7 +311,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 }
 
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance, wit map[string]witness.Instance) *cluster {
-	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing}
+	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing, onFence: s.OnFence}
 	c.members.Store(&members)
 	c.wit.Store(&wit)
 	adopt, adopting := s.Adopt.For(cl)
@@ -327,6 +343,9 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 			c.onStatus(st)
 			s.changed()
 		},
+	}
+	if s.OnRenew != nil {
+		lcfg.OnRenew = func(d time.Duration) { s.OnRenew(cl.Name, d) }
 	}
 	if adopting {
 		lcfg.Adopt = &adopt
@@ -438,6 +457,11 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 			c.handed.Store(&hl)
 		}
 	}()
+	// The fleet view rides on the holder's lease and client; it stops
+	// before the client is closed.
+	fdone := make(chan struct{})
+	defer func() { <-fdone }()
+	go func() { defer close(fdone); s.runFleet(ctx, c, cli, h, lcfg.Node) }()
 	hdone := make(chan struct{})
 	defer func() { <-hdone }()
 	go func() {

@@ -195,5 +195,12 @@ func (w witnessAct) Resign(ctx context.Context, name, reason string) error {
 	if !ok {
 		return nil
 	}
-	return c.fence(ctx, []fence.Instance{in}, reason)
+	// Not c.fence: one instance is not the cluster's fence its metrics time.
+	ctx, cancel := context.WithTimeout(ctx, max(c.cfg.Margin, time.Second))
+	defer cancel()
+	if c.fencing != nil {
+		c.fencing.Add(1)
+		defer c.fencing.Add(-1)
+	}
+	return c.act.Fence(ctx, []fence.Instance{in}, reason)
 }
