@@ -133,12 +133,12 @@ $(KEEPALIVED_233):
 	@$(KA233_WORK)/src/bin/keepalived --version 2>&1 | grep -q '^Keepalived v2\.3\.3 ' || { echo "built keepalived is not 2.3.3"; exit 1; }
 	install -D -m 0755 $(KA233_WORK)/src/bin/keepalived $@.tmp && mv $@.tmp $@
 
-## test-keepalived-2.3.3: the e2e suite and the vipkit lab on keepalived 2.3.3 (make test runs both versions)
+## test-keepalived-2.3.3: the e2e suite, the vipkit lab and the keepalived-as-oracle tier on keepalived 2.3.3 (make test runs both versions)
 # The rest of the suite runs once, on Debian's 2.2.7; the tests of the shipped
 # configs run on every version each file claims, whichever keepalived is chosen.
 .PHONY: test-keepalived-2.3.3
 test-keepalived-2.3.3: deps build etcd keepalived
-	VIPKIT_KEEPALIVED=$(KEEPALIVED_233) $(GO) test -count=1 -timeout 18m ./test/e2e/ ./test/lab/vipkit/
+	VIPKIT_KEEPALIVED=$(KEEPALIVED_233) $(GO) test -count=1 -timeout 18m ./test/e2e/ ./test/lab/vipkit/ ./pkg/keepalived/
 
 ## test: every tier (unit, privileged netns, integration with etcd, e2e lab, booted Debian hosts) as root, the e2e
 ## suite again on keepalived 2.3.3, then the CI-sized fleet bench alone (500 lease holders, 60 s)

@@ -83,7 +83,7 @@ func TestLabFiresEachAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	v, err := vipkit.New(ctx, vipkit.Options{Mode: vipkit.Notify, Metrics: true, TTL: labTTL, Margin: labMargin,
+	v, err := vipkit.New(ctx, vipkit.Options{Mode: vipkit.Notify, TTL: labTTL, Margin: labMargin,
 		Lab: lab.Options{Name: "monitoring"}})
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +190,7 @@ func TestLabFiresEachAlert(t *testing.T) {
 			return []Firing{
 				{Alert: "VipkitVIPTwoOwners", Labels: []map[string]string{{"vip": lab.VIP4.String()}, {"vip": lab.VIP6.String()}}},
 				{Alert: "VipkitInstanceTwoMasters", Labels: []map[string]string{{"vrrp_instance": lab.Instance}}},
+				{Alert: "VipkitFleetTwoOwners", Labels: []map[string]string{{"vrrp_instance": lab.Instance}}},
 			}
 		}},
 		{name: "etcd-lost-everywhere", run: func(ctx context.Context, t *testing.T, v *vipkit.Lab, rec *Recorder) error {

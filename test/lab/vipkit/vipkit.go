@@ -50,17 +50,10 @@ type Options struct {
 	// ContribDir holds the keepalived configs; contrib/keepalived in the
 	// repository when empty.
 	ContribDir string
-	// Metrics makes every fenced serve its metrics on MetricsAddr in its
-	// node's namespace (Scrape).
-	Metrics bool
 	// TTL and Margin replace DefaultTTL and DefaultMargin for the main
 	// cluster (both or neither).
 	TTL, Margin time.Duration
 }
-
-// MetricsAddr is where fenced serves its metrics with Options.Metrics, on
-// the loopback of each node's namespace.
-const MetricsAddr = "127.0.0.1:9470"
 
 // Lab is a running lab with vipkit (or, with Options.Control, without).
 type Lab struct {
@@ -76,7 +69,6 @@ type Lab struct {
 	vipctl string
 	fenced string
 
-	metrics     bool
 	ttl, margin time.Duration
 
 	mu       sync.Mutex
@@ -121,7 +113,7 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	v = &Lab{Mode: opts.Mode, Control: opts.Control, log: log, procs: map[string]*proc.Proc{}, cut: map[string]bool{}, maint: map[string]bool{},
-		metrics: opts.Metrics, ttl: opts.TTL, margin: opts.Margin}
+		ttl: opts.TTL, margin: opts.Margin}
 	if opts.Control {
 		v.Mode = "control"
 		v.Conf = proc.ControlConfig
@@ -191,9 +183,6 @@ func (v *Lab) TOMLFor(n *lab.Node, fleet bool) TOML {
 		Node: n.Name, StateDir: n.StateDir, VRRPPIDFile: filepath.Join(n.Dir, "keepalived-vrrp.pid"),
 		Clusters:  []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1], TTL: v.ttl, Margin: v.margin}},
 		Instances: []InstanceConf{{Name: lab.Instance, VIPs: vips(lab.VIP4.String(), lab.VIP6.String()), Own: v.Mode.Own(), Cluster: "main"}},
-	}
-	if v.metrics {
-		t.Metrics = MetricsAddr
 	}
 	if v.ttl != 0 {
 		t.Clusters[0].HoldDown = DefaultHoldDown
@@ -506,6 +495,13 @@ func (v *Lab) Heal() (time.Duration, error) {
 	return v.IsolatePeers(false)
 }
 
+// Isolated reports whether the nodes are split from each other now.
+func (v *Lab) Isolated() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.isolated
+}
+
 // WriteMaint writes node n's maintenance track file (VI_1.maint, what
 // `vipctl handover` writes) atomically, as vipctl does (temp file,
 // rename), and marks it on the timeline.
@@ -557,8 +553,9 @@ func (v *Lab) ReadFencedState(n *lab.Node) (FencedState, error) {
 	return s, nil
 }
 
-// Scrape fetches node n's fenced metrics (Options.Metrics) from inside
-// the node's namespace, as a Prometheus on the node would.
+// Scrape fetches node n's fenced metrics (MetricsAddr) from inside the
+// node's namespace as a Prometheus on the node would: bounded by ctx (a
+// stopped fenced accepts the connection and never answers).
 func (v *Lab) Scrape(ctx context.Context, n *lab.Node) ([]byte, error) {
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return n.Host.NS.DialContext(ctx, network, addr)
