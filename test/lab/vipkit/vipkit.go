@@ -180,7 +180,7 @@ func (v *Lab) TOMLFor(n *lab.Node, fleet bool) TOML {
 	vips := func(a ...string) []string { return a }
 	t := TOML{
 		Node: n.Name, StateDir: n.StateDir, VRRPPIDFile: filepath.Join(n.Dir, "keepalived-vrrp.pid"),
-		Clusters:  []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1]}},
+		Clusters: []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1]}},
 		Instances: []InstanceConf{{Name: lab.Instance, VIPs: vips(lab.VIP4.String(), lab.VIP6.String()), Own: v.Mode.Own(), Cluster: "main",
 			Witness: v.Witness, Priority: n.Priority}},
 	}
