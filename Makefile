@@ -88,6 +88,19 @@ $(BIN)/etcd-3.4.23:
 	chmod 0755 $@.tmp && mv $@.tmp $@ && rm -rf $(BIN)/.etcd34
 	$@ --version | grep -q '^etcd Version: 3.4.23$$'
 
+## promtool: bin/promtool from Debian 12's prometheus package (pinned): checks the metrics, rules and their tests
+# Taken from the package (apt verifies it against the signed archive), not
+# installed: the package would start a Prometheus server on the machine.
+PROMETHEUS_DEB := prometheus=2.42.0+ds-5+deb12u1
+.PHONY: promtool
+promtool: $(BIN)/promtool
+$(BIN)/promtool:
+	@mkdir -p $(BIN)/.prometheus
+	cd $(BIN)/.prometheus && rm -f *.deb && { apt-get download -q $(PROMETHEUS_DEB) || { apt-get update -qq && apt-get download -q $(PROMETHEUS_DEB); }; }
+	dpkg-deb --fsys-tarfile $(BIN)/.prometheus/prometheus_*.deb | tar -xO ./usr/bin/promtool > $@.tmp
+	chmod 0755 $@.tmp && mv $@.tmp $@ && rm -rf $(BIN)/.prometheus
+	$@ --version 2>&1 | grep -q '^promtool, version 2\.42\.0+ds '
+
 ## keepalived: bin/keepalived-2.3.3/keepalived, built from Debian 13's source package (pinned below)
 # keepalived 2.3.3 (Debian 13 "trixie", 1:2.3.3-1), the second version the
 # lab and the e2e suite run on (2.2.7 is Debian 12's package). apt fetches
@@ -133,16 +146,16 @@ $(KEEPALIVED_233):
 	@$(KA233_WORK)/src/bin/keepalived --version 2>&1 | grep -q '^Keepalived v2\.3\.3 ' || { echo "built keepalived is not 2.3.3"; exit 1; }
 	install -D -m 0755 $(KA233_WORK)/src/bin/keepalived $@.tmp && mv $@.tmp $@
 
-## test-keepalived-2.3.3: the e2e suite and the vipkit lab on keepalived 2.3.3 (make test runs both versions)
+## test-keepalived-2.3.3: the e2e suite, the vipkit lab and the keepalived-as-oracle tier on keepalived 2.3.3 (make test runs both versions)
 # The rest of the suite runs once, on Debian's 2.2.7; the tests of the shipped
 # configs run on every version each file claims, whichever keepalived is chosen.
 .PHONY: test-keepalived-2.3.3
 test-keepalived-2.3.3: deps build etcd keepalived
-	VIPKIT_KEEPALIVED=$(KEEPALIVED_233) $(GO) test -count=1 -timeout 18m ./test/e2e/ ./test/lab/vipkit/
+	VIPKIT_KEEPALIVED=$(KEEPALIVED_233) $(GO) test -count=1 -timeout 18m ./test/e2e/ ./test/lab/vipkit/ ./pkg/keepalived/
 
 ## test: every tier (unit, privileged netns, integration with etcd, e2e lab, booted Debian hosts) as root, the e2e
 ## suite again on keepalived 2.3.3, then the CI-sized fleet bench alone (500 lease holders, 60 s)
-test: deps build etcd keepalived hosts-root deb
+test: deps build etcd keepalived promtool hosts-root deb
 	$(GO) test -count=1 -timeout 18m ./...
 	@$(MAKE) --no-print-directory test-keepalived-2.3.3
 	VIPKIT_FLEET=1 $(GO) test -count=1 -timeout 10m -run TestIntegrationFleet -v ./test/fleet

@@ -160,13 +160,15 @@ func checkDir(d string, add addFinding) {
 }
 
 func checkKeepalived(ctx context.Context, cfg *config.Config, path string, add addFinding) {
-	kc, err := keepalived.LoadConf(path)
+	version := check.KeepalivedVersion(ctx, cfg.Fenced.VRRPPIDFile)
+	release, _ := keepalived.ParseVersion(version)
+	kc, err := keepalived.LoadConf(path, keepalived.Options{Release: release})
 	if err != nil {
 		add("error", path, "fix the path (--keepalived-conf) or the file", "%v", err)
 		return
 	}
 	self, _ := os.Executable()
-	want := check.Expectations(cfg, filepath.Join(filepath.Dir(self), "vipctl"), self, check.KeepalivedVersion(ctx, cfg.Fenced.VRRPPIDFile), check.UserExists)
+	want := check.Expectations(cfg, filepath.Join(filepath.Dir(self), "vipctl"), self, version, check.UserExists)
 	for _, is := range check.Inspect(kc, want) {
 		subject := is.Subject
 		if is.Line != "" {

@@ -25,10 +25,13 @@ import (
 	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/pkg/lease"
+	"github.com/vipkit/vipkit/pkg/runstate"
 	"github.com/vipkit/vipkit/pkg/trackfile"
+	"github.com/vipkit/vipkit/pkg/vip"
 	"github.com/vipkit/vipkit/test/etcdtest"
 	"github.com/vipkit/vipkit/test/fsgate"
 	"github.com/vipkit/vipkit/test/netnstest"
+	"github.com/vipkit/vipkit/test/promtool"
 )
 
 var fencedBin string
@@ -407,6 +410,18 @@ func TestPrivilegedFencedMetrics(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
 	r.waitHealthy(t)
+	// What vipctl's hooks would have recorded, in its state file; and the
+	// VIP back on the link (fenced released it before its first lease).
+	st := &runstate.State{Entries: map[string]*runstate.Entry{}}
+	tk := runstate.Ticket{Ticks: 100, PID: 42}
+	st.Report("VI_1", "MASTER", tk, time.Now())
+	st.Hook("up").Observe(3*time.Millisecond, false, false)
+	st.Hook("down").Observe(2*time.Millisecond, true, true)
+	st.Record(runstate.Entry{VIP: vip.MustParse("192.0.2.100"), Dev: "eth0", Action: runstate.ActionUp, Ticket: tk, Announced: time.Unix(1795594797, 0), At: time.Now()})
+	if err := os.WriteFile(filepath.Join(r.dir, "state", runstate.StateFile), st.Format(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.node.Exec(t, "ip", "addr", "add", "192.0.2.100/32", "dev", "eth0")
 	var body string
 	netnstest.WaitFor(t, 5*time.Second, "metrics to be served", func() bool {
 		out, err := r.node.Command(context.Background(), fencedBin, "status", "--json", "--state-dir", filepath.Join(r.dir, "state")).Output()
@@ -433,11 +448,33 @@ func TestPrivilegedFencedMetrics(t *testing.T) {
 		`vipkit_fenced_renewals_total{cluster="default",result="ok"}`,
 		`vipkit_fenced_lease_validity_remaining_seconds{cluster="default"}`,
 		`vipkit_fenced_route_guard_window_seconds_bucket`,
+		`vipkit_fenced_margin_seconds{cluster="default"} 0.6`,
+		`vipkit_fenced_lease_ttl_seconds{cluster="default"} 2`,
+		`vipkit_fenced_info{node="node-a",`,
+		`vipkit_fenced_heartbeat_age_seconds `,
+		`vipkit_fenced_fence_duration_seconds_count{cluster="default"} 1`, // the fence before the first lease
+		`vipkit_fenced_renew_latency_seconds_count{cluster="default"}`,
+		`vipkit_keepalived_instance_state{state="MASTER",vrrp_instance="VI_1"} 1`,
+		`vipkit_keepalived_instance_state{state="BACKUP",vrrp_instance="VI_1"} 0`,
+		`vipkit_keepalived_transitions_total{state="MASTER",vrrp_instance="VI_1"} 1`,
+		`vipkit_keepalived_instance_time_in_state_seconds{vrrp_instance="VI_1"}`,
+		`vipkit_hook_runs_total{command="up"} 1`,
+		`vipkit_hook_failures_total{command="down"} 1`,
+		`vipkit_hook_late_skips_total{command="down"} 1`,
+		`vipkit_hook_duration_seconds_bucket{command="up",le="0.005"} 1`,
+		`vipkit_vip_held{vip="192.0.2.100",vrrp_instance="VI_1"} 1`,
+		`vipkit_vip_route_hint{vip="192.0.2.100",vrrp_instance="VI_1"} 0`,
+		`vipkit_vip_refresher_running{vip="192.0.2.100",vrrp_instance="VI_1"} 0`,
+		`vipkit_vip_last_announcement_timestamp_seconds{vip="192.0.2.100",vrrp_instance="VI_1"} 1.795594797e+09`,
+		`vipkit_fenced_scrape_errors_total{source="state"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// Prometheus's own linter has nothing to say (names, units, types).
+	_, text, _ := strings.Cut(body, "\r\n\r\n")
+	promtool.CheckMetrics(t, []byte(text))
 	// Metrics must never be reachable from the network by default.
 	out, err := r.node.Command(context.Background(), fencedBin, append([]string{"run"}, r.flags("--metrics", "0.0.0.0:9471")...)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "loopback") {

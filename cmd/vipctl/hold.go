@@ -199,14 +199,23 @@ func change(e *env) (h *holder.Holder, ticket runstate.Ticket, done func(), err 
 
 type holdFunc func(*holder.Holder, context.Context, holder.Request) ([]holder.Outcome, error)
 
-// holdAction is the shared body of up, down, route-src and announce.
-func holdAction(name string, fn holdFunc, needSrc bool) cli.ActionFunc {
-	return func(c *cli.Context) error {
+// holdAction is the shared body of up, down, route-src and announce. action
+// names the command in the hook statistics; state is what the command
+// reports of its instance (up: MASTER; down: it left MASTER), if anything.
+func holdAction(name, action, state string, fn holdFunc, needSrc bool) cli.ActionFunc {
+	return func(c *cli.Context) (err error) {
 		e, err := setup(c)
 		if err != nil {
 			return err
 		}
 		defer e.close()
+		sn := newSeen(action, e.cfg, started)
+		var h *holder.Holder
+		defer func() {
+			if h == nil && err != nil {
+				sn.failed(runstate.New(e.stateDir))
+			}
+		}()
 		t, err := resolveTarget(c, e)
 		if err != nil {
 			return err
@@ -222,12 +231,18 @@ func holdAction(name string, fn holdFunc, needSrc bool) cli.ActionFunc {
 			return err
 		}
 		defer done()
+		sn.ticket, sn.vips = ticket, t.VIPs
+		if in := instanceOf(e.cfg, t.Target); in != "" && state != "" {
+			sn.reports = []stateReport{{in, state}}
+		}
+		finish := sn.watch(h, e)
 		req := holder.For(t.Target, ticket)
 		req.Src, req.Schedule = src, toSchedule(t.schedule)
 		ctx, cancel := context.WithTimeout(c.Context, lockWait)
 		defer cancel()
 		out, err := fn(h, ctx, req)
 		report(e, name, out)
+		finish(err)
 		return err
 	}
 }
@@ -261,7 +276,7 @@ Examples:
   vipctl up --own --dev eth0 192.0.2.100 2001:db8::100
   vipctl up --config /etc/vipkit/vipkit.toml --instance VI_1`,
 		Flags:  common(append([]cli.Flag{devFlag, instanceFlag, ownFlag, srcFlag}, scheduleFlags()...)...),
-		Action: holdAction("up", (*holder.Holder).Up, true),
+		Action: holdAction("up", runstate.ActionUp, "MASTER", (*holder.Holder).Up, true),
 	}
 }
 
@@ -279,7 +294,7 @@ Examples:
   vipctl down --dev eth0 192.0.2.100                 # keepalived notify_backup/fault/stop
   vipctl down --own --dev eth0 192.0.2.100`,
 		Flags:  common(devFlag, instanceFlag, ownFlag),
-		Action: holdAction("down", (*holder.Holder).Down, false),
+		Action: holdAction("down", runstate.ActionDown, runstate.StateReleased, (*holder.Holder).Down, false),
 	}
 }
 
@@ -291,8 +306,8 @@ func routeSrcCommand() *cli.Command {
 		Description: `The hint alone, with the same rules as up and down: only VIPs assigned here get a
 hint; removing it from an assigned VIP restores the kernel's own route.`,
 		Subcommands: []*cli.Command{
-			{Name: "add", Usage: "set the hint for assigned VIPs", ArgsUsage: "[VIP...]", Flags: append(flags, srcFlag), Action: holdAction("route-src add", (*holder.Holder).RouteSrcAdd, true)},
-			{Name: "del", Usage: "remove the hint", ArgsUsage: "[VIP...]", Flags: flags, Action: holdAction("route-src del", (*holder.Holder).RouteSrcDel, false)},
+			{Name: "add", Usage: "set the hint for assigned VIPs", ArgsUsage: "[VIP...]", Flags: append(flags, srcFlag), Action: holdAction("route-src add", runstate.ActionRouteSrcAdd, "", (*holder.Holder).RouteSrcAdd, true)},
+			{Name: "del", Usage: "remove the hint", ArgsUsage: "[VIP...]", Flags: flags, Action: holdAction("route-src del", runstate.ActionRouteSrcDel, "", (*holder.Holder).RouteSrcDel, false)},
 		},
 	}
 }
@@ -309,7 +324,7 @@ Examples:
   vipctl announce --dev eth0 --refresh-for 0s 192.0.2.100
   vipctl announce --dev eth0 --count 5 --interval 200ms 192.0.2.100`,
 		Flags:  common(append([]cli.Flag{devFlag, instanceFlag}, scheduleFlags()...)...),
-		Action: holdAction("announce", (*holder.Holder).Announce, false),
+		Action: holdAction("announce", runstate.ActionAnnounce, "", (*holder.Holder).Announce, false),
 	}
 }
 
@@ -371,10 +386,14 @@ Examples:
 				return err
 			}
 			defer done()
+			sn := newSeen(runstate.ActionHandover, e.cfg, started)
+			sn.ticket, sn.vips = ticket, in.VIPs
+			finish := sn.watch(h, e)
 			ctx, cancel := context.WithTimeout(c.Context, lockWait)
 			defer cancel()
 			out, err := h.Handover(ctx, holder.For(in.Target(), ticket), in.MaintenanceFile)
 			report(e, "handover", out)
+			finish(err)
 			if err != nil {
 				return fmt.Errorf("handover %s: %w", in.Name, err)
 			}

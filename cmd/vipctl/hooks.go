@@ -21,10 +21,22 @@ import (
 // apply carries out the actions of one keepalived event: the instances of
 // a sync group that move the same way in one pass of the holder (one lock,
 // one read per link, one state write).
-func apply(ctx context.Context, e *env, h *holder.Holder, ev keepalived.Event, ticket runstate.Ticket) error {
+//
+// sn records the run for fenced (seen.go): the state keepalived reported for
+// each instance, in the same write.
+func apply(ctx context.Context, e *env, h *holder.Holder, ev keepalived.Event, ticket runstate.Ticket, sn *seen) (err error) {
+	sn.ticket = ticket
+	finish := sn.watch(h, e)
+	defer func() { finish(err) }()
 	acts, err := hooks.Plan(e.cfg, ev)
 	if err != nil {
 		return err
+	}
+	for _, a := range acts {
+		sn.vips = append(sn.vips, a.Instance.VIPs...)
+		if a.Verb != hooks.Announce {
+			sn.reports = append(sn.reports, stateReport{a.Instance.Name, string(ev.State)})
+		}
 	}
 	var errs []error
 	for len(acts) > 0 {
@@ -82,7 +94,7 @@ keepalived.conf:
 				return err
 			}
 			defer done()
-			return apply(c.Context, e, h, ev, ticket)
+			return apply(c.Context, e, h, ev, ticket, newSeen("notify", e.cfg, started))
 		},
 	}
 }
@@ -143,9 +155,10 @@ keepalived.conf (global_defs):
 						e.log.Warn("ignoring notify FIFO line", "line", line, "error", err)
 						return
 					}
+					from := time.Now()
 					ticket, err := runstate.NowTicket()
 					if err == nil {
-						err = apply(ctx, e, h, ev, ticket)
+						err = apply(ctx, e, h, ev, ticket, newSeen("fifo", e.cfg, from))
 					}
 					if err != nil {
 						e.log.Error("notify FIFO transition failed", "line", line, "error", err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/runstate"
+	"github.com/vipkit/vipkit/pkg/vip"
 	"github.com/vipkit/vipkit/test/netnstest"
 )
 
@@ -63,6 +65,38 @@ func TestPrivilegedNotifyHook(t *testing.T) {
 	}
 	if r := h.run(t, "notify", "--config", cfg, "INSTANCE", "VI_7", "MASTER", "1"); r.code != exitUsage || !strings.Contains(r.stderr, `"VI_7"`) {
 		t.Fatalf("unknown instance: exit %d, %q", r.code, r.stderr)
+	}
+	// What the hooks saw, for fenced: each instance's latest state and its
+	// transitions, and the runs of the command with the failed one.
+	st, err := runstate.New(h.state).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vi1, vi2 := st.Instances["VI_1"], st.Instances["VI_2"]
+	if vi1 == nil || vi1.State != "FAULT" || vi1.Transitions["MASTER"] != 1 || vi1.Transitions["FAULT"] != 1 {
+		t.Fatalf("VI_1 recorded as %+v, want FAULT after MASTER:1 FAULT:1", vi1)
+	}
+	if vi2 == nil || vi2.State != "STOP" || vi2.Transitions["MASTER"] != 1 {
+		t.Fatalf("VI_2 (through its group) recorded as %+v, want STOP", vi2)
+	}
+	if len(st.Instances) != 2 {
+		t.Fatalf("instances recorded: %v, want only the configured VI_1 and VI_2", st.Instances)
+	}
+	if n := st.Hooks["notify"]; n == nil || n.Runs != 5 || n.Failed != 1 || n.Late != 0 {
+		t.Fatalf("notify runs recorded as %+v, want 5 runs, 1 failed", n)
+	}
+	// A per-state hook names no instance and no state: the instance is the
+	// configured one holding its VIPs, the state only "left MASTER".
+	h.ok(t, "up", "--config", cfg, "--dev", "eth0", "192.0.2.100", "2001:db8::100")
+	h.ok(t, "down", "--config", cfg, "--dev", "eth0", "192.0.2.100", "2001:db8::100")
+	if st, err = runstate.New(h.state).Read(); err != nil {
+		t.Fatal(err)
+	}
+	if vi1 = st.Instances["VI_1"]; vi1.State != runstate.StateReleased || vi1.Transitions["MASTER"] != 2 {
+		t.Fatalf("VI_1 after up and down --dev: %+v", vi1)
+	}
+	if e := st.Entry(vip.MustParse("192.0.2.100")); e == nil || e.Announced.IsZero() {
+		t.Fatalf("the burst of up was not recorded: %+v", e)
 	}
 }
 

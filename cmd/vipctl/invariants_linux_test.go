@@ -66,7 +66,7 @@ func TestPrivilegedBadInputChangesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := h.snapshot(t)
+			before, failures := h.snapshot(t), h.hookFailures(t)
 			r := h.run(t, tt.args...)
 			if r.code != exitUsage {
 				t.Errorf("exit %d, want %d (stderr %q)", r.code, exitUsage, r.stderr)
@@ -76,6 +76,16 @@ func TestPrivilegedBadInputChangesNothing(t *testing.T) {
 			}
 			if after := h.snapshot(t); after != before {
 				t.Errorf("bad input changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			// Counted as a failed hook run for fenced to export, unless the
+			// configuration (and so the state directory) could not be read;
+			// check is no hook.
+			want := failures
+			if tt.args[0] != "check" && !strings.Contains(tt.name, "config") {
+				want++
+			}
+			if got := h.hookFailures(t); got != want {
+				t.Errorf("failed runs counted: %d, want %d", got, want)
 			}
 		})
 	}

@@ -66,8 +66,11 @@ func Gather(ctx context.Context, cfg *config.Config, keepalivedConf, vipctlPath,
 		return f, err
 	}
 	if keepalivedConf != "" {
-		f.Keepalived, f.KeepalivedErr = keepalived.LoadConf(keepalivedConf)
+		// Read as the release that will read it: 2.3 parses some
+		// constructs differently (keepalived.Reader23).
 		f.KeepalivedVer = KeepalivedVersion(ctx, cfg.Fenced.VRRPPIDFile)
+		release, _ := keepalived.ParseVersion(f.KeepalivedVer)
+		f.Keepalived, f.KeepalivedErr = keepalived.LoadConf(keepalivedConf, keepalived.Options{Release: release})
 	}
 	for _, p := range Programs(cfg, vipctlPath, fencedPath) {
 		f.Binaries = append(f.Binaries, chain(p))

@@ -70,6 +70,10 @@ type Holder struct {
 	Track      func(path string, value int) error
 	Log        *slog.Logger
 	Now        func() time.Time
+	// Seen, when set, is called under the lock just before every state
+	// write with the operation's error so far: vipctl adds what the hook
+	// saw (runstate.State.Report, Hook) to the write it makes anyway.
+	Seen func(st *runstate.State, err error)
 }
 
 // Request is one command's input.
@@ -204,6 +208,9 @@ func (h *Holder) entry(req Request, v vip.VIP, action string, prev *runstate.Ent
 	if prev != nil && e.Instance == "" {
 		e.Instance = prev.Instance
 	}
+	if prev != nil {
+		e.Announced = prev.Announced
+	}
 	return e
 }
 
@@ -306,6 +313,9 @@ func (h *Holder) hold(ctx context.Context, reqs []Request, action string) ([]Out
 // saveAfter writes whatever was recorded, also after a failure, so that the
 // state always describes the changes that were made.
 func (h *Holder) saveAfter(tx *runstate.Tx, err error) error {
+	if h.Seen != nil {
+		h.Seen(tx.State, err)
+	}
 	if serr := tx.Save(); serr != nil && err == nil {
 		err = serr
 	}
@@ -326,6 +336,12 @@ func (h *Holder) announce(ctx context.Context, tx *runstate.Tx, req Request, sen
 		for i := 0; i < now; i++ {
 			if err := announce.SendAll(s, send); err != nil {
 				return err
+			}
+		}
+		at := h.now()
+		for _, v := range send {
+			if e := tx.State.Entry(v); e != nil {
+				e.Announced = at
 			}
 		}
 	}

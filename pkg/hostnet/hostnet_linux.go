@@ -249,8 +249,8 @@ func (n *Net) IsAssigned(l Link, v vip.VIP) (bool, error) {
 	return false, nil
 }
 
-// assignedSet lists every address assigned on any interface: one dump.
-func (n *Net) assignedSet() (map[netip.Addr]bool, error) {
+// Assigned lists every address assigned on any interface: one dump.
+func (n *Net) Assigned() (map[netip.Addr]bool, error) {
 	var list []netlink.Addr
 	err := retryDump(func() (err error) {
 		list, err = n.h.AddrList(nil, netlink.FAMILY_ALL)
@@ -270,7 +270,7 @@ func (n *Net) assignedSet() (map[netip.Addr]bool, error) {
 
 // AssignedAnywhere reports whether addr is assigned on any interface.
 func (n *Net) AssignedAnywhere(addr netip.Addr) (bool, error) {
-	set, err := n.assignedSet()
+	set, err := n.Assigned()
 	return set[addr], err
 }
 
@@ -799,7 +799,7 @@ func (n *Net) Orphans() ([]LocalRoute, error) {
 			continue
 		}
 		if assigned == nil {
-			if assigned, err = n.assignedSet(); err != nil {
+			if assigned, err = n.Assigned(); err != nil {
 				return nil, err
 			}
 		}

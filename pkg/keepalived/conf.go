@@ -21,6 +21,9 @@ type Conf struct {
 	TrackProcesses []*TrackProcess
 	Scripts        []*Script
 	Problems       []Problem
+
+	// v23: read as keepalived 2.3 reads (Reader23).
+	v23 bool
 }
 
 // Global is what vipkit needs from global_defs.
@@ -281,6 +284,8 @@ type stmt struct {
 	block    []*stmt
 	// subject is the top-level block it is in, for problems.
 	subject string
+	// dropped: keepalived drops the block (tree, dropParent).
+	dropped bool
 }
 
 func (s *stmt) arg(i int) string {
@@ -296,6 +301,9 @@ type Options struct {
 	// line "@ID ..." applies only on a host with that id, "@^ID ..." only
 	// on the others.
 	ConfigID string
+	// Release is the keepalived release the file is read for; zero
+	// reads it as 2.2.7 does (Debian 12's), the reader's base model.
+	Release Version
 }
 
 // ParseConf reads keepalived.conf. name is used in positions and to resolve
@@ -306,13 +314,14 @@ type Options struct {
 // means an include could not be read.
 func ParseConf(name string, data []byte, include func(pattern string) ([]File, error), opts ...Options) (*Conf, error) {
 	lx := &lexer{include: include}
+	var release Version
 	for _, o := range opts {
-		lx.configID = o.ConfigID
+		lx.configID, release = o.ConfigID, o.Release
 	}
 	if err := lx.file(name, data); err != nil {
 		return nil, err
 	}
-	c := &Conf{Files: lx.files, Problems: lx.problems}
+	c := &Conf{Files: lx.files, Problems: lx.problems, v23: release.AtLeast(Reader23)}
 	for _, s := range c.tree(lx.lines) {
 		c.top(s)
 	}
@@ -376,6 +385,13 @@ func (c *Conf) top(s *stmt) {
 		c.Instances = append(c.Instances, in)
 		c.instance(in, s)
 	case "vrrp_sync_group":
+		if s.dropped {
+			// keepalived 2.3 never reaches the block's end, where it
+			// would have added the group (see tree).
+			c.report(s.pos, s.subject, false, "vrrp_sync_group %s has a second group list: keepalived %s and later skip that list and with it the end of the group's block (\"Group list already specified\"), so it drops the whole group (its instances run unsynchronised) and reads the lines after that list as top-level lines", name, Reader23)
+			c.fix("keep one group list per vrrp_sync_group, with every member in it")
+			return
+		}
 		if dup(c.SyncGroup(name) != nil) {
 			return
 		}
@@ -418,9 +434,9 @@ func (c *Conf) global(s *stmt) {
 		case "notify_fifo":
 			g.NotifyFIFO.Path, g.NotifyFIFO.Pos = k.arg(1), k.pos
 		case "vrrp_notify_fifo_script":
-			g.VRRPNotifyFIFO.Script = command(k)
+			g.VRRPNotifyFIFO.Script = c.command(k)
 		case "notify_fifo_script":
-			g.NotifyFIFO.Script = command(k)
+			g.NotifyFIFO.Script = c.command(k)
 		case "vrrp_garp_master_refresh":
 			g.GarpMasterRefresh, g.GarpMasterRefreshPos = c.num(k, 1), k.pos
 		case "vrrp_version":
@@ -441,7 +457,7 @@ func (c *Conf) hook(p **Command, k *stmt) {
 		c.fix("keep one line per block: put both commands in one script, or drop the one you do not need")
 		return
 	}
-	*p = command(k)
+	*p = c.command(k)
 }
 
 func (c *Conf) instance(in *Instance, s *stmt) {
@@ -730,7 +746,7 @@ func (c *Conf) script(name string, s *stmt) *Script {
 	for _, k := range s.block {
 		switch k.arg(0) {
 		case "script":
-			sc.Command = command(k)
+			sc.Command = c.command(k)
 		case "interval":
 			sc.Interval = c.num(k, 1)
 		case "fall":

@@ -9,8 +9,8 @@ import (
 // LoadConf reads keepalived.conf and the files it includes. Include
 // patterns are globbed in order; like keepalived's plain include, a pattern
 // that matches nothing is skipped, while a file that cannot be read is an
-// error.
-func LoadConf(path string) (*Conf, error) {
+// error. opts are ParseConf's.
+func LoadConf(path string, opts ...Options) (*Conf, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load keepalived config: %w", err)
@@ -32,5 +32,5 @@ func LoadConf(path string) (*Conf, error) {
 			files = append(files, File{Name: n, Data: b})
 		}
 		return files, nil
-	})
+	}, opts...)
 }

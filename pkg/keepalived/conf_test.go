@@ -469,3 +469,68 @@ func TestParseConfMissingInclude(t *testing.T) {
 		t.Errorf("problems %+v, want the missing include", c.Problems)
 	}
 }
+
+// TestParseConfByRelease: where keepalived 2.2.7 and 2.3.3 read the same
+// text differently (TestOracleVariants shows each against the binary),
+// the reader follows the release it is given.
+func TestParseConfByRelease(t *testing.T) {
+	v227, v233 := Version{2, 2, 7}, Version{2, 3, 3}
+	syncGroup := "vrrp_instance VI_1 {\n}\nvrrp_instance VI_2 {\n}\nvrrp_sync_group G {\n  group {\n    VI_1\n  }\n  group {\n    VI_2\n  }\n  notify_master \"/x gm\"\n}\n"
+	tests := []struct {
+		name    string
+		release Version
+		text    string
+		check   func(t *testing.T, c *Conf)
+	}{
+		{"script escapes 2.2.7", v227, "vrrp_instance VI_1 {\n  notify_stop \"/x 'a b' \\\"q\\\" c\\\\ d\"\n}\n", func(t *testing.T, c *Conf) {
+			wantArgv(t, c, []string{"/x", "a b", "q", "c d"})
+		}},
+		{"script escapes 2.3.3", v233, "vrrp_instance VI_1 {\n  notify_stop \"/x 'a b' \\\"q\\\" c\\\\ d\"\n}\n", func(t *testing.T, c *Conf) {
+			wantArgv(t, c, []string{"/x", "a b", `"q"`, `c\`, "d"})
+		}},
+		{"unknown release reads as 2.2.7", Version{}, "vrrp_instance VI_1 {\n  notify_stop \"/x \\\"q\\\"\"\n}\n", func(t *testing.T, c *Conf) {
+			wantArgv(t, c, []string{"/x", "q"})
+		}},
+		{"second sync group list 2.2.7", v227, syncGroup, func(t *testing.T, c *Conf) {
+			g := c.SyncGroup("G")
+			if g == nil || !slices.Equal(g.Members, []string{"VI_1"}) || g.Hooks.Master == nil {
+				t.Fatalf("2.2.7 keeps G with its first list and its hook: %+v", g)
+			}
+		}},
+		{"second sync group list 2.3.3", v233, syncGroup, func(t *testing.T, c *Conf) {
+			if g := c.SyncGroup("G"); g != nil {
+				t.Fatalf("2.3.3 drops G, got %+v", g)
+			}
+			var said []string
+			for _, p := range c.Problems {
+				said = append(said, p.Msg)
+			}
+			all := strings.Join(said, "\n")
+			for _, want := range []string{"drops the whole group", `unknown top-level keyword "notify_master"`, "'}' without a matching '{'"} {
+				if !strings.Contains(all, want) {
+					t.Errorf("problems do not say %q:\n%s", want, all)
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseConf("keepalived.conf", []byte(tt.text), nil, Options{Release: tt.release})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func wantArgv(t *testing.T, c *Conf, want []string) {
+	t.Helper()
+	in := c.Instance("VI_1")
+	if in == nil || in.Hooks.Stop == nil {
+		t.Fatal("no notify_stop parsed")
+	}
+	if got := in.Hooks.Stop.Argv; !slices.Equal(got, want) {
+		t.Fatalf("argv %q, want %q", got, want)
+	}
+}

@@ -142,7 +142,7 @@ func (lx *lexer) file(name string, data []byte) error {
 			}
 			continue
 		}
-		l := lexLine(pos, raw, false)
+		l := lexLine(pos, raw, lexConf)
 		if len(l.toks) == 0 {
 			continue
 		}
@@ -288,13 +288,30 @@ func (lx *lexer) expand(s string) (string, []string) {
 	return b.String(), kept
 }
 
+// lexMode is how a line is read: as a configuration line, or a second
+// time as a script's line (single quotes quote too), keeping the
+// backslashes inside quotes for SplitCommand (keepalived 2.3) or not.
+type lexMode uint8
+
+const (
+	lexConf lexMode = iota
+	lexScript
+	lexScriptRaw
+)
+
 // lexLine splits a line into words the way keepalived reads them: '#' and
 // '!' outside quotes start a comment, braces are words of their own, and
 // "..." keeps whitespace, loses the quotes and may abut other text
-// (abc"d e"f is one word). Backslash escapes work inside quotes. Single
+// (abc"d e"f is one word). Backslash escapes work inside quotes
+// (kept as written with lexScriptRaw). Single
 // quotes are plain characters, except for a script's command line, which
-// keepalived reads again with '...' quoting too (script).
-func lexLine(pos Pos, s string, script bool) line {
+// keepalived reads again with '...' quoting too (mode).
+func lexLine(pos Pos, s string, mode lexMode) line {
+	script := mode != lexConf
+	unescape := unescape
+	if mode == lexScriptRaw {
+		unescape = func(s string) string { return s }
+	}
 	l := line{pos: pos}
 	i := 0
 	for i < len(s) {

@@ -67,7 +67,7 @@ func agree(t *testing.T, files map[string][]byte) {
 			out = append(out, keepalived.File{Name: n, Data: files[n]})
 		}
 		return out, nil
-	}, keepalived.Options{ConfigID: "vipkit-oracle"})
+	}, keepalived.Options{ConfigID: "vipkit-oracle", Release: oracleRelease(t)})
 	if err != nil {
 		t.Fatalf("vipkit cannot read it: %v", err)
 	}
@@ -130,6 +130,17 @@ func agree(t *testing.T, files map[string][]byte) {
 		t.Errorf("vipkit (-) and keepalived (+) disagree, unreported:\n%s\nvipkit's problems:\n%s\nkeepalived said:\n%s",
 			strings.Join(bad, "\n"), strings.Join(probs, "\n"), strings.Join(interesting(l.Log), "\n"))
 	}
+}
+
+// oracleRelease is the release of the keepalived the reader is compared
+// with: the reader models each release's parser.
+func oracleRelease(t *testing.T) keepalived.Version {
+	t.Helper()
+	v, err := keepalived.ParseVersion(kaoracle.VersionLine())
+	if err != nil {
+		t.Fatalf("oracle's release: %v", err)
+	}
+	return v
 }
 
 // interesting is keepalived's log without the dump, for failure messages.

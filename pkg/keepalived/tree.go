@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -14,6 +15,9 @@ type frame struct {
 	opaque bool
 	// brace: the block keyword's '{' is still to come (next line).
 	brace bool
+	// dropParent: the '}' closing this block closes the block around it
+	// too, which keepalived then drops (a second sync group list, 2.3).
+	dropParent bool
 }
 
 // tree nests lines into statements the way keepalived reads them: a known
@@ -47,7 +51,12 @@ func (c *Conf) tree(lines []line) []*stmt {
 				if len(stack) == 1 {
 					c.report(l.pos, "", false, "'}' without a matching '{': keepalived skips it (\"Unknown keyword '}'\")")
 				} else {
+					f := stack[len(stack)-1]
 					stack = stack[:len(stack)-1]
+					if f.dropParent && len(stack) > 1 {
+						stack[len(stack)-1].s.dropped = true
+						stack = stack[:len(stack)-1]
+					}
 				}
 				i++
 				continue
@@ -146,6 +155,11 @@ func (c *Conf) open(top *frame, s *stmt, brace bool, pos Pos) *frame {
 		return nil
 	}
 	s.hasBlock = true
+	if c.v23 && top.ctx == "vrrp_sync_group" && kw == "group" && slices.ContainsFunc(top.s.block[:len(top.s.block)-1], func(p *stmt) bool { return p.arg(0) == "group" && p.hasBlock }) {
+		// keepalived 2.3 skips the second list (skip_block) past its own
+		// '}' and out of the group's block, whose end it never sees.
+		return &frame{s: s, opaque: true, brace: !brace, dropParent: true}
+	}
 	if !brace && len(s.words) > 1 && top.ctx != "top" {
 		c.report(pos, s.subject, false, "block %s has extra parameters %q and no '{': keepalived ignores them and reads the following lines as the block", kw, strings.Join(s.words[1:], " "))
 	}
@@ -165,11 +179,15 @@ func (c *Conf) open(top *frame, s *stmt, brace bool, pos Pos) *frame {
 // command reads "keyword SCRIPT [user [group]]". keepalived reads a
 // script's line a second time for this, with single quotes quoting too:
 // `notify_master '/x a'` runs /x with argument a.
-func command(s *stmt) *Command {
+func (c *Conf) command(s *stmt) *Command {
 	words := s.words
 	bad := s.bad
 	if s.raw != "" {
-		l := lexLine(s.pos, s.raw, true)
+		mode := lexScript
+		if c.v23 {
+			mode = lexScriptRaw
+		}
+		l := lexLine(s.pos, s.raw, mode)
 		for i, t := range l.toks {
 			if t.text == s.arg(0) && !t.quoted {
 				words = nil

@@ -19,6 +19,13 @@ var (
 	// virtual_routes entry (local, blackhole, ...) without `prepend`
 	// (keepalived commit 9309a4be).
 	TypedRoutesFixed = Version{2, 3, 2}
+	// Reader23 is where the reader models keepalived 2.3's parser: a
+	// second group list drops its vrrp_sync_group, and a quoted script
+	// keeps its backslashes for the one unescaping that splits it into
+	// argv. Both are seen in 2.3.3 and not in 2.2.7 (TestOracleVariants
+	// on each); the releases in between are assumed to behave like 2.3.3
+	// from 2.3.0 on, which no test here covers.
+	Reader23 = Version{2, 3, 0}
 )
 
 // versionRE is compiled on first use: vipctl hooks import this package and

@@ -172,6 +172,9 @@ type Config struct {
 	// OnChange is called on the holder's loop after every state change. It
 	// must not block.
 	OnChange func(Status)
+	// OnRenew, when set, is called on the holder's loop with the round
+	// trip of every acknowledged renewal. It must not block.
+	OnRenew func(latency time.Duration)
 	// ProgressEvery makes the loop wake, and signal Progress, at least this
 	// often (the runtime sets half the systemd watchdog interval). 0: only
 	// when there is work, at least once per RenewEvery while a lease is held.

@@ -284,6 +284,9 @@ func (h *Holder) renewed(now time.Duration, l *held, ev event) {
 	switch {
 	case ev.err == nil && ev.ttl > 0:
 		h.counters.RenewalsOK++
+		if h.cfg.OnRenew != nil {
+			h.cfg.OnRenew(ev.latency)
+		}
 		if e := ev.sent + min(ev.ttl, l.ttl); e > l.expiry {
 			l.expiry, l.deadline = e, e-h.cfg.Cluster.Margin
 		}

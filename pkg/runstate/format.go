@@ -15,6 +15,11 @@ import (
 //
 //	vip=192.0.2.100 dev=eth0 action=up ticks=296849 pid=1557 own=1 instance=VI_1 src=192.0.2.11 refresher=40218:296850 at=1795594797408215427
 //
+// followed by what the hooks saw (seen.go), for fenced to export:
+//
+//	#instance name=VI_1 state=MASTER ticks=296849 pid=1557 since=1795594797408215427 transitions=BACKUP:1,MASTER:2
+//	#hook cmd=up runs=2 failed=0 late=0 sum=4100000 buckets=0,1,1,0,0,0,0,0,0,0
+//
 // Every hook reads and writes it; encoding/json's first use alone cost a
 // hook about 150 µs, this a few.
 const stateHeader = "# vipctl state 1: one VIP per line"
@@ -45,8 +50,12 @@ func (s *State) Format() []byte {
 		if e.Refresher != nil {
 			fmt.Fprintf(&b, " refresher=%d:%d", e.Refresher.PID, e.Refresher.Start)
 		}
+		if !e.Announced.IsZero() {
+			fmt.Fprintf(&b, " announced=%d", e.Announced.UnixNano())
+		}
 		fmt.Fprintf(&b, " at=%d\n", e.At.UnixNano())
 	}
+	s.formatSeen(&b)
 	return b.Bytes()
 }
 
@@ -62,6 +71,28 @@ func ParseState(data []byte) (*State, error) {
 				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
 			}
 			st.Horizon = h
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, instancePrefix+" "); ok {
+			in, err := parseInstance(rest)
+			if err != nil {
+				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
+			}
+			if st.Instances == nil {
+				st.Instances = map[string]*Instance{}
+			}
+			st.Instances[in.Name] = in
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, hookPrefix+" "); ok {
+			cmd, h, err := parseHook(rest)
+			if err != nil {
+				return nil, fmt.Errorf("parse state line %d: %w", n+1, err)
+			}
+			if st.Hooks == nil {
+				st.Hooks = map[string]*HookStats{}
+			}
+			st.Hooks[cmd] = h
 			continue
 		}
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -111,6 +142,10 @@ func parseEntry(line string) (Entry, error) {
 				r.Start, err = strconv.ParseInt(s, 10, 64)
 			}
 			e.Refresher = &r
+		case "announced":
+			var ns int64
+			ns, err = strconv.ParseInt(v, 10, 64)
+			e.Announced = time.Unix(0, ns).UTC()
 		case "at":
 			var ns int64
 			ns, err = strconv.ParseInt(v, 10, 64)

@@ -75,7 +75,11 @@ type Entry struct {
 	Ticket    Ticket     `json:"ticket"`
 	Src       netip.Addr `json:"src,omitzero"`
 	Refresher *Proc      `json:"refresher,omitempty"`
-	At        time.Time  `json:"at"`
+	// Announced is when vipctl or fenced's defender last sent a burst of
+	// announcements for the VIP (a refresher's later rounds are not
+	// recorded: they write nothing).
+	Announced time.Time `json:"announced,omitzero"`
+	At        time.Time `json:"at"`
 }
 
 // Holding reports whether the last action left the host holding the VIP.
@@ -91,6 +95,9 @@ type State struct {
 	// forked before it may be too late for a VIP whose entry is gone, so it
 	// is superseded there (see Prune).
 	Horizon Ticket `json:"horizon"`
+	// Instances and Hooks are what the hooks saw (seen.go).
+	Instances map[string]*Instance  `json:"instances,omitempty"`
+	Hooks     map[string]*HookStats `json:"hooks,omitempty"`
 }
 
 // PruneAfter is how old (in clock ticks) a released entry must be before

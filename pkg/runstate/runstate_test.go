@@ -224,6 +224,8 @@ func TestParseStateRejects(t *testing.T) {
 func FuzzParseState(f *testing.F) {
 	st := newState()
 	st.Record(Entry{VIP: vip.MustParse("192.0.2.100"), Dev: "eth0", Action: ActionUp, Refresher: &Proc{1, 2}})
+	st.Report("VI_1", "MASTER", Ticket{1, 2}, time.Unix(1, 0))
+	st.Hook("up").Observe(time.Millisecond, false, false)
 	f.Add(string(st.Format()))
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := ParseState([]byte(s))
@@ -232,7 +234,7 @@ func FuzzParseState(f *testing.F) {
 		}
 		// What parses must survive a round trip.
 		again, err := ParseState(got.Format())
-		if err != nil || len(again.Entries) != len(got.Entries) {
+		if err != nil || len(again.Entries) != len(got.Entries) || len(again.Instances) != len(got.Instances) || len(again.Hooks) != len(got.Hooks) {
 			t.Fatalf("round trip of %q: %v, %d vs %d entries", s, err, len(again.Entries), len(got.Entries))
 		}
 	})

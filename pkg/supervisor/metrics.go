@@ -14,6 +14,21 @@ import (
 type Metrics struct {
 	sup         *Supervisor
 	GuardWindow prometheus.Histogram
+	// Fed as things happen: a fence pass, an acknowledged renewal, a route
+	// the guard removed, an announcement of the defender.
+	FenceDuration *prometheus.HistogramVec
+	RenewLatency  *prometheus.HistogramVec
+	GuardRemovals prometheus.Counter
+	Defended      prometheus.Counter
+	// ScrapeErrors counts sources a scrape could not read (exporter.Seen).
+	ScrapeErrors *prometheus.CounterVec
+	// HeartbeatAge, when set, is the time since the last heartbeat.
+	HeartbeatAge func() time.Duration
+
+	info         *prometheus.Desc
+	heartbeatAge *prometheus.Desc
+	margin       *prometheus.Desc
+	ttl          *prometheus.Desc
 
 	instanceFenced *prometheus.Desc
 	clusterState   *prometheus.Desc
@@ -36,6 +51,23 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 			Help:    "Time from an address deletion event to its orphaned hint route being gone.",
 			Buckets: []float64{0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1},
 		}),
+		FenceDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vipkit_fenced_fence_duration_seconds",
+			Help:    "How long each fence of all a cluster's instances took (VIPs released, track files written).",
+			Buckets: []float64{0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+		}, []string{"cluster"}),
+		RenewLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vipkit_fenced_renew_latency_seconds",
+			Help:    "Round trip of each acknowledged lease renewal.",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+		}, []string{"cluster"}),
+		GuardRemovals:  prometheus.NewCounter(prometheus.CounterOpts{Name: "vipkit_fenced_route_guard_removals_total", Help: "Orphaned local routes (a VIP's route left after its address went) the route guard removed (I1)."}),
+		Defended:       prometheus.NewCounter(prometheus.CounterOpts{Name: "vipkit_fenced_defender_announcements_total", Help: "Announcements the defender sent for a VIP held here after another host claimed it."}),
+		ScrapeErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vipkit_fenced_scrape_errors_total", Help: "Sources a scrape could not read (state: vipctl's state file; addresses, routes: the kernel)."}, []string{"source"}),
+		info:           prometheus.NewDesc("vipkit_fenced_info", "1, labelled with the node name and fenced's version.", []string{"node", "version"}, nil),
+		heartbeatAge:   prometheus.NewDesc("vipkit_fenced_heartbeat_age_seconds", "Time since fenced last wrote its heartbeat; it stops while a lease holder makes no progress (and keepalived's liveness check then fails).", nil, nil),
+		margin:         prometheus.NewDesc("vipkit_fenced_margin_seconds", "The cluster's configured margin: how long before the earliest possible server expiry fenced fences.", []string{"cluster"}, nil),
+		ttl:            prometheus.NewDesc("vipkit_fenced_lease_ttl_seconds", "The TTL the server granted the cluster's lease (0 before a grant).", []string{"cluster"}, nil),
 		instanceFenced: prometheus.NewDesc("vipkit_fenced_instance_fenced", "1 when the instance is fenced (its track file says FAULT).", []string{"instance", "cluster"}, nil),
 		clusterState:   prometheus.NewDesc("vipkit_fenced_cluster_state", "1 for the lease holder's current state.", []string{"cluster", "state"}, nil),
 		fences:         prometheus.NewDesc("vipkit_fenced_fences_total", "Fences by reason.", []string{"cluster", "reason"}, nil),
@@ -47,13 +79,16 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 		etcdServer:     prometheus.NewDesc("vipkit_fenced_etcd_server_info", "1 for each etcd member and the release it reported when the lease holder started.", []string{"cluster", "endpoint", "version"}, nil),
 		etcdLeaseBugs:  prometheus.NewDesc("vipkit_fenced_etcd_server_lease_bugs", "Known lease bugs of the member's release (etcd#15247, etcd#20615); above 0, an acknowledged renewal does not prove the lease alive.", []string{"cluster", "endpoint"}, nil),
 	}
-	reg.MustRegister(m, m.GuardWindow)
+	for _, l := range []string{"state", "addresses", "routes"} {
+		m.ScrapeErrors.WithLabelValues(l) // present at 0 from the start
+	}
+	reg.MustRegister(m, m.GuardWindow, m.FenceDuration, m.RenewLatency, m.GuardRemovals, m.Defended, m.ScrapeErrors)
 	return m
 }
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.instanceFenced, m.clusterState, m.fences, m.renewals, m.renewLatency, m.validity, m.fenceLead, m.fenceDuration, m.etcdServer, m.etcdLeaseBugs} {
+	for _, d := range []*prometheus.Desc{m.info, m.heartbeatAge, m.margin, m.ttl, m.instanceFenced, m.clusterState, m.fences, m.renewals, m.renewLatency, m.validity, m.fenceLead, m.fenceDuration, m.etcdServer, m.etcdLeaseBugs} {
 		ch <- d
 	}
 }
@@ -61,6 +96,10 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	snap := m.sup.Snapshot()
+	ch <- prometheus.MustNewConstMetric(m.info, prometheus.GaugeValue, 1, snap.Node, snap.Version)
+	if m.HeartbeatAge != nil {
+		ch <- prometheus.MustNewConstMetric(m.heartbeatAge, prometheus.GaugeValue, m.HeartbeatAge().Seconds())
+	}
 	for _, in := range snap.Instances {
 		v := 0.0
 		if in.Fenced {
@@ -70,6 +109,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, c := range snap.Clusters {
 		st := c.Lease
+		ch <- prometheus.MustNewConstMetric(m.margin, prometheus.GaugeValue, c.Margin.Seconds(), c.Name)
+		ch <- prometheus.MustNewConstMetric(m.ttl, prometheus.GaugeValue, st.TTL.Seconds(), c.Name)
 		for _, s := range []lease.State{lease.Starting, lease.Healthy, lease.Fenced} {
 			v := 0.0
 			if st.State == s.String() {
@@ -100,5 +141,21 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// ObserveGuard records one route-guard window.
-func (m *Metrics) ObserveGuard(d time.Duration) { m.GuardWindow.Observe(d.Seconds()) }
+// ObserveGuard records one route removed by the guard and, when known, the
+// window from the address deletion to the route gone.
+func (m *Metrics) ObserveGuard(d time.Duration) {
+	m.GuardRemovals.Inc()
+	if d > 0 {
+		m.GuardWindow.Observe(d.Seconds())
+	}
+}
+
+// ObserveFence records one fence pass of a cluster.
+func (m *Metrics) ObserveFence(cluster string, d time.Duration) {
+	m.FenceDuration.WithLabelValues(cluster).Observe(d.Seconds())
+}
+
+// ObserveRenew records one acknowledged renewal.
+func (m *Metrics) ObserveRenew(cluster string, d time.Duration) {
+	m.RenewLatency.WithLabelValues(cluster).Observe(d.Seconds())
+}

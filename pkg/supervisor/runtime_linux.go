@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,11 +22,13 @@ import (
 	"github.com/vipkit/vipkit/pkg/announce"
 	"github.com/vipkit/vipkit/pkg/clock"
 	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/exporter"
 	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/guard"
 	"github.com/vipkit/vipkit/pkg/holder"
 	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/pkg/lease"
+	"github.com/vipkit/vipkit/pkg/runstate"
 	"github.com/vipkit/vipkit/pkg/vip"
 )
 
@@ -117,6 +120,27 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 	r.mu.Unlock()
 	every := r.Sup.progressEvery()
 	st := NewStateWriter(cfg.StateDir, os.Getpid(), time.Now(), r.log())
+	// Metrics first: the fence before the first lease counts too.
+	var metrics *Metrics
+	if cfg.Fenced.Metrics != "" {
+		reg := prometheus.NewRegistry()
+		metrics = NewMetrics(r.Sup, reg)
+		metrics.HeartbeatAge = func() time.Duration { return st.HeartbeatAge(clock.Boottime()) }
+		r.Sup.OnFence, r.Sup.OnRenew = metrics.ObserveFence, metrics.ObserveRenew
+		// Its own netlink socket: a scrape never waits behind a fence.
+		if n, err := hostnet.Open(); err != nil {
+			r.log().Error("metrics: no netlink socket; VIP metrics off: "+err.Error(), "error", err)
+		} else {
+			defer n.Close()
+			reg.MustRegister(r.seen(n, metrics))
+		}
+		stop, err := serveMetrics(cfg.Fenced.Metrics, reg, r.log())
+		if err != nil {
+			r.log().Error("metrics endpoint: "+err.Error(), "error", err)
+		} else {
+			defer stop()
+		}
+	}
 	if err := r.Sup.Apply(ctx, cfg); err != nil {
 		r.log().Error("start: some clusters did not start: "+err.Error(), "error", err)
 	}
@@ -127,17 +151,6 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 	r.notify("READY=1\nSTATUS=" + statusLine(r.Sup.Snapshot()))
 	r.log().Info("fenced started", "node", cfg.Node, "clusters", len(cfg.Clusters), "instances", len(cfg.Instances), "state_dir", cfg.StateDir)
 
-	var metrics *Metrics
-	if cfg.Fenced.Metrics != "" {
-		reg := prometheus.NewRegistry()
-		metrics = NewMetrics(r.Sup, reg)
-		stop, err := serveMetrics(cfg.Fenced.Metrics, reg, r.log())
-		if err != nil {
-			r.log().Error("metrics endpoint: "+err.Error(), "error", err)
-		} else {
-			defer stop()
-		}
-	}
 	gctx, stopGuards := context.WithCancel(ctx)
 	r.mu.Lock()
 	r.guards = guardsOf(cfg)
@@ -234,11 +247,7 @@ func (r *Runtime) startGuards(ctx context.Context, cfg *config.Config, m *Metric
 	}
 	routes := &guard.Routes{Events: events, Remover: r.Holder, Every: cfg.Fenced.ReconcileEvery, Log: log}
 	if m != nil {
-		routes.OnRemoved = func(_ hostnet.LocalRoute, w time.Duration) {
-			if w > 0 {
-				m.ObserveGuard(w)
-			}
-		}
+		routes.OnRemoved = func(_ hostnet.LocalRoute, w time.Duration) { m.ObserveGuard(w) }
 	}
 	reaper := &guard.Keepalived{
 		PIDFile: cfg.Fenced.VRRPPIDFile, Every: cfg.Fenced.ReconcileEvery, Procs: guard.ProcFS{}, Log: log,
@@ -246,7 +255,7 @@ func (r *Runtime) startGuards(ctx context.Context, cfg *config.Config, m *Metric
 		OnStart: func(int) { r.Sup.RewriteTracks(ctx) },
 	}
 	if cfg.Fenced.Defend {
-		if d := r.newDefender(ctx, cfg, &wg); d != nil {
+		if d := r.newDefender(ctx, cfg, &wg, m); d != nil {
 			wg.Go(func() { _ = d.Run(ctx) })
 		}
 	}
@@ -272,7 +281,7 @@ func (r *Runtime) startGuards(ctx context.Context, cfg *config.Config, m *Metric
 // newDefender listens for claims on every configured interface and answers
 // those for VIPs held here with one announcement. Its listeners are added
 // to wg.
-func (r *Runtime) newDefender(ctx context.Context, cfg *config.Config, wg *sync.WaitGroup) *guard.Defender {
+func (r *Runtime) newDefender(ctx context.Context, cfg *config.Config, wg *sync.WaitGroup, m *Metrics) *guard.Defender {
 	log := r.log()
 	claims := make(chan guard.Claim, 64)
 	var listeners sync.WaitGroup
@@ -311,7 +320,11 @@ func (r *Runtime) newDefender(ctx context.Context, cfg *config.Config, wg *sync.
 			actx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			out, err := r.Holder.Announce(actx, holder.Request{Dev: dev, VIPs: []vip.VIP{v}, Schedule: announce.Schedule{Count: 1}})
-			return len(out) == 1 && out[0].Result == holder.Applied, err
+			sent := len(out) == 1 && out[0].Result == holder.Applied
+			if sent && m != nil {
+				m.Defended.Inc()
+			}
+			return sent, err
 		},
 	}
 }
@@ -414,17 +427,29 @@ type StateWriter struct {
 	log     *slog.Logger
 	beat    time.Time
 	beatB   time.Duration
+	// lastBeat is beatB (or the start) for readers on other goroutines
+	// (a scrape).
+	lastBeat atomic.Int64
 }
 
 // NewStateWriter writes dir's fenced.json for process pid, started then.
 func NewStateWriter(dir string, pid int, started time.Time, log *slog.Logger) *StateWriter {
-	return &StateWriter{dir: dir, pid: pid, started: started, log: log}
+	w := &StateWriter{dir: dir, pid: pid, started: started, log: log}
+	w.lastBeat.Store(int64(clock.Boottime()))
+	return w
+}
+
+// HeartbeatAge is the time from the last heartbeat (or the start, before
+// the first) to now, both on CLOCK_BOOTTIME.
+func (w *StateWriter) HeartbeatAge(now time.Duration) time.Duration {
+	return max(now-time.Duration(w.lastBeat.Load()), 0)
 }
 
 // Write replaces the state file; heartbeat, when set, is a new heartbeat.
 func (w *StateWriter) Write(s fencedstate.Snapshot, heartbeat time.Time) {
 	if !heartbeat.IsZero() {
 		w.beat, w.beatB = heartbeat, clock.Boottime()
+		w.lastBeat.Store(int64(w.beatB))
 	}
 	s.PID, s.Started, s.Heartbeat, s.HeartbeatBoot = w.pid, w.started, w.beat, w.beatB
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -441,4 +466,22 @@ func (w *StateWriter) Write(s fencedstate.Snapshot, heartbeat time.Time) {
 	if err != nil {
 		w.log.Error("write state file: "+err.Error(), "path", path, "error", err)
 	}
+}
+
+// seen exports what vipctl's hooks recorded and what the kernel holds of
+// the configured VIPs, through n (exporter.Seen).
+func (r *Runtime) seen(n *hostnet.Net, m *Metrics) *exporter.Seen {
+	state := &exporter.CachedState{
+		Path: func() string { return filepath.Join(r.Sup.Config().StateDir, runstate.StateFile) },
+		Stat: exporter.StatKey,
+		Load: func(path string) (*runstate.State, error) { return runstate.New(filepath.Dir(path)).Read() },
+	}
+	return exporter.NewSeen(exporter.Seen{
+		Config: r.Sup.Config,
+		State:  state,
+		Host:   n,
+		Alive:  runstate.Alive,
+		Now:    time.Now,
+		Errors: m.ScrapeErrors,
+	})
 }

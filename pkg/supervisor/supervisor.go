@@ -55,6 +55,11 @@ type Supervisor struct {
 	// the first Apply starts a matching cluster unfenced with its lease
 	// (lease.Config.Adopt) instead of fencing it first.
 	Adopt lease.Handoff
+	// OnFence, when set, is told how long each fence of all a cluster's
+	// instances took; OnRenew the round trip of each acknowledged renewal
+	// (metrics). Neither may block.
+	OnFence func(cluster string, took time.Duration)
+	OnRenew func(cluster string, latency time.Duration)
 
 	applyMu  sync.Mutex
 	fencing  atomic.Int32 // fences in progress (Fencing)
@@ -88,6 +93,7 @@ type cluster struct {
 	fenceTook atomic.Int64
 	// fencing counts the fences in progress in the whole runtime.
 	fencing *atomic.Int32
+	onFence func(cluster string, took time.Duration)
 
 	holder atomic.Pointer[lease.Holder]
 	handed atomic.Pointer[lease.HandedLease] // set when the holder handed its lease over
@@ -119,7 +125,11 @@ func (c *cluster) fence(ctx context.Context, ins []fence.Instance, reason string
 	start := time.Now()
 	err := c.act.Fence(ctx, ins, reason)
 	if len(ins) == len(c.memberList()) {
-		c.fenceTook.Store(int64(time.Since(start)))
+		took := time.Since(start)
+		c.fenceTook.Store(int64(took))
+		if c.onFence != nil {
+			c.onFence(c.cfg.Name, took)
+		}
 	}
 	return err
 }
@@ -249,7 +259,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 }
 
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
-	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing}
+	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing, onFence: s.OnFence}
 	c.members.Store(&members)
 	adopt, adopting := s.Adopt.For(cl)
 	c.fenced.Store(!adopting)
@@ -278,6 +288,9 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 			c.status.Store(&st)
 			s.changed()
 		},
+	}
+	if s.OnRenew != nil {
+		lcfg.OnRenew = func(d time.Duration) { s.OnRenew(cl.Name, d) }
 	}
 	if adopting {
 		lcfg.Adopt = &adopt

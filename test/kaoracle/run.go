@@ -39,6 +39,15 @@ func Binary() string {
 	return "/usr/sbin/keepalived"
 }
 
+// VersionLine is the first line of Binary()'s `keepalived --version`
+// ("Keepalived v2.3.3 (03/30,2025)"), "" when it cannot be run: a reader
+// compared with the oracle reads the file for that release.
+var VersionLine = sync.OnceValue(func() string {
+	out, _ := exec.Command(Binary(), "--version").CombinedOutput()
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
+})
+
 // Require stops a test that cannot run keepalived here (skip, or fail
 // under CI=true).
 func Require(t testing.TB) {

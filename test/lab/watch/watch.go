@@ -6,6 +6,8 @@
 // Each source stamps what it receives on the timeline's clock the moment
 // it receives it; frames and probe answers carry the kernel's receive
 // stamp instead, so a reader delayed by CPU pressure does not move them.
+// Address changes of all hosts come from one socket, in the order the
+// kernel made them (addrs.go).
 package watch
 
 import (
@@ -48,6 +50,10 @@ type Observer struct {
 	closeMu sync.Mutex
 	closers []func()
 	probers []*prober
+
+	addrOnce sync.Once
+	addrs    *addrFeed
+	addrErr  error
 }
 
 // NewObserver creates an observer writing to tl.
@@ -140,52 +146,6 @@ func (o *Observer) resubscribe(host, what string, sub func(done <-chan struct{})
 }
 
 const netlinkRcvBuf = 4 << 20
-
-// WatchAddrs records every address added to or removed from host's
-// interfaces (loopback and IPv6 link-local excluded), deduplicated
-// against what it already knows so a resubscription dump adds nothing.
-func (o *Observer) WatchAddrs(host string, ns Namespace) error {
-	var mu sync.Mutex
-	known := map[string]bool{}
-	names := linkNames(ns)
-	return o.resubscribe(host, "addresses", func(done <-chan struct{}) (<-chan struct{}, error) {
-		ch := make(chan netlink.AddrUpdate, 256)
-		h := ns.NsHandle()
-		err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{
-			Namespace: &h, ListExisting: true, ReceiveBufferSize: netlinkRcvBuf, ReceiveBufferForceSize: true,
-			ErrorCallback: func(err error) { o.log.Debug("addr subscription", "host", host, "err", err) },
-		})
-		if err != nil {
-			return nil, err
-		}
-		ended := make(chan struct{})
-		go func() {
-			defer close(ended)
-			for u := range ch {
-				at := o.TL.Now()
-				ip, ok := netip.AddrFromSlice(u.LinkAddress.IP)
-				if !ok {
-					continue
-				}
-				ip = ip.Unmap()
-				if ip.IsLoopback() || ip.IsLinkLocalUnicast() {
-					continue
-				}
-				ones, _ := u.LinkAddress.Mask.Size()
-				p := netip.PrefixFrom(ip, ones)
-				key := fmt.Sprintf("%s@%d", p, u.LinkIndex)
-				mu.Lock()
-				changed := known[key] != u.NewAddr
-				known[key] = u.NewAddr
-				mu.Unlock()
-				if changed {
-					o.TL.Add(observe.Event{At: at, Kind: observe.KindAddr, Host: host, Source: "netlink", IP: ip, Prefix: p, Dev: names(u.LinkIndex), Present: u.NewAddr})
-				}
-			}
-		}()
-		return ended, nil
-	})
-}
 
 // linkNames caches interface names by index for a namespace.
 func linkNames(ns Namespace) func(int) string {

@@ -1,0 +1,98 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vipkit/vipkit/test/lab/observe"
+	"github.com/vipkit/vipkit/test/netnstest"
+)
+
+// A VIP released on one host and claimed on another, hundreds of times in
+// a burst (a fence of 500 VIPs and the peer's takeover): the timeline
+// must show every release before the claim that followed it, whatever
+// the load on the observer. With one reader per host it did not: the
+// releasing host's reader fell behind and its removals were stamped after
+// the other host's additions.
+func TestPrivilegedAddrOrderAcrossHosts(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	a, b := netnstest.New(t), netnstest.New(t)
+	tl := observe.NewTimeline()
+	o := NewObserver(tl, nil)
+	t.Cleanup(o.Close)
+	const n = 300
+	ips := make([]netip.Addr, n)
+	loA, err := a.Handle().LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loB, err := b.Handle().LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := func(ip netip.Addr) *netlink.Addr {
+		return &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(128, 128)}}
+	}
+	for i := range n {
+		ips[i] = netip.MustParseAddr(fmt.Sprintf("2001:db8::1:%x", i+1))
+		if err := a.Handle().AddrAdd(loA, addr(ips[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Registered after the addresses exist: they come from the dump.
+	for host, ns := range map[string]Namespace{"a": a, "b": b} {
+		if err := o.WatchAddrs(host, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ip := range ips {
+		if err := a.Handle().AddrDel(loA, addr(ip)); err != nil {
+			t.Fatalf("delete %s on a: %v", ip, err)
+		}
+		if err := b.Handle().AddrAdd(loB, addr(ip)); err != nil {
+			t.Fatalf("add %s on b: %v", ip, err)
+		}
+		if i%50 == 0 {
+			// A host holding nothing new for a while, then a burst.
+			runtime.Gosched()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	last := ips[n-1]
+	if _, err := tl.WaitFor(ctx, func(e observe.Event) bool {
+		return e.Kind == observe.KindAddr && e.Host == "b" && e.IP == last && e.Present
+	}, 30*time.Second); err != nil {
+		t.Fatalf("b's last address never seen: %v", err)
+	}
+	pos := map[string]int{}
+	for i, e := range tl.Events(func(e observe.Event) bool { return e.Kind == observe.KindAddr }) {
+		pos[fmt.Sprintf("%s %s %t", e.Host, e.IP, e.Present)] = i
+	}
+	inverted := 0
+	for _, ip := range ips {
+		added, ok := pos[fmt.Sprintf("a %s true", ip)]
+		del, ok2 := pos[fmt.Sprintf("a %s false", ip)]
+		claim, ok3 := pos[fmt.Sprintf("b %s true", ip)]
+		if !ok || !ok2 || !ok3 {
+			t.Fatalf("%s: missing events (a present %t, a removed %t, b present %t)", ip, ok, ok2, ok3)
+		}
+		if !(added < del && del < claim) {
+			inverted++
+			if inverted <= 3 {
+				t.Errorf("%s: a's removal (#%d) not before b's addition (#%d)", ip, del, claim)
+			}
+		}
+	}
+	if inverted > 0 {
+		t.Errorf("%d of %d hand-overs out of order on the timeline", inverted, n)
+	}
+}
