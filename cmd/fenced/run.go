@@ -96,6 +96,12 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	defer n.Close()
+	// The fleet view's samples use a netlink socket of their own.
+	on, err := hostnet.Open()
+	if err != nil {
+		return err
+	}
+	defer on.Close()
 	senders := &supervisor.LinkSenders{}
 	defer senders.Close()
 	h := &holder.Holder{Host: n, Store: runstate.New(cfg.StateDir), Senders: senders.Get,
@@ -110,6 +116,7 @@ func runAction(c *cli.Context) error {
 		Sup: &supervisor.Supervisor{
 			Node: cfg.Node, Version: version, Actuator: act, Dial: dialEtcd, Log: log,
 			ProgressEvery: progressEvery, Clock: clock.Boottime,
+			Observe: observer(on, cfg.StateDir, log),
 		},
 		Holder: h, Senders: senders, Log: log,
 		Notify: func(state string) (bool, error) { return daemon.SdNotify(false, state) },

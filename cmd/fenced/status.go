@@ -55,7 +55,7 @@ beats only while every lease loop makes progress); otherwise it says why on stde
 			}
 			if c.Bool("alive") {
 				if err == nil {
-					err = alive(snap, c.Duration("max-age"))
+					err = fencedstate.Alive(snap, clock.Boottime(), c.Duration("max-age"))
 				}
 				if err != nil && handoffCovers(dir) {
 					// A planned restart is between two processes, and the
@@ -96,24 +96,6 @@ func stateDir(c *cli.Context) (string, error) {
 		return "", err
 	}
 	return cfg.StateDir, nil
-}
-
-// alive checks that the state file's fenced still runs and beats.
-func alive(s fencedstate.Snapshot, maxAge time.Duration) error {
-	if s.State == "stopped" {
-		return errors.New("fenced stopped")
-	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", s.PID))
-	if err != nil || strings.TrimSpace(string(comm)) != "fenced" {
-		return fmt.Errorf("process %d is not running", s.PID)
-	}
-	if s.HeartbeatBoot == 0 {
-		return errors.New("no heartbeat yet")
-	}
-	if age := clock.Boottime() - s.HeartbeatBoot; age > maxAge {
-		return fmt.Errorf("last heartbeat %s ago (more than %s): a lease loop is stuck", age.Round(time.Millisecond), maxAge)
-	}
-	return nil
 }
 
 func printStatus(w io.Writer, s fencedstate.Snapshot) {

@@ -126,7 +126,7 @@ Exit status: 0 ok, 1 operational failure, 2 usage or configuration error.`,
 		Commands: []*cli.Command{
 			upCommand(), downCommand(), routeSrcCommand(), announceCommand(),
 			notifyCommand(), fifoCommand(), handoverCommand(),
-			statusCommand(), checkCommand(), cleanupCommand(), refreshCommand(), lingerCommand(),
+			statusCommand(), fleetCommand(), checkCommand(), cleanupCommand(), refreshCommand(), lingerCommand(),
 		},
 	}
 	app.Commands = append(app.Commands, extraCommands...)

@@ -121,6 +121,16 @@ type Instance struct {
 	TrackFile string
 	// MaintenanceFile is the keepalived track_file vipctl handover writes.
 	MaintenanceFile string
+	// Witness makes etcd decide which node may hold the instance's VIPs
+	// (docs/witness.md): only the holder of <prefix>/owners/<name> has its
+	// track file at 0. Needs Cluster.
+	Witness bool
+	// Priority ranks this node's claim on a witnessed instance (1-254, the
+	// instance's keepalived priority on this node; fenced check compares).
+	Priority int
+	// Nopreempt keeps a witnessed instance with its owner when a node of
+	// higher priority comes back (keepalived's nopreempt).
+	Nopreempt bool
 }
 
 // Target is the instance's VIPs on its link, as vipctl and fenced act on
@@ -273,6 +283,9 @@ type rawInst struct {
 	Cluster         string       `toml:"cluster"`
 	TrackFile       string       `toml:"track_file"`
 	MaintenanceFile string       `toml:"maintenance_file"`
+	Witness         bool         `toml:"witness"`
+	Priority        *int         `toml:"priority"`
+	Nopreempt       bool         `toml:"nopreempt"`
 }
 
 // Parse validates the contents of a configuration file. name is used in
@@ -682,6 +695,8 @@ func (v *validator) instance(key string, r *rawInst, c *Config) Instance {
 		Cluster:         r.Cluster,
 		TrackFile:       r.TrackFile,
 		MaintenanceFile: r.MaintenanceFile,
+		Witness:         r.Witness,
+		Nopreempt:       r.Nopreempt,
 	}
 	if err := CheckInstanceName(in.Name); err != nil {
 		v.failf(key+".name", "%v", err)
@@ -712,6 +727,21 @@ func (v *validator) instance(key string, r *rawInst, c *Config) Instance {
 		}
 	} else if in.TrackFile != "" {
 		v.failf(key+".track_file", "set only with cluster (fenced writes it)")
+	}
+	switch {
+	case in.Witness && in.Cluster == "":
+		v.failf(key+".witness", "needs cluster (the owner key lives in its etcd)")
+	case in.Witness && r.Priority == nil:
+		v.failf(key+".priority", "is required with witness (this node's keepalived priority for the instance)")
+	case r.Priority != nil && !in.Witness:
+		v.failf(key+".priority", "set only with witness = true")
+	case r.Nopreempt && !in.Witness:
+		v.failf(key+".nopreempt", "set only with witness = true")
+	case r.Priority != nil:
+		in.Priority = *r.Priority
+		if in.Priority < 1 || in.Priority > 254 {
+			v.failf(key+".priority", "%d must be between 1 and 254", in.Priority)
+		}
 	}
 	if in.MaintenanceFile == "" {
 		in.MaintenanceFile = filepath.Join(c.StateDir, in.Name+".maint")

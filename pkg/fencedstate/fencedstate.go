@@ -25,6 +25,10 @@ type Snapshot struct {
 	State     string     `json:"state"`
 	Clusters  []Cluster  `json:"clusters"`
 	Instances []Instance `json:"instances"`
+	// Fleet is every node's view of its instances as this fenced last saw
+	// it in etcd (its own included, straight from its last sample): what
+	// `vipctl fleet` shows. Empty before the first sample.
+	Fleet []Seen `json:"fleet,omitempty"`
 }
 
 // Cluster is one etcd cluster's lease holder.
@@ -84,4 +88,73 @@ type Instance struct {
 	TrackFile string   `json:"track_file"`
 	Fenced    bool     `json:"fenced"`
 	VIPs      []string `json:"vips"`
+}
+
+// ViewsDir is the key directory, under a cluster's prefix, where every
+// node's fenced publishes its NodeView (<prefix>/views/<node>), under the
+// same lease as its member key. It is a sibling of the member key, not its
+// value: the member key's deletion or rewrite under another lease is what
+// fences the holder, so a monitoring write must never touch it.
+const ViewsDir = "/views/"
+
+// NodeView is what one node's fenced publishes about the instances of one
+// cluster: what the host holds and what keepalived is doing, as vipkit
+// knows it without asking keepalived (vipctl's state, the kernel's
+// addresses, fenced's own fence).
+type NodeView struct {
+	Node    string `json:"node"`
+	Cluster string `json:"cluster"`
+	// Lease is the publisher's lease state ("healthy", "starting",
+	// "fenced"); Fenced is true while its instances of the cluster are
+	// fenced (track files 1: keepalived is in FAULT).
+	Lease  string `json:"lease"`
+	Fenced bool   `json:"fenced"`
+	// Sampled is when the host was last looked at (publisher's wall
+	// clock, display only). Seq counts the writes of this process.
+	Sampled time.Time `json:"sampled"`
+	Seq     uint64    `json:"seq"`
+	// RefreshEvery is the longest the publisher goes without rewriting an
+	// unchanged view: a reader that has not seen a write for much longer
+	// no longer trusts the view (see fleetview.StaleAfter).
+	RefreshEvery time.Duration  `json:"refresh_every"`
+	Instances    []InstanceView `json:"instances"`
+}
+
+// InstanceView is one keepalived instance on the publishing node.
+type InstanceView struct {
+	Name string `json:"name"`
+	// State is keepalived's state as vipkit knows it: MASTER, BACKUP,
+	// FAULT, STOP or DELETED; RELEASED after a per-state down hook
+	// (BACKUP, FAULT or STOP); "" when no hook ran yet. StateFrom says
+	// where it comes from: "hooks" (the hooks' record of the instance in
+	// vipctl's state), "vips" (the last transition of its VIPs), "fence"
+	// (fenced holds it fenced: keepalived is in FAULT). See
+	// pkg/fleetview.
+	State     string `json:"state"`
+	StateFrom string `json:"state_from,omitempty"`
+	// Since is when State was entered (the hook's or the fence's time).
+	Since time.Time `json:"since,omitzero"`
+	Dev   string    `json:"dev"`
+	MAC   string    `json:"mac,omitempty"`
+	// VIPs are the instance's configured VIPs; Held those of them
+	// assigned on Dev when the host was sampled.
+	VIPs []string `json:"vips"`
+	Held []string `json:"held"`
+	// HeldSince is when this node was first seen holding one of them
+	// (since this fenced started), zero while it holds none.
+	HeldSince time.Time `json:"held_since,omitzero"`
+}
+
+// Seen is a NodeView as one fenced received it.
+type Seen struct {
+	NodeView
+	// Via is the local cluster through which it was seen; Self marks the
+	// recording node's own view.
+	Via  string `json:"via"`
+	Self bool   `json:"self,omitempty"`
+	// Received is when it was last written (a change or a refresh), on
+	// the recording node: wall clock for display, CLOCK_BOOTTIME for the
+	// staleness check (wall clocks jump and differ between nodes).
+	Received     time.Time     `json:"received"`
+	ReceivedBoot time.Duration `json:"received_boot_ns"`
 }

@@ -2,9 +2,12 @@ package fencedstate
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 // Read reads the state file in dir.
@@ -19,4 +22,26 @@ func Read(dir string) (Snapshot, error) {
 		return s, fmt.Errorf("read fenced state %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// Alive checks that the snapshot's fenced still runs and beats: not
+// stopped, its process is a fenced, and its heartbeat (CLOCK_BOOTTIME) is
+// at most maxAge older than now. fenced status --alive (keepalived's
+// liveness check) and vipctl fleet (whether the record can be trusted)
+// judge it the same way.
+func Alive(s Snapshot, now, maxAge time.Duration) error {
+	if s.State == "stopped" {
+		return errors.New("fenced stopped")
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", s.PID))
+	if err != nil || strings.TrimSpace(string(comm)) != "fenced" {
+		return fmt.Errorf("process %d is not running", s.PID)
+	}
+	if s.HeartbeatBoot == 0 {
+		return errors.New("no heartbeat yet")
+	}
+	if age := now - s.HeartbeatBoot; age > maxAge {
+		return fmt.Errorf("last heartbeat %s ago (more than %s): a lease loop is stuck", age.Round(time.Millisecond), maxAge)
+	}
+	return nil
 }

@@ -125,6 +125,7 @@ func (r *Runtime) Run(ctx context.Context, cfg *config.Config) error {
 	if cfg.Fenced.Metrics != "" {
 		reg := prometheus.NewRegistry()
 		metrics = NewMetrics(r.Sup, reg)
+		NewFleetMetrics(r.Sup, reg)
 		metrics.HeartbeatAge = func() time.Duration { return st.HeartbeatAge(clock.Boottime()) }
 		r.Sup.OnFence, r.Sup.OnRenew = metrics.ObserveFence, metrics.ObserveRenew
 		// Its own netlink socket: a scrape never waits behind a fence.

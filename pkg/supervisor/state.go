@@ -34,7 +34,9 @@ func (s *Supervisor) Snapshot() fencedstate.Snapshot {
 	defer s.mu.Unlock()
 	snap := fencedstate.Snapshot{Node: s.Node, Version: s.Version, State: "healthy", Clusters: []fencedstate.Cluster{}, Instances: []fencedstate.Instance{}}
 	rank := map[string]int{"healthy": 0, "starting": 1, "fenced": 2}
+	cs := make([]*cluster, 0, len(s.clusters))
 	for name, c := range s.clusters {
+		cs = append(cs, c)
 		st := lease.Status{State: lease.Starting}
 		if p := c.status.Load(); p != nil {
 			st = *p
@@ -60,6 +62,7 @@ func (s *Supervisor) Snapshot() fencedstate.Snapshot {
 	if len(s.clusters) == 0 {
 		snap.State = "starting"
 	}
+	snap.Fleet = s.fleet(cs)
 	sort.Slice(snap.Clusters, func(i, j int) bool { return snap.Clusters[i].Name < snap.Clusters[j].Name })
 	sort.Slice(snap.Instances, func(i, j int) bool { return snap.Instances[i].Name < snap.Instances[j].Name })
 	return snap

@@ -272,6 +272,10 @@ const (
 	DefaultHoldDown = time.Second
 )
 
+// MetricsAddr is where every node's fenced serves Prometheus metrics, on
+// the loopback of the node's own namespace (Lab.Metrics scrapes it).
+const MetricsAddr = "127.0.0.1:9470"
+
 // RefreshFor is how long the lab's vipctl keeps refreshing announcements
 // after a takeover.
 const RefreshFor = 3 * time.Second
@@ -319,7 +323,7 @@ func (t TOML) String() string {
 	// split-brain scenario waits for the master's refresher to end, so
 	// that what heals a split is not a refresh that happens to fall in.
 	fmt.Fprintf(&b, "[announce]\ncount = 3\ninterval = \"0s\"\nrefresh_every = \"1s\"\nrefresh_for = %q\n\n", RefreshFor.String())
-	fmt.Fprintf(&b, "[fenced]\non_stop = \"fault\"\nreconcile_every = \"1s\"\nvrrp_pid_file = %s\n", q(t.VRRPPIDFile))
+	fmt.Fprintf(&b, "[fenced]\non_stop = \"fault\"\nreconcile_every = \"1s\"\nvrrp_pid_file = %s\nmetrics = %s\n", q(t.VRRPPIDFile), q(MetricsAddr))
 	for _, c := range t.Clusters {
 		ttl, margin, hold := c.TTL, c.Margin, c.HoldDown
 		if ttl == 0 {

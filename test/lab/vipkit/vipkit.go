@@ -484,6 +484,13 @@ func (v *Lab) Heal() (time.Duration, error) {
 	return v.IsolatePeers(false)
 }
 
+// Isolated reports whether the nodes are split from each other now.
+func (v *Lab) Isolated() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.isolated
+}
+
 // WriteMaint writes node n's maintenance track file (VI_1.maint, what
 // `vipctl handover` writes) atomically, as vipctl does (temp file,
 // rename), and marks it on the timeline.
