@@ -499,9 +499,31 @@ func TestHostsAnsible(t *testing.T) {
 
 	t.Run("rolling maintenance", func(t *testing.T) {
 		settle(t, l, 3*time.Second)
+		// The upgrade comes from an apt repository (the role's other
+		// source): a flat file: repository with the newer build in each
+		// host; the hosts have no network beyond the lab, so Debian's own
+		// sources are set aside, as on an offline mirror.
 		next := buildDeb(t, "+next")
+		repoDir := filepath.Dir(next)
+		if out, err := exec.Command("sh", "-c", "cd "+repoDir+" && dpkg-scanpackages --multiversion . > Packages").CombinedOutput(); err != nil {
+			t.Fatalf("dpkg-scanpackages: %v: %s", err, out)
+		}
+		for _, n := range l.Nodes {
+			for _, f := range []string{next, filepath.Join(repoDir, "Packages")} {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := l.Host(n).WriteFile("/srv/vipkit-repo/"+filepath.Base(f), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if out, err := l.Host(n).Output(ctx, "mv", "/etc/apt/sources.list", "/etc/apt/sources.list.offline"); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+		}
 		from := l.TL.Mark(observe.KindFault, "controller", "rolling.yml")
-		r := a.play(t, "rolling.yml", map[string]any{"vipkit_deb": next})
+		r := a.play(t, "rolling.yml", map[string]any{"vipkit_deb": "", "vipkit_apt_repo": "deb [trusted=yes] file:/srv/vipkit-repo ./", "vipkit_package_state": "latest"})
 		r.mustSucceed(t)
 		end := l.TL.Now()
 		for _, n := range l.Nodes {
