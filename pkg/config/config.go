@@ -69,9 +69,10 @@ type Config struct {
 	Clusters  []Cluster
 	Instances []Instance
 
-	// vipsAt locates each instance's vips key ("vipkit.toml:12:
-	// instance[0].vips") for errors found against the host (CheckVIPs).
-	vipsAt map[string]string
+	// vipsAt and devAt locate each instance's vips and dev keys
+	// ("vipkit.toml:12: instance[0].vips") for errors found against the
+	// host (CheckVIPs, CheckDevs).
+	vipsAt, devAt map[string]string
 }
 
 // Announce is a GARP / unsolicited NA schedule: Count packets Interval apart
@@ -305,9 +306,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	if v.err != nil {
 		return nil, v.err
 	}
-	cfg.vipsAt = map[string]string{}
+	cfg.vipsAt, cfg.devAt = map[string]string{}, map[string]string{}
 	for i, in := range cfg.Instances {
 		cfg.vipsAt[in.Name] = v.locate(fmt.Sprintf("instance[%d].vips", i))
+		cfg.devAt[in.Name] = v.locate(fmt.Sprintf("instance[%d].dev", i))
 	}
 	cfg.Path = name
 	return cfg, nil
@@ -359,15 +361,31 @@ func (c *Config) CheckVIPs(floating func(dev string, v vip.VIP) error) error {
 	for _, in := range c.Instances {
 		for _, v := range in.VIPs {
 			if err := floating(in.Dev, v); err != nil {
-				at := c.vipsAt[in.Name]
-				if at == "" {
-					at = "instance " + in.Name + ": vips"
-				}
-				return fmt.Errorf("%s: %w: %w", at, err, ErrInvalid)
+				return fmt.Errorf("%s: %w: %w", at(c.vipsAt, in.Name, "vips"), err, ErrInvalid)
 			}
 		}
 	}
 	return nil
+}
+
+// CheckDevs validates every instance's interface against the host: exists
+// reports one that is not there. The error names the file, line and key.
+func (c *Config) CheckDevs(exists func(dev string) error) error {
+	for _, in := range c.Instances {
+		if err := exists(in.Dev); err != nil {
+			return fmt.Errorf("%s: %w: %w", at(c.devAt, in.Name, "dev"), err, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// at is where an instance's key is, or its name and key for a Config not
+// parsed from a file.
+func at(where map[string]string, instance, key string) string {
+	if s := where[instance]; s != "" {
+		return s
+	}
+	return "instance " + instance + ": " + key
 }
 
 func (v *validator) duration(key, s string, def time.Duration) time.Duration {
