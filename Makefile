@@ -14,9 +14,17 @@ GO_LDFLAGS := -s -w -X main.version=$(VERSION)
 
 all: build keepalived
 
+# Ansible from Debian 12, pinned (NAME=VERSION: deps installs exactly that
+# version): the controller of test/hosts' TestHostsAnsible, and ansible-lint
+# for contrib/ansible.
+APT_PACKAGES += ansible=7.7.0+dfsg-3+deb12u1 ansible-core=2.14.18-0+deb12u2 ansible-lint=6.13.1-1
+
 ## deps: install the Debian packages that are missing (needs root)
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		s=$$(dpkg-query -W -f='$${Status} $${Version}' $${p%%=*} 2>/dev/null); \
+		case $$p in *=*) [ "$$s" = "install ok installed $${p#*=}" ] || echo $$p;; \
+		*) case "$$s" in "install ok installed "*) ;; *) echo $$p;; esac;; esac; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -51,11 +59,16 @@ deb: docs
 	@command -v lintian >/dev/null || { echo "lintian missing: make deps"; exit 1; }
 	lintian --fail-on error $(BIN)/deb/vipkit_$(DEB_VERSION)_*.deb
 
-## hosts-root: the host tier's Debian 12 root (debootstrap, cached; a second run is free)
+## hosts-root: the host tier's Debian 12 root and its Ansible layer (debootstrap, cached; a second run is free)
 HOSTS_ROOT ?= /var/cache/vipkit/hosts-root
 export VIPKIT_HOSTS_ROOT := $(HOSTS_ROOT)
+# The Ansible layer (python3, python3-apt) laid over that root for the hosts
+# Ansible manages (test/hosts/mklayer.sh; the base root is only read).
+HOSTS_ANSIBLE_LAYER ?= /var/cache/vipkit/hosts-ansible-layer
+export VIPKIT_HOSTS_ANSIBLE_LAYER := $(HOSTS_ANSIBLE_LAYER)
 hosts-root:
 	test/hosts/mkroot.sh $(HOSTS_ROOT)
+	test/hosts/mklayer.sh $(HOSTS_ROOT) $(HOSTS_ANSIBLE_LAYER)
 
 ## etcd: bin/etcd, the etcd 3.6 server pinned in tools/etcd/go.mod, and bin/etcd-3.4.23
 etcd: $(BIN)/etcd $(BIN)/etcd-3.4.23

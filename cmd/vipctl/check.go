@@ -11,8 +11,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vipkit/vipkit/pkg/check"
+	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/pkg/keepalived"
+	"github.com/vipkit/vipkit/pkg/vip"
 )
 
 // errFindings makes check exit 1 without an extra error line: the report
@@ -45,10 +47,17 @@ this node's: VRID, advert_int, authentication and VIPs of each instance, one VRI
 two instances, nopreempt with state MASTER, track weights too small to move the master,
 unicast_peer lists that do not name each other, fenced on some nodes only.
 
+--config-only checks only the file against this host: it parses, every interface
+exists, every VIP has an address of its own family on its interface and is not one. The
+first problem is one line naming file, line and key (exit 2); "FILE: ok" otherwise. It
+judges a candidate before it is put in place (Ansible: validate: vipctl check
+--config-only --config %s).
+
 Exit status: 0 when there is no error (warnings allowed), 1 when there is one, 2 on
 usage or configuration errors. --json prints a machine-readable report for Ansible.`,
 		Flags: common(
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.BoolFlag{Name: "config-only", Usage: "check only the configuration file against this host (interfaces, address families); the first problem is one line, exit 2"},
 			&cli.StringFlag{Name: "keepalived-conf", Value: "/etc/keepalived/keepalived.conf", Usage: "keepalived configuration `FILE` to inspect (\"\" to skip)"},
 			&cli.StringFlag{Name: "vipctl-path", Usage: "path keepalived's hooks must call", DefaultText: "this executable"},
 			&cli.StringFlag{Name: "fenced-path", Usage: "path of fenced", DefaultText: "fenced next to this executable"},
@@ -76,9 +85,16 @@ usage or configuration errors. --json prints a machine-readable report for Ansib
 				return err
 			}
 			err = e.cfg.CheckVIPs(n.CheckFloating)
+			if err == nil && c.Bool("config-only") {
+				err = checkAgainstHost(e.cfg, n)
+			}
 			n.Close()
 			if err != nil {
 				return err
+			}
+			if c.Bool("config-only") {
+				fmt.Fprintf(c.App.Writer, "%s: ok\n", configName(e.cfg))
+				return nil
 			}
 			peers, err := loadPeers(c.StringSlice("peer"))
 			if err != nil {
@@ -108,6 +124,33 @@ usage or configuration errors. --json prints a machine-readable report for Ansib
 			return nil
 		},
 	}
+}
+
+// checkAgainstHost is check --config-only: a candidate file (Ansible's
+// validate:) is judged against this host before it is put in place. Every
+// instance's interface exists and has an address of its own of each VIP's
+// family; the first problem is a configuration error naming file, line and
+// key, the findings report's interface and primary-address errors as one
+// line.
+func checkAgainstHost(cfg *config.Config, n *hostnet.Net) error {
+	if err := cfg.CheckDevs(func(dev string) error {
+		_, err := n.Link(dev)
+		return err
+	}); err != nil {
+		return err
+	}
+	return cfg.CheckVIPs(func(dev string, v vip.VIP) error {
+		l, err := n.Link(dev)
+		if err != nil {
+			return err
+		}
+		addrs, err := n.Addrs(l, 0)
+		if err != nil {
+			return err
+		}
+		_, err = hostnet.PickPrimary(dev, addrs, v)
+		return err
+	})
 }
 
 // loadPeers reads the other nodes' files; one that cannot be read is a

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -341,7 +343,8 @@ The instance's keepalived config must track the maintenance file with weight 0
 Examples:
   vipctl handover VI_1
   vipctl handover --undo VI_1`,
-		Flags: common(&cli.BoolFlag{Name: "undo", Usage: "end the maintenance: write 0"}),
+		Flags: common(&cli.BoolFlag{Name: "undo", Usage: "end the maintenance: write 0"},
+			&cli.BoolFlag{Name: "json", Usage: "print what changed (instance, undo, changed, released VIPs) as JSON"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("handover takes exactly one INSTANCE")
@@ -355,12 +358,28 @@ Examples:
 			if !ok {
 				return usagef("instance %q is not in %s", c.Args().First(), configName(e.cfg))
 			}
-			if c.Bool("undo") {
+			res := handoverResult{Instance: in.Name, Undo: c.Bool("undo"), MaintenanceFile: in.MaintenanceFile, Released: []string{}}
+			want := trackfile.Fault
+			if res.Undo {
+				want = trackfile.OK
+			}
+			// changed is honest for Ansible: the file said something else,
+			// or a VIP was released.
+			if v, exists, err := trackfile.Read(in.MaintenanceFile); err != nil || !exists || v != want {
+				res.Changed = true
+			}
+			if res.Undo {
 				if err := trackfile.Write(in.MaintenanceFile, trackfile.OK); err != nil {
 					return err
 				}
 				e.log.Info("handover undone: instance may be elected again", "instance", in.Name, "track_file", in.MaintenanceFile)
-				return nil
+				return printHandover(c, res)
+			}
+			// The release is idempotent (it reports every VIP it would
+			// release): what it changed is what was assigned here before.
+			held, err := assignedHere(in)
+			if err != nil {
+				return err
 			}
 			h, ticket, done, err := change(e)
 			if err != nil {
@@ -378,7 +397,53 @@ Examples:
 			if err != nil {
 				return fmt.Errorf("handover %s: %w", in.Name, err)
 			}
-			return nil
+			for _, o := range out {
+				if o.Result == holder.Applied && held[o.VIP.Addr()] {
+					res.Released = append(res.Released, o.VIP.String())
+					res.Changed = true
+				}
+			}
+			return printHandover(c, res)
 		},
 	}
+}
+
+// handoverResult is handover's --json: what Ansible reports as changed.
+type handoverResult struct {
+	Instance        string   `json:"instance"`
+	Undo            bool     `json:"undo"`
+	Changed         bool     `json:"changed"`
+	Released        []string `json:"released"`
+	MaintenanceFile string   `json:"maintenance_file"`
+}
+
+// assignedHere is the set of the instance's VIPs assigned on its interface.
+func assignedHere(in config.Instance) (map[netip.Addr]bool, error) {
+	n, err := hostnet.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+	held := map[netip.Addr]bool{}
+	l, err := n.Link(in.Dev)
+	if errors.Is(err, hostnet.ErrNoSuchDevice) {
+		return held, nil
+	} else if err != nil {
+		return nil, err
+	}
+	for _, v := range in.VIPs {
+		ok, err := n.IsAssigned(l, v)
+		if err != nil {
+			return nil, err
+		}
+		held[v.Addr()] = ok
+	}
+	return held, nil
+}
+
+func printHandover(c *cli.Context, r handoverResult) error {
+	if !c.Bool("json") {
+		return nil
+	}
+	return json.NewEncoder(c.App.Writer).Encode(r)
 }

@@ -329,7 +329,8 @@ func expect(cfg *config.Config, f Facts) Expect {
 func Expectations(cfg *config.Config, vipctlPath, fencedPath, keepalivedVersion string, userExists func(string) bool) Expect {
 	e := Expect{VipctlPath: vipctlPath, FencedPath: fencedPath, KeepalivedVersion: keepalivedVersion, ScriptUserExists: userExists}
 	for _, in := range cfg.Instances {
-		ei := ExpectedInstance{Name: in.Name, Group: in.Group, Own: in.Own, TrackFile: in.TrackFile, MaintenanceFile: in.MaintenanceFile, Refresh: in.Announce.RefreshFor > 0}
+		ei := ExpectedInstance{Name: in.Name, Group: in.Group, Own: in.Own, TrackFile: in.TrackFile, MaintenanceFile: in.MaintenanceFile, Refresh: in.Announce.RefreshFor > 0,
+			Witness: in.Witness, Priority: in.Priority, Nopreempt: in.Nopreempt}
 		for _, v := range in.VIPs {
 			ei.VIPs = append(ei.VIPs, v.String())
 		}

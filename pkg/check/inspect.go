@@ -47,6 +47,11 @@ type ExpectedInstance struct {
 	TrackFile, MaintenanceFile string
 	// Refresh is true when vipkit keeps announcing after a takeover.
 	Refresh bool
+	// Witness: etcd's owner key decides (docs/witness.md); Priority and
+	// Nopreempt are this node's claim, which keepalived.conf must match.
+	Witness   bool
+	Priority  int
+	Nopreempt bool
 }
 
 // Inspect checks keepalived.conf against what vipkit expects.
@@ -307,6 +312,9 @@ func (x *inspector) instance(ei ExpectedInstance) {
 	}
 	if ei.MaintenanceFile != "" {
 		x.trackFile(ei, in, g, ei.MaintenanceFile, false)
+	}
+	if ei.Witness {
+		x.witness(ei, in)
 	}
 	refresh, pos := x.c.Global.GarpMasterRefresh, x.c.Global.GarpMasterRefreshPos
 	if in.GarpMasterRefreshPos.Line != 0 {
@@ -668,4 +676,44 @@ func effectiveWeight(r keepalived.TrackRef, blockWeight int) int {
 		return r.Weight
 	}
 	return blockWeight
+}
+
+// witnessHandoverWait is the witness's bound on a fast handover
+// (witness.DefaultHandoverWait; pkg/check stays free of etcd).
+const witnessHandoverWait = 0.1
+
+// witness checks what a witnessed instance needs from keepalived.conf
+// (docs/witness.md, "Timing"): the same priority and preemption as the
+// claims follow, and on a fast handover (vipctl-owned) a master-down
+// interval longer than the owner's wait for its successor, so that the
+// old owner's keepalived, MASTER without VIPs meanwhile, cannot be elected
+// again before its track file says FAULT.
+func (x *inspector) witness(ei ExpectedInstance, in *keepalived.Instance) {
+	subject := "vrrp_instance " + ei.Name
+	prio := in.Priority
+	if prio == 0 {
+		prio = 100
+	}
+	if prio != ei.Priority {
+		x.add(Error, subject, in.Pos, fmt.Sprintf("vipkit.toml gives the witnessed %s priority %d, keepalived.conf %d: claims and preemption would follow another order than VRRP", ei.Name, ei.Priority, prio),
+			"set priority = %d for instance %s in vipkit.toml, or change keepalived.conf", prio, ei.Name)
+	}
+	if in.Nopreempt != ei.Nopreempt {
+		x.add(Error, subject, in.Pos, fmt.Sprintf("vipkit.toml says nopreempt = %v for the witnessed %s, keepalived.conf %v", ei.Nopreempt, ei.Name, in.Nopreempt),
+			"make nopreempt the same in vipkit.toml and keepalived.conf")
+	}
+	adv := in.AdvertInt
+	if adv == 0 {
+		adv = 1
+	}
+	// keepalived's master-down interval: 3 adverts plus the skew.
+	down := 3*adv + adv*float64(256-prio)/256
+	if ei.Own && down <= 2*witnessHandoverWait {
+		x.add(Error, subject, in.Pos, fmt.Sprintf("master-down interval %.3fs of the witnessed %s is not above twice the witness's handover wait (%.1fs): an old owner could be elected again before it resigns", down, ei.Name, witnessHandoverWait),
+			"raise advert_int of %s to at least 0.1", ei.Name)
+	}
+	if !ei.Own {
+		x.add(Info, subject, in.Pos, fmt.Sprintf("the witnessed %s has keepalived-owned VIPs: a planned handover resigns before the key moves, and the successor takes over after its master-down interval (%.2fs), not its skew time", ei.Name, down),
+			"for handovers as fast as without the witness, let vipctl own the VIPs (own = true)")
+	}
 }

@@ -129,6 +129,14 @@ func TestInspect(t *testing.T) {
 		{name: "unexpected group", append: "vrrp_sync_group VG_1 {\n group {\n  VI_1\n }\n}\n",
 			want: []want{{Warning, "vrrp_instance VI_1", "vipctl ignores the group's events", ""}}},
 
+		// Witness.
+		{name: "witness matches", expect: func(e *Expect) { e.Instances[0].Witness, e.Instances[0].Priority = true, 100 },
+			want: []want{{Info, "vrrp_instance VI_1", "a planned handover resigns before the key moves", ""}}},
+		{name: "witness priority differs", expect: func(e *Expect) { e.Instances[0].Witness, e.Instances[0].Priority = true, 150 },
+			want: []want{{Error, "vrrp_instance VI_1", "gives the witnessed VI_1 priority 150, keepalived.conf 100", "keepalived.conf:18"}, {Info, "vrrp_instance VI_1", "planned handover", ""}}},
+		{name: "witness nopreempt differs", expect: func(e *Expect) {
+			e.Instances[0].Witness, e.Instances[0].Priority, e.Instances[0].Nopreempt = true, 100, true
+		}, want: []want{{Error, "vrrp_instance VI_1", "says nopreempt = true for the witnessed VI_1, keepalived.conf false", ""}, {Info, "vrrp_instance VI_1", "planned handover", ""}}},
 		// Hooks.
 		{name: "no hooks", edit: hooksOff,
 			want: []want{{Error, "vrrp_instance VI_1", "vipctl is not told of every transition: no notify_master; no notify_backup; no notify_fault; no notify_stop; no vrrp_notify_fifo", "keepalived.conf:18"}}},
@@ -413,4 +421,27 @@ func FuzzInspect(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The fast handover's bound against keepalived's master-down interval,
+// on the instance model alone (a vipctl-owned config brings findings of
+// its own).
+func TestWitnessTiming(t *testing.T) {
+	for _, tt := range []struct {
+		advert float64
+		prio   int
+		bad    bool
+	}{{1, 100, false}, {0.1, 100, false}, {0.05, 100, true}, {0.06, 254, true}, {0.07, 1, false}} {
+		x := &inspector{}
+		x.witness(ExpectedInstance{Name: "VI_1", Own: true, Witness: true, Priority: tt.prio}, &keepalived.Instance{Name: "VI_1", Priority: tt.prio, AdvertInt: tt.advert})
+		got := false
+		for _, is := range x.issues {
+			if is.Severity == Error && strings.Contains(is.Message, "handover wait") {
+				got = true
+			}
+		}
+		if got != tt.bad {
+			t.Errorf("advert_int %v priority %d: timing error %v, want %v (issues %v)", tt.advert, tt.prio, got, tt.bad, x.issues)
+		}
+	}
 }

@@ -69,9 +69,10 @@ type Config struct {
 	Clusters  []Cluster
 	Instances []Instance
 
-	// vipsAt locates each instance's vips key ("vipkit.toml:12:
-	// instance[0].vips") for errors found against the host (CheckVIPs).
-	vipsAt map[string]string
+	// vipsAt and devAt locate each instance's vips and dev keys
+	// ("vipkit.toml:12: instance[0].vips") for errors found against the
+	// host (CheckVIPs, CheckDevs).
+	vipsAt, devAt map[string]string
 }
 
 // Announce is a GARP / unsolicited NA schedule: Count packets Interval apart
@@ -120,6 +121,16 @@ type Instance struct {
 	TrackFile string
 	// MaintenanceFile is the keepalived track_file vipctl handover writes.
 	MaintenanceFile string
+	// Witness makes etcd decide which node may hold the instance's VIPs
+	// (docs/witness.md): only the holder of <prefix>/owners/<name> has its
+	// track file at 0. Needs Cluster.
+	Witness bool
+	// Priority ranks this node's claim on a witnessed instance (1-254, the
+	// instance's keepalived priority on this node; fenced check compares).
+	Priority int
+	// Nopreempt keeps a witnessed instance with its owner when a node of
+	// higher priority comes back (keepalived's nopreempt).
+	Nopreempt bool
 }
 
 // Target is the instance's VIPs on its link, as vipctl and fenced act on
@@ -272,6 +283,9 @@ type rawInst struct {
 	Cluster         string       `toml:"cluster"`
 	TrackFile       string       `toml:"track_file"`
 	MaintenanceFile string       `toml:"maintenance_file"`
+	Witness         bool         `toml:"witness"`
+	Priority        *int         `toml:"priority"`
+	Nopreempt       bool         `toml:"nopreempt"`
 }
 
 // Parse validates the contents of a configuration file. name is used in
@@ -292,9 +306,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	if v.err != nil {
 		return nil, v.err
 	}
-	cfg.vipsAt = map[string]string{}
+	cfg.vipsAt, cfg.devAt = map[string]string{}, map[string]string{}
 	for i, in := range cfg.Instances {
 		cfg.vipsAt[in.Name] = v.locate(fmt.Sprintf("instance[%d].vips", i))
+		cfg.devAt[in.Name] = v.locate(fmt.Sprintf("instance[%d].dev", i))
 	}
 	cfg.Path = name
 	return cfg, nil
@@ -346,15 +361,31 @@ func (c *Config) CheckVIPs(floating func(dev string, v vip.VIP) error) error {
 	for _, in := range c.Instances {
 		for _, v := range in.VIPs {
 			if err := floating(in.Dev, v); err != nil {
-				at := c.vipsAt[in.Name]
-				if at == "" {
-					at = "instance " + in.Name + ": vips"
-				}
-				return fmt.Errorf("%s: %w: %w", at, err, ErrInvalid)
+				return fmt.Errorf("%s: %w: %w", at(c.vipsAt, in.Name, "vips"), err, ErrInvalid)
 			}
 		}
 	}
 	return nil
+}
+
+// CheckDevs validates every instance's interface against the host: exists
+// reports one that is not there. The error names the file, line and key.
+func (c *Config) CheckDevs(exists func(dev string) error) error {
+	for _, in := range c.Instances {
+		if err := exists(in.Dev); err != nil {
+			return fmt.Errorf("%s: %w: %w", at(c.devAt, in.Name, "dev"), err, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// at is where an instance's key is, or its name and key for a Config not
+// parsed from a file.
+func at(where map[string]string, instance, key string) string {
+	if s := where[instance]; s != "" {
+		return s
+	}
+	return "instance " + instance + ": " + key
 }
 
 func (v *validator) duration(key, s string, def time.Duration) time.Duration {
@@ -664,6 +695,8 @@ func (v *validator) instance(key string, r *rawInst, c *Config) Instance {
 		Cluster:         r.Cluster,
 		TrackFile:       r.TrackFile,
 		MaintenanceFile: r.MaintenanceFile,
+		Witness:         r.Witness,
+		Nopreempt:       r.Nopreempt,
 	}
 	if err := CheckInstanceName(in.Name); err != nil {
 		v.failf(key+".name", "%v", err)
@@ -694,6 +727,21 @@ func (v *validator) instance(key string, r *rawInst, c *Config) Instance {
 		}
 	} else if in.TrackFile != "" {
 		v.failf(key+".track_file", "set only with cluster (fenced writes it)")
+	}
+	switch {
+	case in.Witness && in.Cluster == "":
+		v.failf(key+".witness", "needs cluster (the owner key lives in its etcd)")
+	case in.Witness && r.Priority == nil:
+		v.failf(key+".priority", "is required with witness (this node's keepalived priority for the instance)")
+	case r.Priority != nil && !in.Witness:
+		v.failf(key+".priority", "set only with witness = true")
+	case r.Nopreempt && !in.Witness:
+		v.failf(key+".nopreempt", "set only with witness = true")
+	case r.Priority != nil:
+		in.Priority = *r.Priority
+		if in.Priority < 1 || in.Priority > 254 {
+			v.failf(key+".priority", "%d must be between 1 and 254", in.Priority)
+		}
 	}
 	if in.MaintenanceFile == "" {
 		in.MaintenanceFile = filepath.Join(c.StateDir, in.Name+".maint")

@@ -42,6 +42,9 @@ name = "VI_1"
 dev = "eth0"
 vips = ["192.0.2.100", "2001:db8::100"]
 cluster = "main"
+witness = true
+priority = 150
+nopreempt = true
 
 [[instance]]
 name = "VI_2"
@@ -73,7 +76,7 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("cluster dr = %+v", dr)
 	}
 	vi1, ok := c.InstanceByName("VI_1")
-	if !ok || len(vi1.VIPs) != 2 || vi1.Own || vi1.TrackFile != "/run/vipkit/VI_1.fence" || vi1.MaintenanceFile != "/run/vipkit/VI_1.maint" {
+	if !ok || len(vi1.VIPs) != 2 || vi1.Own || vi1.TrackFile != "/run/vipkit/VI_1.fence" || vi1.MaintenanceFile != "/run/vipkit/VI_1.maint" || !vi1.Witness || vi1.Priority != 150 || !vi1.Nopreempt {
 		t.Errorf("VI_1 = %+v", vi1)
 	}
 	// An instance inherits the file's schedule and overrides only what it sets.
@@ -81,7 +84,7 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("VI_1 announce = %+v, want %+v", vi1.Announce, c.Announce)
 	}
 	vi2, _ := c.InstanceByName("VI_2")
-	if !vi2.Own || vi2.Announce.Count != 1 || vi2.Announce.RefreshFor != 10*time.Second || vi2.TrackFile != "" {
+	if !vi2.Own || vi2.Witness || vi2.Priority != 0 || vi2.Announce.Count != 1 || vi2.Announce.RefreshFor != 10*time.Second || vi2.TrackFile != "" {
 		t.Errorf("VI_2 = %+v", vi2)
 	}
 	if g := c.InstancesInGroup("VG_1"); len(g) != 1 || g[0].Name != "VI_2" {
@@ -124,6 +127,11 @@ func TestParseErrors(t *testing.T) {
 		{"track file without cluster", "[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\ntrack_file = \"/run/x\"\n", `instance[0].track_file: set only with cluster`},
 		{"count out of range", "[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\n[instance.announce]\ncount = 0\n", `f.toml:6: instance[0].announce.count: 0 must be between 1 and 100`},
 		{"duplicate instance", "[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\n[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.101\"]\n", `f.toml:6: instance[1].name: instance "A" is defined twice`},
+		{"witness without cluster", "[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\nwitness = true\npriority = 100\n", `f.toml:5: instance[0].witness: needs cluster`},
+		{"witness without priority", "[[cluster]]\nname = \"c\"\nendpoints = [\"http://192.0.2.20:2379\"]\n[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\ncluster = \"c\"\nwitness = true\n", `instance[0].priority: is required with witness`},
+		{"priority out of range", "[[cluster]]\nname = \"c\"\nendpoints = [\"http://192.0.2.20:2379\"]\n[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\ncluster = \"c\"\nwitness = true\npriority = 255\n", `f.toml:10: instance[0].priority: 255 must be between 1 and 254`},
+		{"priority without witness", "[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\npriority = 100\n", `f.toml:5: instance[0].priority: set only with witness`},
+		{"nopreempt without witness", "[[instance]]\nname = \"A\"\ndev = \"eth0\"\nvips = [\"192.0.2.100\"]\nnopreempt = true\n", `f.toml:5: instance[0].nopreempt: set only with witness`},
 		{"cert without key", "[[cluster]]\nname = \"c\"\nendpoints = [\"https://192.0.2.20:2379\"]\ncert = \"/a.pem\"\n", `cluster[0].cert: cert and key must be given together`},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/fence"
 	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/lease"
+	"github.com/vipkit/vipkit/pkg/witness"
 )
 
 // Actuator fences and unfences instances (fence.Actuator).
@@ -103,6 +105,15 @@ type cluster struct {
 	handed atomic.Pointer[lease.HandedLease] // set when the holder handed its lease over
 
 	fleet fleetRecord
+
+	// The witness (witness.go): the witnessed instances by name, and the
+	// session of the current lease (sess and sessCancel under mu).
+	node       string
+	wit        atomic.Pointer[map[string]witness.Instance]
+	kv         witness.KV // set once the client exists, under mu
+	sess       *witness.Session
+	sessCancel context.CancelFunc
+	sessWG     sync.WaitGroup
 }
 
 // Fence implements lease.Fencer for the cluster's instances: all of them in
@@ -111,6 +122,7 @@ func (c *cluster) Fence(ctx context.Context, reason string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fenced.Store(true)
+	c.stopSession()
 	return c.fence(ctx, c.memberList(), reason)
 }
 
@@ -145,22 +157,49 @@ func (c *cluster) Unfence(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fenced.Store(false)
-	return c.act.Unfence(c.memberList())
+	// Witnessed instances get OK from their witness session only.
+	return c.act.Unfence(c.plain(c.memberList()))
 }
 
 // setMembers replaces the instance list; the instances in fresh get the
 // cluster's current state written (a released VIP and 1, or 0).
-func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance) error {
+func (c *cluster) setMembers(ctx context.Context, ms, fresh []fence.Instance, w map[string]witness.Instance) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.members.Store(&ms)
+	old := c.witnessed()
+	for _, in := range ms {
+		// An instance that became witnessed, or stopped being, is written
+		// again like a new one.
+		_, was := old[in.Instance]
+		_, is := w[in.Instance]
+		if was != is && !slices.ContainsFunc(fresh, func(f fence.Instance) bool { return f.Instance == in.Instance }) {
+			fresh = append(fresh, in)
+		}
+	}
+	c.setWitnessed(w)
 	if len(fresh) == 0 {
 		return nil
 	}
 	if c.fenced.Load() {
 		return c.fence(ctx, fresh, "configured while fenced")
 	}
-	return c.act.Unfence(fresh)
+	var errs []error
+	if ws := witnessedOf(fresh, w); len(ws) > 0 {
+		// FAULT until the session claims them.
+		errs = append(errs, c.fence(ctx, ws, "witnessed: waits for the owner key"))
+	}
+	return errors.Join(append(errs, c.act.Unfence(c.plain(fresh)))...)
+}
+
+func witnessedOf(ins []fence.Instance, w map[string]witness.Instance) []fence.Instance {
+	var out []fence.Instance
+	for _, in := range ins {
+		if _, ok := w[in.Instance]; ok {
+			out = append(out, in)
+		}
+	}
+	return out
 }
 
 // detach empties the instance list, so that the holder's last Fence (on
@@ -202,9 +241,16 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	want := map[string][]fence.Instance{}
+	wantWit := map[string]map[string]witness.Instance{}
 	for _, in := range cfg.Instances {
 		if in.Cluster != "" {
 			want[in.Cluster] = append(want[in.Cluster], toFence(in))
+		}
+		if in.Witness {
+			if wantWit[in.Cluster] == nil {
+				wantWit[in.Cluster] = map[string]witness.Instance{}
+			}
+			wantWit[in.Cluster][in.Name] = toWitness(in)
 		}
 	}
 	s.mu.Lock()
@@ -240,7 +286,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 				fresh = append(fresh, in)
 			}
 		}
-		if err := c.setMembers(ctx, want[name], fresh); err != nil {
+		if err := c.setMembers(ctx, want[name], fresh, wantWit[name]); err != nil {
 			errs = append(errs, err)
 		}
 		if len(fresh) > 0 {
@@ -252,7 +298,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 		if _, ok := kept[cl.Name]; ok {
 			continue
 		}
-		c := s.start(ctx, cfg, cl, want[cl.Name])
+		c := s.start(ctx, cfg, cl, want[cl.Name], wantWit[cl.Name])
 		s.mu.Lock()
 		s.clusters[cl.Name] = c
 		s.mu.Unlock()
@@ -264,9 +310,10 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
-func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance) *cluster {
+func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance, wit map[string]witness.Instance) *cluster {
 	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing, onFence: s.OnFence}
 	c.members.Store(&members)
+	c.wit.Store(&wit)
 	adopt, adopting := s.Adopt.For(cl)
 	c.fenced.Store(!adopting)
 	if adopting {
@@ -282,6 +329,7 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 	if node == "" {
 		node = s.Node
 	}
+	c.node = node
 	lcfg := lease.Config{
 		Cluster:       cl,
 		Node:          node,
@@ -292,6 +340,7 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 		KeepOnStop:    cfg.Fenced.OnStop == "keep",
 		OnChange: func(st lease.Status) {
 			c.status.Store(&st)
+			c.onStatus(st)
 			s.changed()
 		},
 	}
@@ -370,6 +419,18 @@ func (s *Supervisor) runCluster(ctx context.Context, c *cluster, lcfg lease.Conf
 		if err := closeCli(); err != nil {
 			c.log.Debug("close etcd client", "error", err)
 		}
+	}()
+	if kv, ok := cli.(witness.KV); ok {
+		c.mu.Lock()
+		c.kv = kv
+		c.mu.Unlock()
+	}
+	// The witness session stops before the client closes.
+	defer func() {
+		c.mu.Lock()
+		c.stopSession()
+		c.mu.Unlock()
+		c.sessWG.Wait()
 	}()
 	if c.cfg.StrictEtcdVersion {
 		for !s.checkServers(ctx, c, cli) {
@@ -464,6 +525,15 @@ func (s *Supervisor) stopAll(handOver bool) map[string]*cluster {
 	s.clusters = map[string]*cluster{}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
+	if !handOver && (s.cfg == nil || s.cfg.Fenced.OnStop != "keep") {
+		// A planned stop hands witnessed instances to their successors
+		// first: zero overlap, and faster than waiting out the lease.
+		for _, c := range cs {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.drainSession(max(c.cfg.RequestTimeout, time.Second)) }()
+		}
+		wg.Wait()
+	}
 	for _, c := range cs {
 		if h := c.holder.Load(); h != nil && handOver {
 			h.PrepareHandoff()
@@ -532,7 +602,7 @@ func (s *Supervisor) RewriteTracks(ctx context.Context) {
 	s.mu.Unlock()
 	for _, c := range cs {
 		c.mu.Lock()
-		if err := c.act.Reassert(c.memberList(), c.isFenced()); err != nil {
+		if err := c.reassert(); err != nil {
 			c.log.Error("rewrite track files", "error", err)
 		}
 		c.mu.Unlock()

@@ -36,12 +36,27 @@ func RootDir() string {
 	return DefaultRoot
 }
 
+// DefaultAnsibleLayer is where `make hosts-root` keeps the Ansible layer
+// (mklayer.sh): python3 and python3-apt over the base root.
+const DefaultAnsibleLayer = "/var/cache/vipkit/hosts-ansible-layer"
+
+// AnsibleLayerDir is $VIPKIT_HOSTS_ANSIBLE_LAYER or DefaultAnsibleLayer.
+func AnsibleLayerDir() string {
+	if d := os.Getenv("VIPKIT_HOSTS_ANSIBLE_LAYER"); d != "" {
+		return d
+	}
+	return DefaultAnsibleLayer
+}
+
 // Spec describes one host to boot.
 type Spec struct {
 	Name  string // host name (also the UTS name)
 	NetNS string // the named network namespace (/run/netns/NAME) it lives in
 	Base  string // the base root (RootDir())
-	Dir   string // its own directory: overlay upper and work dirs, journal copy
+	// Layers are read-only directories laid over Base, the first on top
+	// (AnsibleLayerDir: python3 for Ansible's modules).
+	Layers []string
+	Dir    string // its own directory: overlay upper and work dirs, journal copy
 	// Binds are host paths mounted at the same path inside the host (the
 	// lab's per-node directory: notify FIFO, results).
 	Binds []string
@@ -74,7 +89,8 @@ func Boot(ctx context.Context, s Spec) (*Host, error) {
 	q := strconv.Quote
 	var sh strings.Builder
 	sh.WriteString("set -e\nmount --make-rprivate /\n")
-	fmt.Fprintf(&sh, "mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s\n", s.Base, upper, work, q(merged))
+	lower := strings.Join(append(append([]string{}, s.Layers...), s.Base), ":")
+	fmt.Fprintf(&sh, "mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s\n", lower, upper, work, q(merged))
 	// systemd leaves an already mounted /run alone: mounting it here lets
 	// the lab put its directory at /run/vipkit before boot.
 	fmt.Fprintf(&sh, "mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs %s/run\n", q(merged))

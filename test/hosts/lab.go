@@ -32,8 +32,9 @@ type Lab struct {
 	Hosts map[string]*Host
 }
 
-// NewLab builds the lab, starts etcd and boots one host per node.
-func NewLab(ctx context.Context, opts lab.Options) (_ *Lab, err error) {
+// NewLab builds the lab, starts etcd and boots one host per node, each
+// with layers over the base root (Spec.Layers).
+func NewLab(ctx context.Context, opts lab.Options, layers ...string) (_ *Lab, err error) {
 	ll, err := lab.New(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -52,7 +53,7 @@ func NewLab(ctx context.Context, opts lab.Options) (_ *Lab, err error) {
 			return nil, err
 		}
 		h, err := Boot(ctx, Spec{Name: n.Name, NetNS: n.Host.NS.Name, Base: RootDir(),
-			Dir: filepath.Join(l.Dir, n.Name+"-host"), Binds: []string{n.Dir}, RunVipkit: n.StateDir})
+			Dir: filepath.Join(l.Dir, n.Name+"-host"), Binds: []string{n.Dir}, RunVipkit: n.StateDir, Layers: layers})
 		if err != nil {
 			return nil, err
 		}

@@ -295,6 +295,10 @@ type InstanceConf struct {
 	VIPs    []string
 	Own     bool
 	Cluster string
+	// Witness and Priority make the instance witnessed (docs/witness.md)
+	// with this node's keepalived priority.
+	Witness  bool
+	Priority int
 }
 
 // TOML is the content of a node's vipkit.toml.
@@ -335,6 +339,9 @@ func (t TOML) String() string {
 	for _, in := range t.Instances {
 		fmt.Fprintf(&b, "\n[[instance]]\nname = %s\ndev = \"eth0\"\nvips = %s\nown = %t\ncluster = %s\n",
 			q(in.Name), list(in.VIPs), in.Own, q(in.Cluster))
+		if in.Witness {
+			fmt.Fprintf(&b, "witness = true\npriority = %d\n", in.Priority)
+		}
 	}
 	return b.String()
 }

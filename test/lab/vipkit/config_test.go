@@ -75,7 +75,7 @@ func TestTOML(t *testing.T) {
 	tm := TOML{Node: "node-a", StateDir: "/tmp/lab/node-a/run", VRRPPIDFile: "/tmp/lab/node-a/keepalived-vrrp.pid",
 		Clusters: []ClusterConf{{Name: "main", Endpoints: []string{"http://192.0.2.20:2379"}}, {Name: "second", Endpoints: []string{"http://192.0.2.21:2379"}}},
 		Instances: []InstanceConf{{Name: "VI_1", VIPs: []string{"192.0.2.100", "2001:db8::100"}, Own: true, Cluster: "main"},
-			{Name: "VI_2", VIPs: []string{"192.0.2.101"}, Cluster: "second"}}}
+			{Name: "VI_2", VIPs: []string{"192.0.2.101"}, Cluster: "second", Witness: true, Priority: 50}}}
 	c, err := config.Parse("lab.toml", []byte(tm.String()))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, tm.String())
@@ -90,6 +90,9 @@ func TestTOML(t *testing.T) {
 	in := c.Instances[0]
 	if !in.Own || in.Dev != "eth0" || len(in.VIPs) != 2 || in.Cluster != "main" || in.TrackFile != tm.StateDir+"/VI_1.fence" || in.MaintenanceFile != tm.StateDir+"/VI_1.maint" {
 		t.Errorf("instance %+v", in)
+	}
+	if in.Witness || !c.Instances[1].Witness || c.Instances[1].Priority != 50 {
+		t.Errorf("witness: VI_1 %v, VI_2 %v priority %d", in.Witness, c.Instances[1].Witness, c.Instances[1].Priority)
 	}
 }
 

@@ -42,6 +42,11 @@ type Options struct {
 	// Second adds the fleet scenario's parts: VI_2 in keepalived's config
 	// (in FAULT until fenced guards it) and a second etcd cluster.
 	Second bool
+	// Witness makes VI_1 witnessed (docs/witness.md): every node's
+	// vipkit.toml says witness = true with the node's keepalived priority;
+	// the steady state is node-a MASTER and every other node in FAULT.
+	// Lab.Nodes = 3 adds node-c (priority 50) for claims among three.
+	Witness bool
 	// Lab passes options to lab.New (Name, ResultsDir, Logger, ...);
 	// AdvertInt defaults to the mode's.
 	Lab lab.Options
@@ -55,6 +60,8 @@ type Lab struct {
 	*lab.Lab
 	Mode    Mode
 	Control bool
+	// Witness: VI_1 is witnessed (Options.Witness).
+	Witness bool
 	// Conf is the keepalived config every node renders (placeholders in).
 	Conf string
 	// Etcd2 are the client URLs of the second etcd cluster (Options.Second).
@@ -105,7 +112,7 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	v = &Lab{Mode: opts.Mode, Control: opts.Control, log: log, procs: map[string]*proc.Proc{}, cut: map[string]bool{}, maint: map[string]bool{}}
+	v = &Lab{Mode: opts.Mode, Control: opts.Control, Witness: opts.Witness && !opts.Control, log: log, procs: map[string]*proc.Proc{}, cut: map[string]bool{}, maint: map[string]bool{}}
 	if opts.Control {
 		v.Mode = "control"
 		v.Conf = proc.ControlConfig
@@ -173,8 +180,9 @@ func (v *Lab) TOMLFor(n *lab.Node, fleet bool) TOML {
 	vips := func(a ...string) []string { return a }
 	t := TOML{
 		Node: n.Name, StateDir: n.StateDir, VRRPPIDFile: filepath.Join(n.Dir, "keepalived-vrrp.pid"),
-		Clusters:  []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1]}},
-		Instances: []InstanceConf{{Name: lab.Instance, VIPs: vips(lab.VIP4.String(), lab.VIP6.String()), Own: v.Mode.Own(), Cluster: "main"}},
+		Clusters: []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1]}},
+		Instances: []InstanceConf{{Name: lab.Instance, VIPs: vips(lab.VIP4.String(), lab.VIP6.String()), Own: v.Mode.Own(), Cluster: "main",
+			Witness: v.Witness, Priority: n.Priority}},
 	}
 	if fleet {
 		t.Clusters = append(t.Clusters, ClusterConf{Name: "second", Endpoints: v.Etcd2})
@@ -245,9 +253,13 @@ func (v *Lab) WaitSteady(ctx context.Context, since, within time.Duration) (*lab
 	err := v.WaitUntil(ctx, func() bool {
 		now := v.TL.Now()
 		for _, n := range v.Nodes {
-			want := "BACKUP"
+			want, track := "BACKUP", "0"
+			if v.Witness {
+				// Only the owner of the witness key may leave FAULT.
+				want, track = "FAULT", "1"
+			}
 			if n == m {
-				want = "MASTER"
+				want, track = "MASTER", "0"
 			}
 			if v.TL.StateAt(n.Name, lab.Instance, now) != want {
 				return false
@@ -257,7 +269,7 @@ func (v *Lab) WaitSteady(ctx context.Context, since, within time.Duration) (*lab
 					return false
 				}
 			}
-			if !v.Control && v.TL.TrackAt(n.Name, lab.Instance+".fence", now) != "0" {
+			if !v.Control && v.TL.TrackAt(n.Name, lab.Instance+".fence", now) != track {
 				return false
 			}
 		}

@@ -116,8 +116,16 @@ func demo(args []string, out io.Writer) (err error) {
 	var rows []row
 	for i, ch := range chapters {
 		fmt.Fprintf(out, "\n%s\n%d. %s\n%s\n", strings.Repeat("━", 78), i+1, ch.title, strings.Repeat("━", 78))
+		var fleet *fleetWatch
+		if ch.scenario == vipkit.Split {
+			// vipctl fleet on node-a while the split lasts, and after.
+			fleet = watchFleet(ctx, v, v.Node("node-a"))
+		}
 		r, err := v.Run(ctx, ch.scenario)
 		if err != nil {
+			if fleet != nil {
+				_ = fleet.report(ctx, io.Discard, &r)
+			}
 			return fmt.Errorf("%w (logs in %s)", err, v.Dir)
 		}
 		svg, err := brief(out, v, string(ch.scenario), r)
@@ -153,6 +161,11 @@ func demo(args []string, out io.Writer) (err error) {
 			fmt.Fprintf(out, "  (keepalived alone: %s)", rel(csvg))
 		}
 		fmt.Fprintln(out)
+		if fleet != nil {
+			if err := fleet.report(ctx, out, &r); err != nil {
+				return fmt.Errorf("fleet view: %w (logs in %s)", err, v.Dir)
+			}
+		}
 		rows = append(rows, row{ch.title, &r, c, svg, csvg})
 	}
 

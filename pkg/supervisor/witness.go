@@ -1,0 +1,206 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/fence"
+	"github.com/vipkit/vipkit/pkg/lease"
+	"github.com/vipkit/vipkit/pkg/witness"
+)
+
+// The witness (pkg/witness, docs/witness.md) runs one session per lease of
+// a cluster with witnessed instances: started when the holder turns
+// Healthy, cancelled by the cluster's fence (which writes FAULT for every
+// instance itself) and when the cluster stops. The cluster's Unfence never
+// writes OK for a witnessed instance: only the session does, through
+// witnessAct, while it holds the instance's owner key.
+
+// toWitness is the witness's view of a configured instance.
+func toWitness(in config.Instance) witness.Instance {
+	return witness.Instance{Name: in.Name, Priority: in.Priority, Nopreempt: in.Nopreempt, Fast: in.Own}
+}
+
+// witnessed lists the cluster's witnessed instances by name.
+func (c *cluster) witnessed() map[string]witness.Instance {
+	if p := c.wit.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// plain is the members whose track file follows the lease alone.
+func (c *cluster) plain(ins []fence.Instance) []fence.Instance {
+	w := c.witnessed()
+	var out []fence.Instance
+	for _, in := range ins {
+		if _, ok := w[in.Instance]; !ok {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+func (c *cluster) member(name string) (fence.Instance, bool) {
+	for _, in := range c.memberList() {
+		if in.Instance == name {
+			return in, true
+		}
+	}
+	return fence.Instance{}, false
+}
+
+// startSession starts a witness session for the lease the holder is
+// Healthy with, unless one runs for it already. Called with c.mu held.
+func (c *cluster) startSession(id int64) {
+	w := c.witnessed()
+	if len(w) == 0 || c.fenced.Load() {
+		return
+	}
+	if c.sess != nil && int64(c.sess.Lease) == id {
+		return
+	}
+	c.stopSession()
+	if c.kv == nil {
+		c.log.Error("witnessed instances stay in FAULT: the etcd client cannot run transactions")
+		return
+	}
+	ins := make([]witness.Instance, 0, len(w))
+	for _, in := range w {
+		ins = append(ins, in)
+	}
+	s := &witness.Session{
+		KV: c.kv, Act: witnessAct{c}, Prefix: c.cfg.Prefix, Node: c.node, Lease: clientv3.LeaseID(id),
+		Instances: ins, Log: c.log, RequestTimeout: c.cfg.RequestTimeout,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.sess, c.sessCancel = s, cancel
+	c.sessWG.Add(1)
+	go func() {
+		defer c.sessWG.Done()
+		if err := s.Run(ctx); err != nil && !errors.Is(err, witness.ErrDrained) {
+			c.log.Error("witness session ended", "error", err)
+		}
+	}()
+}
+
+// stopSession cancels the session without waiting (its Permit waits for
+// c.mu, which the caller may hold). Called with c.mu held.
+func (c *cluster) stopSession() {
+	if c.sessCancel != nil {
+		c.sessCancel()
+	}
+	c.sess, c.sessCancel = nil, nil
+}
+
+// drainSession hands the held instances to their successors before a
+// planned stop; bounded by timeout.
+func (c *cluster) drainSession(timeout time.Duration) {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.Drain(ctx)
+}
+
+// onStatus follows the holder: a session while Healthy, none otherwise.
+func (c *cluster) onStatus(st lease.Status) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.State == lease.Healthy {
+		c.startSession(int64(st.LeaseID))
+	} else {
+		c.stopSession()
+	}
+}
+
+// setWitnessed replaces the witnessed set; a change restarts the session
+// (it keeps the keys it holds under the same lease). Called with c.mu held.
+func (c *cluster) setWitnessed(w map[string]witness.Instance) {
+	if reflect.DeepEqual(w, c.witnessed()) {
+		return
+	}
+	c.wit.Store(&w)
+	if c.sess != nil {
+		id := int64(c.sess.Lease)
+		c.stopSession()
+		c.startSession(id)
+	}
+}
+
+// trackValues reasserts the track files: plain instances follow the lease,
+// witnessed ones say OK only where the session holds them.
+func (c *cluster) reassert() error {
+	ms := c.memberList()
+	fenced := c.isFenced()
+	var held, out []fence.Instance
+	w := c.witnessed()
+	for _, in := range ms {
+		if _, ok := w[in.Instance]; !ok {
+			continue
+		}
+		if !fenced && c.sess != nil && c.sess.Holds(in.Instance) {
+			held = append(held, in)
+		} else {
+			out = append(out, in)
+		}
+	}
+	return errors.Join(c.act.Reassert(c.plain(ms), fenced), c.act.Reassert(held, false), c.act.Reassert(out, true))
+}
+
+// witnessAct is the session's Actuator: every action under the cluster's
+// fence lock, so that an OK never follows the cluster's fence.
+type witnessAct struct{ c *cluster }
+
+func (w witnessAct) Permit(_ context.Context, s *witness.Session, name string) error {
+	c := w.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fenced.Load() || c.sess != s {
+		return fmt.Errorf("permit %s: the cluster fenced or the session was superseded", name)
+	}
+	in, ok := c.member(name)
+	if !ok {
+		return fmt.Errorf("permit %s: not an instance of cluster %s", name, c.cfg.Name)
+	}
+	return c.act.Unfence([]fence.Instance{in})
+}
+
+func (w witnessAct) Release(ctx context.Context, name string) error {
+	c := w.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in, ok := c.member(name)
+	if !ok {
+		return nil
+	}
+	return c.act.Release(ctx, []fence.Instance{in})
+}
+
+func (w witnessAct) Resign(ctx context.Context, name, reason string) error {
+	c := w.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in, ok := c.member(name)
+	if !ok {
+		return nil
+	}
+	// Not c.fence: one instance is not the cluster's fence its metrics time.
+	ctx, cancel := context.WithTimeout(ctx, max(c.cfg.Margin, time.Second))
+	defer cancel()
+	if c.fencing != nil {
+		c.fencing.Add(1)
+		defer c.fencing.Add(-1)
+	}
+	return c.act.Fence(ctx, []fence.Instance{in}, reason)
+}

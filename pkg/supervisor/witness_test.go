@@ -1,0 +1,61 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vipkit/vipkit/test/etcdtest"
+)
+
+// Two supervisors (node-a, node-b) on one real etcd with a witnessed
+// instance and a plain one: the plain one follows each node's lease, the
+// witnessed one is OK on exactly one node, the one of higher priority; a
+// reload that raises node-b's priority moves it there; stopping the owner
+// hands it over before its lease goes.
+func TestIntegrationWitnessedInstanceHasOneOwner(t *testing.T) {
+	srv := etcdtest.Start(t)
+	type node struct {
+		s   *Supervisor
+		rec *recorder
+	}
+	doc := func(name string, prio int) string {
+		return "node = \"" + name + "\"\n" + clusterDoc("a", srv.Endpoints(), "2s") +
+			instanceDoc("VI_1", "a", "192.0.2.100") + fmt.Sprintf("witness = true\npriority = %d\n", prio) +
+			instanceDoc("VI_2", "a", "192.0.2.101")
+	}
+	start := func(name string, prio int) node {
+		rec := newRecorder()
+		s := &Supervisor{Node: name, Actuator: rec, Dial: (&dialer{clients: map[string][]*clientv3.Client{}}).dial, ProgressEvery: 200 * time.Millisecond}
+		t.Cleanup(s.Stop)
+		if err := s.Apply(context.Background(), cfgOf(t, doc(name, prio))); err != nil {
+			t.Fatal(err)
+		}
+		return node{s, rec}
+	}
+	val := func(n node, in string) int { v, _, _ := n.rec.get(in); return v }
+	a := start("node-a", 150)
+	b := start("node-b", 100)
+	waitFor(t, 10*time.Second, "both healthy", func() bool { return healthy(a.s, "a") && healthy(b.s, "a") })
+	waitFor(t, 2*time.Second, "plain VI_2 unfenced on both", func() bool { return val(a, "VI_2") == 0 && val(b, "VI_2") == 0 })
+	waitFor(t, 5*time.Second, "VI_1 OK on node-a only", func() bool { return val(a, "VI_1") == 0 && val(b, "VI_1") == 1 })
+	time.Sleep(500 * time.Millisecond)
+	if val(b, "VI_1") != 1 {
+		t.Fatal("node-b's track file for the witnessed VI_1 says OK while node-a owns it")
+	}
+	// node-b's priority raised above node-a's by a reload: node-a hands over.
+	if err := b.s.Apply(context.Background(), cfgOf(t, doc("node-b", 200))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "VI_1 moved to node-b", func() bool { return val(a, "VI_1") == 1 && val(b, "VI_1") == 0 })
+	// A planned stop of node-b hands VI_1 back to node-a at once, not at
+	// the lease's expiry.
+	b.s.Stop()
+	if v := val(b, "VI_1"); v != 1 {
+		t.Fatalf("stopped node-b's VI_1 track file says %d", v)
+	}
+	waitFor(t, time.Second, "VI_1 back on node-a after node-b's stop", func() bool { return val(a, "VI_1") == 0 })
+}

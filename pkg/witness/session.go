@@ -1,0 +1,492 @@
+package witness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// KV is the part of clientv3 a session uses; *clientv3.Client has it.
+type KV interface {
+	Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error)
+	Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error)
+	Txn(ctx context.Context) clientv3.Txn
+	Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan
+}
+
+var _ KV = (*clientv3.Client)(nil)
+
+// Actuator acts on this host for one instance (the runtime implements it
+// with pkg/fence, under the cluster's fence lock).
+type Actuator interface {
+	// Permit writes OK to the instance's track file. It must refuse (return
+	// an error, write nothing) once the cluster has fenced or the session
+	// was superseded.
+	Permit(ctx context.Context, s *Session, instance string) error
+	// Release removes the instance's VIPs and route hints and leaves
+	// keepalived as it is.
+	Release(ctx context.Context, instance string) error
+	// Resign removes the VIPs, then writes FAULT to the track file.
+	Resign(ctx context.Context, instance, reason string) error
+}
+
+// DefaultHandoverWait bounds how long an owner that handed the key over on
+// the fast path waits for the successor to say it holds it before it
+// resigns. It must stay below keepalived's master-down interval
+// (docs/witness.md, checked by fenced check).
+const DefaultHandoverWait = 100 * time.Millisecond
+
+// Session runs the witness for one lease of one cluster: it exists while
+// the cluster's lease holder is healthy, and ends (its context cancelled)
+// when the holder fences, which writes FAULT for every instance itself.
+type Session struct {
+	KV        KV
+	Act       Actuator
+	Prefix    string
+	Node      string
+	Lease     clientv3.LeaseID
+	Instances []Instance
+	Log       *slog.Logger
+	// RequestTimeout bounds each etcd request.
+	RequestTimeout time.Duration
+	// HandoverWait: DefaultHandoverWait when zero.
+	HandoverWait time.Duration
+
+	mu    sync.Mutex
+	holds map[string]bool // instances whose track file this session set to OK
+
+	drain chan chan struct{}
+}
+
+// Holds reports whether this session holds the instance's key and told
+// keepalived so: the track file's right value is OK exactly then.
+func (s *Session) Holds(instance string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holds[instance]
+}
+
+func (s *Session) setHolds(instance string, v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holds == nil {
+		s.holds = map[string]bool{}
+	}
+	s.holds[instance] = v
+}
+
+// ErrDrained ends Run after Drain.
+var ErrDrained = errors.New("witness: drained")
+
+// Drain hands every held instance to its successor (a planned stop) and
+// ends Run; it returns when that is done, ctx ends or Run has returned.
+func (s *Session) Drain(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case s.drainCh() <- done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func (s *Session) drainCh() chan chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drain == nil {
+		s.drain = make(chan chan struct{})
+	}
+	return s.drain
+}
+
+// pending is a fast handover waiting for the successor.
+type pending struct {
+	to    string
+	until time.Time
+}
+
+// Run publishes the candidacies and follows the owner keys until ctx ends.
+// Errors from etcd are retried (the instances stay as they are: a held
+// instance stays held while the lease does, which the holder enforces).
+func (s *Session) Run(ctx context.Context) error {
+	if s.RequestTimeout <= 0 {
+		s.RequestTimeout = 2 * time.Second
+	}
+	if s.HandoverWait <= 0 {
+		s.HandoverWait = DefaultHandoverWait
+	}
+	drain := s.drainCh()
+	for {
+		err := s.run(ctx, drain)
+		if ctx.Err() != nil || errors.Is(err, ErrDrained) {
+			return err
+		}
+		s.log().Warn("witness: etcd request failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// state is one instance's view, kept current by the watch.
+type state struct {
+	in      Instance
+	view    View
+	pending *pending
+}
+
+func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sts := map[string]*state{}
+	for _, in := range s.Instances {
+		sts[in.Name] = &state{in: in}
+		if err := s.publish(ctx, in, s.Holds(in.Name)); err != nil {
+			return err
+		}
+	}
+	rev, err := s.load(ctx, sts)
+	if err != nil {
+		return err
+	}
+	owners := s.KV.Watch(wctx, OwnersPrefix(s.Prefix), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	cands := s.KV.Watch(wctx, CandidatesPrefix(s.Prefix), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := time.Now().Add(time.Hour)
+		for _, name := range s.names() {
+			st := sts[name]
+			if err := s.step(ctx, st); err != nil {
+				return err
+			}
+			if st.pending != nil && st.pending.until.Before(next) {
+				next = st.pending.until
+			}
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-ctx.Done():
+			return nil
+		case done := <-drain:
+			s.drainAll(ctx, sts)
+			close(done)
+			return ErrDrained
+		case <-timer.C:
+		case wr, ok := <-owners:
+			if err := s.apply(sts, wr, ok); err != nil {
+				return err
+			}
+		case wr, ok := <-cands:
+			if err := s.apply(sts, wr, ok); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Session) names() []string {
+	out := make([]string, len(s.Instances))
+	for i, in := range s.Instances {
+		out[i] = in.Name
+	}
+	return out
+}
+
+// load reads every owner and candidate key at one revision.
+func (s *Session) load(ctx context.Context, sts map[string]*state) (int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	resp, err := s.KV.Txn(rctx).Then(
+		clientv3.OpGet(OwnersPrefix(s.Prefix), clientv3.WithPrefix()),
+		clientv3.OpGet(CandidatesPrefix(s.Prefix), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("witness: read owners and candidates under %s: %w", s.Prefix, err)
+	}
+	for _, st := range sts {
+		st.view = View{}
+	}
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			s.set(sts, string(kv.Key), kv.Value, kv.Lease, false)
+		}
+	}
+	return resp.Header.Revision, nil
+}
+
+// apply folds watch events into the views.
+func (s *Session) apply(sts map[string]*state, wr clientv3.WatchResponse, ok bool) error {
+	if !ok {
+		return errors.New("witness: watch closed")
+	}
+	if err := wr.Err(); err != nil {
+		return fmt.Errorf("witness: watch under %s: %w", s.Prefix, err)
+	}
+	for _, ev := range wr.Events {
+		s.set(sts, string(ev.Kv.Key), ev.Kv.Value, ev.Kv.Lease, ev.Type == clientv3.EventTypeDelete)
+	}
+	return nil
+}
+
+// set records one key's value (or its deletion) in the view it belongs to.
+func (s *Session) set(sts map[string]*state, key string, value []byte, lease int64, deleted bool) {
+	if rest, ok := strings.CutPrefix(key, OwnersPrefix(s.Prefix)); ok {
+		st := sts[rest]
+		if st == nil {
+			return
+		}
+		if deleted {
+			st.view.Owner, st.view.OwnerLease = "", 0
+		} else {
+			st.view.Owner, st.view.OwnerLease = string(value), lease
+		}
+		return
+	}
+	rest, ok := strings.CutPrefix(key, CandidatesPrefix(s.Prefix))
+	if !ok {
+		return
+	}
+	inst, node, ok := strings.Cut(rest, "/")
+	st := sts[inst]
+	if !ok || st == nil {
+		return
+	}
+	cs := st.view.Candidates[:0:0]
+	for _, c := range st.view.Candidates {
+		if c.Node != node {
+			cs = append(cs, c)
+		}
+	}
+	if !deleted {
+		c, err := ParseCandidacy(value)
+		if err != nil {
+			s.log().Warn("witness: ignoring a candidacy", "key", key, "error", err)
+		} else {
+			cs = append(cs, Candidate{Node: node, Priority: c.Priority, Lease: lease, Holds: c.Holds})
+		}
+	}
+	st.view.Candidates = cs
+}
+
+// step acts on one instance's view.
+func (s *Session) step(ctx context.Context, st *state) error {
+	name := st.in.Name
+	if p := st.pending; p != nil {
+		// A fast handover: resign once the successor holds, or at the bound.
+		done := time.Now().After(p.until)
+		for _, c := range st.view.Candidates {
+			if c.Node == p.to && c.Holds {
+				done = true
+			}
+		}
+		if st.view.Owner != p.to {
+			done = true // the successor lost it already: resign at once
+		}
+		if !done {
+			return nil
+		}
+		st.pending = nil
+		if err := s.Act.Resign(ctx, name, "witness: handed over to "+p.to); err != nil {
+			s.log().Error("witness: resign after handover", "instance", name, "error", err)
+		}
+	}
+	d := Decide(s.Node, int64(s.Lease), st.in, st.view)
+	held := s.Holds(name)
+	switch d.Action {
+	case Wait:
+		if held {
+			// The key is gone or another's while we held it: give up now.
+			s.setHolds(name, false)
+			if err := s.Act.Resign(ctx, name, "witness: owner key lost"); err != nil {
+				s.log().Error("witness: resign", "instance", name, "error", err)
+			}
+			s.log().Warn("witness: owner key lost; resigned", "instance", name, "owner", st.view.Owner)
+			return s.publish(ctx, st.in, false)
+		}
+	case Claim:
+		won, err := s.claim(ctx, name)
+		if err != nil || !won {
+			return err // not won: the watch brings the winner
+		}
+		st.view.Owner, st.view.OwnerLease = s.Node, int64(s.Lease)
+		s.log().Info("witness: claimed the owner key", "instance", name)
+		return s.permit(ctx, st)
+	case Hold:
+		if !held {
+			return s.permit(ctx, st) // a key we hold under this lease (adopted, or claimed before a retry)
+		}
+	case HandOver:
+		s.log().Info("witness: handing the owner key over", "instance", name, "to", d.To.Node, "to_priority", d.To.Priority, "priority", st.in.Priority)
+		return s.handOver(ctx, st, d.To, false)
+	}
+	return nil
+}
+
+func (s *Session) permit(ctx context.Context, st *state) error {
+	if err := s.Act.Permit(ctx, s, st.in.Name); err != nil {
+		s.log().Warn("witness: not permitted", "instance", st.in.Name, "error", err)
+		return nil
+	}
+	s.setHolds(st.in.Name, true)
+	return s.publish(ctx, st.in, true)
+}
+
+// claim takes the free key in one transaction.
+func (s *Session) claim(ctx context.Context, name string) (bool, error) {
+	key := OwnerKey(s.Prefix, name)
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	resp, err := s.KV.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, s.Node, clientv3.WithLease(s.Lease))).
+		Commit()
+	if err != nil {
+		return false, fmt.Errorf("witness: claim %s: %w", key, err)
+	}
+	return resp.Succeeded, nil
+}
+
+// handOver moves the key to c: the VIPs go first (I3), then the key moves
+// in one transaction that holds only if this node still owns it under its
+// lease and c's candidacy is still under the lease it was read with. With
+// withdraw (a planned stop) this node's candidacy goes in the same
+// transaction: the successor must not hand it straight back.
+func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw bool) error {
+	name := st.in.Name
+	var err error
+	if st.in.Fast {
+		err = s.Act.Release(ctx, name)
+	} else {
+		err = s.Act.Resign(ctx, name, "witness: handing over to "+c.Node)
+	}
+	if err != nil {
+		// Not sure the VIPs are gone: keep the key (the holder's fence
+		// and the lease cover a host that cannot release).
+		return fmt.Errorf("witness: release %s before handing it to %s: %w", name, c.Node, err)
+	}
+	s.setHolds(name, false)
+	key, ckey := OwnerKey(s.Prefix, name), CandidateKey(s.Prefix, name, c.Node)
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	then := []clientv3.Op{clientv3.OpPut(key, c.Node, clientv3.WithLease(clientv3.LeaseID(c.Lease)))}
+	if withdraw {
+		then = append(then, clientv3.OpDelete(CandidateKey(s.Prefix, name, s.Node)))
+	}
+	resp, err := s.KV.Txn(rctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", s.Node),
+			clientv3.Compare(clientv3.LeaseValue(key), "=", s.Lease),
+			clientv3.Compare(clientv3.LeaseValue(ckey), "=", c.Lease)).
+		Then(then...).
+		Else(clientv3.OpTxn([]clientv3.Cmp{
+			clientv3.Compare(clientv3.Value(key), "=", s.Node),
+			clientv3.Compare(clientv3.LeaseValue(key), "=", s.Lease)},
+			[]clientv3.Op{clientv3.OpDelete(key)}, nil)).
+		Commit()
+	if err != nil || !resp.Succeeded {
+		// The successor went, or the request failed: make sure keepalived is
+		// out, then the key is free (deleted in the Else) or ours to retry.
+		if rerr := s.Act.Resign(ctx, name, "witness: handover to "+c.Node+" did not happen"); rerr != nil {
+			s.log().Error("witness: resign", "instance", name, "error", rerr)
+		}
+		if err != nil {
+			return fmt.Errorf("witness: hand %s to %s: %w", key, c.Node, err)
+		}
+		if withdraw {
+			return nil
+		}
+		return s.publish(ctx, st.in, false)
+	}
+	st.view.Owner, st.view.OwnerLease = c.Node, c.Lease
+	if st.in.Fast {
+		st.pending = &pending{to: c.Node, until: time.Now().Add(s.HandoverWait)}
+	}
+	if withdraw {
+		return nil
+	}
+	return s.publish(ctx, st.in, false)
+}
+
+// drainAll hands every held instance to its successor, for a planned stop.
+func (s *Session) drainAll(ctx context.Context, sts map[string]*state) {
+	for _, name := range s.names() {
+		st := sts[name]
+		c, ok := Successor(s.Node, st.view.Candidates)
+		if !s.Holds(name) || !ok {
+			// Not held, or nobody to hand to (the stop's fence releases
+			// it): withdraw, so that nobody hands it to this node.
+			s.withdraw(ctx, name)
+			continue
+		}
+		if err := s.handOver(ctx, st, c, true); err != nil {
+			s.log().Error("witness: hand over on stop", "instance", name, "error", err)
+		}
+	}
+	// Wait for the fast handovers' successors, within their bound; step
+	// resigns each once its successor holds.
+	deadline := time.Now().Add(s.HandoverWait)
+	for anyPending(sts) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		if _, err := s.load(ctx, sts); err != nil {
+			break
+		}
+		for _, st := range sts {
+			if st.pending != nil {
+				_ = s.step(ctx, st)
+			}
+		}
+	}
+	for _, st := range sts {
+		if st.pending != nil {
+			st.pending.until = time.Time{}
+			_ = s.step(ctx, st)
+		}
+	}
+}
+
+func anyPending(sts map[string]*state) bool {
+	for _, st := range sts {
+		if st.pending != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// withdraw deletes this node's candidacy for an instance.
+func (s *Session) withdraw(ctx context.Context, name string) {
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	if _, err := s.KV.Txn(rctx).Then(clientv3.OpDelete(CandidateKey(s.Prefix, name, s.Node))).Commit(); err != nil {
+		s.log().Warn("witness: withdraw candidacy", "instance", name, "error", err)
+	}
+}
+
+// publish writes this node's candidacy for an instance under the lease.
+func (s *Session) publish(ctx context.Context, in Instance, holds bool) error {
+	key := CandidateKey(s.Prefix, in.Name, s.Node)
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	if _, err := s.KV.Put(rctx, key, Candidacy{Priority: in.Priority, Holds: holds}.Encode(), clientv3.WithLease(s.Lease)); err != nil {
+		return fmt.Errorf("witness: publish candidacy %s: %w", key, err)
+	}
+	return nil
+}
+
+func (s *Session) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}

@@ -1,0 +1,363 @@
+package e2e
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vipkit/vipkit/test/lab"
+	"github.com/vipkit/vipkit/test/lab/observe"
+	"github.com/vipkit/vipkit/test/lab/vipkit"
+)
+
+// The witness (DESIGN F6, I9; docs/witness.md) among three nodes (node-a
+// 150, node-b 100, node-c 50), real keepalived and etcd, both VIPs (IPv4
+// and IPv6) of VI_1. The control is the same three-node lab with fenced
+// but without the witness.
+
+func witnessOpts(m vipkit.Mode) (string, vipkit.Options) {
+	return "witness3-" + m.Short(), vipkit.Options{Mode: m, Witness: true, Lab: lab.Options{Nodes: 3}}
+}
+
+func control3Opts() (string, vipkit.Options) {
+	return "control3", vipkit.Options{Mode: vipkit.Hooks, Lab: lab.Options{Nodes: 3}}
+}
+
+// waitLab waits until lab time at.
+func waitLab(t *testing.T, ctx context.Context, v *vipkit.Lab, at time.Duration) {
+	t.Helper()
+	if _, err := v.WaitFor(ctx, func(e observe.Event) bool { return e.At >= at }, time.Until(time.Now().Add(at-v.TL.Now()))+10*time.Second); err != nil {
+		t.Fatalf("wait for lab time %s: %v", observe.FormatAt(at), err)
+	}
+}
+
+// claimed is how long host claimed ip (address or local route) in
+// [from, to].
+func claimed(v *vipkit.Lab, host string, ip netip.Addr, from, to time.Duration) time.Duration {
+	return observe.Total(observe.Clip(v.TL.ClaimSpans(host, ip, to), from, to))
+}
+
+// dualOwner is the time two or more nodes claimed ip in [from, to]; a
+// node in dead (every process killed, cable pulled) counts for nobody: the
+// address left on its interface reaches no one.
+func dualOwner(v *vipkit.Lab, ip netip.Addr, from, to time.Duration, dead ...*lab.Node) time.Duration {
+	var claims [][]observe.Span
+	for _, n := range v.Nodes {
+		if slices.Contains(dead, n) {
+			continue
+		}
+		claims = append(claims, observe.Clip(v.TL.ClaimSpans(n.Name, ip, to), from, to))
+	}
+	return observe.Total(observe.AtLeast(2, claims...))
+}
+
+// split isolates the nodes from each other for hold (each still reaches
+// the router and etcd), heals, and returns the window.
+func split(t *testing.T, ctx context.Context, v *vipkit.Lab, hold time.Duration) (from, to time.Duration) {
+	t.Helper()
+	from, err := v.Isolate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLab(t, ctx, v, from+hold)
+	if _, err := v.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	to = v.TL.Now() + time.Second
+	waitLab(t, ctx, v, to)
+	return from, to
+}
+
+// TestWitnessSplitBrainThreeNodes: the nodes stop hearing each other and
+// each still reaches the router and etcd. With the witness only node-a,
+// the owner, ever holds the VIPs: zero dual-owner time, and the router's
+// entry never points anywhere else. The control (no witness) shows the
+// split brain the test would catch: node-b and node-c both take the VIPs.
+func TestWitnessSplitBrainThreeNodes(t *testing.T) {
+	ctx := context.Background()
+	const hold = 3 * time.Second
+	t.Run("witness", func(t *testing.T) {
+		key, opts := witnessOpts(vipkit.Hooks)
+		v := shared(t, ctx, key, opts)
+		from, to := split(t, ctx, v, hold)
+		owner := v.Nodes[0]
+		mac := v.TL.MACOf(owner.Name)
+		for _, ip := range v.VIPs() {
+			if d := dualOwner(v, ip, from, to); d != 0 {
+				t.Errorf("%s: dual-owner time %s during the split", ip, ms(d))
+			}
+			for _, n := range v.Nodes[1:] {
+				if c := claimed(v, n.Name, ip, from, to); c != 0 {
+					t.Errorf("%s: %s, not the owner, held it for %s", ip, n.Name, ms(c))
+				}
+			}
+			if c := claimed(v, owner.Name, ip, from, to); c < to-from-time.Millisecond {
+				t.Errorf("%s: the owner held it for %s of the %s split: clients lost it", ip, ms(c), ms(to-from))
+			}
+			for _, e := range v.TL.Events(func(e observe.Event) bool {
+				return e.Kind == observe.KindNeigh && e.Host == "router" && e.IP == ip && e.MAC != "" && e.At >= from && e.At <= to
+			}) {
+				if e.MAC != mac {
+					t.Errorf("%s: at %s the router mapped it to %s, not the owner %s (%s)", ip, observe.FormatAt(e.At), e.MAC, owner.Name, mac)
+				}
+			}
+			lost := 0
+			for _, e := range v.TL.Events(func(e observe.Event) bool {
+				return e.Kind == observe.KindProbe && e.Host == "client" && e.IP == ip && e.At >= from && e.At <= to
+			}) {
+				if !e.OK {
+					lost++
+				}
+			}
+			if lost > 0 {
+				t.Errorf("%s: the client lost %d probes during the split", ip, lost)
+			}
+			t.Logf("%s: split %s, dual-owner 0, probes lost %d", ip, ms(to-from), lost)
+		}
+		for _, n := range v.Nodes[1:] {
+			for _, e := range v.TL.Events(func(e observe.Event) bool {
+				return e.Kind == observe.KindState && e.Host == n.Name && e.Instance == lab.Instance && e.At >= from && e.At <= to
+			}) {
+				if e.State == "MASTER" {
+					t.Errorf("%s became MASTER at %s during the split", n.Name, observe.FormatAt(e.At))
+				}
+			}
+		}
+	})
+	t.Run("control", func(t *testing.T) {
+		key, opts := control3Opts()
+		v := shared(t, ctx, key, opts)
+		from, to := split(t, ctx, v, hold)
+		for _, ip := range v.VIPs() {
+			d := dualOwner(v, ip, from, to)
+			if d < hold/2 {
+				t.Errorf("%s: without the witness dual-owner time was only %s: the split did not split", ip, ms(d))
+			}
+			t.Logf("%s: control dual-owner %s of a %s split", ip, ms(d), ms(to-from))
+		}
+	})
+}
+
+// takeover is when node n first became MASTER or held ip after since.
+func takeover(v *vipkit.Lab, n *lab.Node, since time.Duration) time.Duration {
+	at := observe.None
+	for _, e := range v.TL.Events(func(e observe.Event) bool {
+		return e.Host == n.Name && e.At >= since &&
+			((e.Kind == observe.KindState && e.Instance == lab.Instance && e.State == "MASTER") || (e.Kind == observe.KindAddr && e.Present && (e.IP == lab.VIP4 || e.IP == lab.VIP6)))
+	}) {
+		at = e.At
+		break
+	}
+	return at
+}
+
+// ownerPut is when the owner key was last written to node's name at or
+// after since (the lab watches /vipkit/ in etcd from the etcd host).
+func ownerPut(v *vipkit.Lab, node string, since time.Duration) time.Duration {
+	at := observe.None
+	for _, e := range v.TL.Events(func(e observe.Event) bool {
+		return e.Kind == observe.KindLease && e.Key == "/vipkit/owners/"+lab.Instance && e.Text == "put" && e.At >= since
+	}) {
+		at = e.At
+		break
+	}
+	_ = node
+	return at
+}
+
+// failOwner injects fault into node-a (the owner) and checks that node-b,
+// the next priority, takes over within bound, node-c never holds the
+// VIPs, and no two nodes ever hold them.
+func failOwner(t *testing.T, ctx context.Context, v *vipkit.Lab, name string, fault func(n *lab.Node) (time.Duration, error), bound time.Duration, dead ...*lab.Node) (at, took time.Duration) {
+	t.Helper()
+	a, b, c := v.Nodes[0], v.Nodes[1], v.Nodes[2]
+	at, err := fault(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.TL.WaitState(ctx, b.Name, lab.Instance, "MASTER", at, bound+5*time.Second); err != nil {
+		t.Fatalf("%s: node-b never became MASTER: %v", name, err)
+	}
+	end := v.TL.Now() + 500*time.Millisecond
+	waitLab(t, ctx, v, end)
+	took = takeover(v, b, at) - at
+	if took > bound {
+		t.Errorf("%s: node-b took over %s after the fault, bound %s", name, ms(took), ms(bound))
+	}
+	for _, ip := range v.VIPs() {
+		if d := dualOwner(v, ip, at, end, dead...); d != 0 {
+			t.Errorf("%s: %s dual-owner time %s", name, ip, ms(d))
+		}
+		if cl := claimed(v, c.Name, ip, at, end); cl != 0 {
+			t.Errorf("%s: node-c (lowest priority) held %s for %s", name, ip, ms(cl))
+		}
+		if cl := claimed(v, b.Name, ip, at, end); cl == 0 {
+			t.Errorf("%s: node-b never held %s", name, ip)
+		}
+	}
+	return at, took
+}
+
+// TestWitnessOwnerFaults: the owner loses etcd only, dies whole, or loses
+// its fenced (SIGKILL). Each time node-b (the next priority) takes over
+// once the owner's lease is gone, node-c never holds the VIPs, and no two
+// nodes hold them at once. Bounds: the lease TTL, etcd's expiry loop
+// (0.5 s), keepalived's master-down interval (the claimant leaves FAULT as
+// BACKUP), 100 ms.
+func TestWitnessOwnerFaults(t *testing.T) {
+	ctx := context.Background()
+	key, opts := witnessOpts(vipkit.Hooks)
+	ttl := vipkit.DefaultTTL
+	t.Run("etcd-loss", func(t *testing.T) {
+		v := shared(t, ctx, key, opts)
+		down := vipkit.Hooks.MasterDown(v.KeepalivedVersion)
+		at, took := failOwner(t, ctx, v, "etcd-loss", v.CutEtcd, ttl+500*time.Millisecond+down+100*time.Millisecond)
+		a := v.Nodes[0]
+		f := v.TL.Fence(observe.FenceSpec{Host: a.Name, VIPs: v.VIPs(), Track: lab.Instance + ".fence", Key: vipkit.MemberKey(a.Name), Since: at})
+		if f.Expired == observe.None || f.Tracked == observe.None || f.Tracked >= f.Expired || f.Released == observe.None || f.Released >= f.Expired {
+			t.Errorf("the owner did not fence before its lease expired: released %s, track %s, expired %s", observe.FormatAt(f.Released), observe.FormatAt(f.Tracked), observe.FormatAt(f.Expired))
+		}
+		claim := ownerPut(v, "node-b", at)
+		t.Logf("takeover %s after the cut (bound TTL %s + etcd loop 500 ms + master-down %s + 100 ms); fence lead %s; owner key to node-b %s after the expiry; MASTER %s after the claim",
+			ms(took), ms(ttl), ms(down), ms(f.Lead), ms(claim-f.Expired), ms(at+took-claim))
+	})
+	t.Run("dies-whole", func(t *testing.T) {
+		v := shared(t, ctx, key, opts)
+		t.Cleanup(func() { relink(t, v) })
+		down := vipkit.Hooks.MasterDown(v.KeepalivedVersion)
+		at, took := failOwner(t, ctx, v, "dies-whole", func(n *lab.Node) (time.Duration, error) { return dieWhole(v, n) },
+			ttl+500*time.Millisecond+down+100*time.Millisecond, v.Nodes[0])
+		t.Logf("takeover %s after the owner died (bound TTL %s + etcd loop 500 ms + master-down %s + 100 ms); at %s", ms(took), ms(ttl), ms(down), observe.FormatAt(at))
+	})
+	t.Run("dies-whole-control", func(t *testing.T) {
+		ckey, copts := control3Opts()
+		v := shared(t, ctx, ckey, copts)
+		t.Cleanup(func() { relink(t, v) })
+		at, err := dieWhole(v, v.Nodes[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.TL.WaitState(ctx, "node-b", lab.Instance, "MASTER", at, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("control (VRRP only): takeover %s after the owner died", ms(takeover(v, v.Nodes[1], at)-at))
+	})
+	t.Run("fenced-killed", func(t *testing.T) {
+		v := shared(t, ctx, key, opts)
+		down := vipkit.Hooks.MasterDown(v.KeepalivedVersion)
+		a := v.Nodes[0]
+		at, took := failOwner(t, ctx, v, "fenced-killed", func(n *lab.Node) (time.Duration, error) {
+			return v.Signal(n.Name, v.Fenced(n), syscall.SIGKILL)
+		}, ttl+500*time.Millisecond+down+100*time.Millisecond)
+		// I5: keepalived on the owner goes to FAULT without fenced.
+		fault := observe.None
+		for _, e := range v.TL.Events(func(e observe.Event) bool {
+			return e.Kind == observe.KindState && e.Host == a.Name && e.Instance == lab.Instance && e.State == "FAULT" && e.At >= at
+		}) {
+			fault = e.At
+			break
+		}
+		if fault == observe.None {
+			t.Errorf("node-a's keepalived never went to FAULT after fenced was killed")
+		}
+		t.Logf("FAULT %s after the kill; takeover %s", ms(fault-at), ms(took))
+	})
+}
+
+// relink plugs node-a's cable back after dieWhole (Reset restarts its
+// processes).
+func relink(t *testing.T, v *vipkit.Lab) {
+	if _, err := v.SetPort(v.Nodes[0], true); err != nil {
+		t.Errorf("bring node-a's switch port back: %v", err)
+	}
+}
+
+// dieWhole pulls node n's cable (its switch port down: the node keeps its
+// addresses, as a powered-off host's disk would) and kills every process
+// of it (keepalived, fenced).
+func dieWhole(v *vipkit.Lab, n *lab.Node) (time.Duration, error) {
+	at, err := v.SetPort(n, false)
+	if err != nil {
+		return at, err
+	}
+	if p := n.Keepalived(); p != nil {
+		if _, err := v.Signal(n.Name, p, syscall.SIGKILL); err != nil {
+			return at, err
+		}
+	}
+	if p := v.Fenced(n); p != nil {
+		if _, err := v.Signal(n.Name, p, syscall.SIGKILL); err != nil {
+			return at, err
+		}
+	}
+	return at, nil
+}
+
+// TestWitnessPlannedHandover: fenced stopped on the owner (SIGTERM, a
+// planned stop) hands the instance to node-b before its lease goes; when
+// node-a's fenced comes back, node-a (higher priority) preempts. Zero
+// overlap both ways. vipctl-owned VIPs take the fast path (node-b leaves
+// FAULT before node-a resigns: the skew time); keepalived-owned ones wait
+// keepalived's master-down interval.
+func TestWitnessPlannedHandover(t *testing.T) {
+	ctx := context.Background()
+	for _, m := range []vipkit.Mode{vipkit.Owned, vipkit.Hooks} {
+		t.Run(m.Short(), func(t *testing.T) {
+			key, opts := witnessOpts(m)
+			v := shared(t, ctx, key, opts)
+			a, b := v.Nodes[0], v.Nodes[1]
+			at, err := v.Signal(a.Name, v.Fenced(a), syscall.SIGTERM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := v.TL.WaitState(ctx, b.Name, lab.Instance, "MASTER", at, 15*time.Second); err != nil {
+				t.Fatalf("node-b never became MASTER after node-a's fenced stopped: %v", err)
+			}
+			end := v.TL.Now() + 500*time.Millisecond
+			waitLab(t, ctx, v, end)
+			took := takeover(v, b, at) - at
+			expired := observe.None
+			for _, e := range v.TL.Events(func(e observe.Event) bool {
+				return e.Kind == observe.KindLease && e.Key == vipkit.MemberKey(a.Name) && e.Text == "delete" && e.At >= at
+			}) {
+				expired = e.At
+				break
+			}
+			for _, ip := range v.VIPs() {
+				if d := dualOwner(v, ip, at, end); d != 0 {
+					t.Errorf("handover: %s dual-owner %s", ip, ms(d))
+				}
+			}
+			limit := m.MasterDown(v.KeepalivedVersion) + 500*time.Millisecond
+			if m.Own() {
+				limit = m.Skew(v.KeepalivedVersion) + 100*time.Millisecond
+			}
+			if took > limit {
+				t.Errorf("handover: node-b took over %s after the stop, want at most %s", ms(took), ms(limit))
+			}
+			t.Logf("planned stop: takeover %s after SIGTERM (node-a's member key gone %s after it); skew %s, master-down %s",
+				ms(took), ms(expired-at), ms(m.Skew(v.KeepalivedVersion)), ms(m.MasterDown(v.KeepalivedVersion)))
+
+			// node-a's fenced back: it preempts, zero overlap.
+			back := v.TL.Now()
+			if err := v.StartFenced(a); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := v.TL.WaitState(ctx, a.Name, lab.Instance, "MASTER", back, 20*time.Second); err != nil {
+				t.Fatalf("node-a never preempted: %v", err)
+			}
+			end = v.TL.Now() + 500*time.Millisecond
+			waitLab(t, ctx, v, end)
+			claimAt := ownerPut(v, a.Name, back)
+			for _, ip := range v.VIPs() {
+				if d := dualOwner(v, ip, back, end); d != 0 {
+					t.Errorf("preemption: %s dual-owner %s", ip, ms(d))
+				}
+			}
+			t.Logf("preemption: node-a MASTER %s after the owner key moved to it", ms(takeover(v, a, back)-claimAt))
+		})
+	}
+}
