@@ -2,6 +2,7 @@ package hosts
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/check"
+	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/test/lab"
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
@@ -288,7 +292,7 @@ func TestHostsAnsible(t *testing.T) {
 		}
 	})
 	a := newAnsible(t, l, deb)
-	nodeA := l.Nodes[0]
+	nodeA, nodeB := l.Nodes[0], l.Nodes[1]
 
 	t.Run("check mode on fresh hosts", func(t *testing.T) {
 		r := a.play(t, "site.yml", nil, "--check", "--diff")
@@ -467,6 +471,82 @@ func TestHostsAnsible(t *testing.T) {
 		return
 	}
 
+	t.Run("vipctl check errors fail the play", func(t *testing.T) {
+		// keepalived.conf left alone (vipkit_keepalived_render: false) and
+		// wrong: a hook calling a vipctl that is not installed there.
+		h := l.Host(nodeA)
+		orig, err := os.ReadFile(h.Path("/etc/keepalived/keepalived.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := strings.Replace(string(orig), `notify_master "`+Vipctl+` up`, `notify_master "/usr/bin/vipctl up`, 1)
+		if bad == string(orig) {
+			t.Fatal("the rendered keepalived.conf has no notify_master calling " + Vipctl)
+		}
+		if err := h.WriteFile("/etc/keepalived/keepalived.conf", []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := h.WriteFile("/etc/keepalived/keepalived.conf", orig, 0o644); err != nil {
+				t.Error(err)
+			}
+		}()
+		before := takeSnapshot(ctx, t, l, nodeA)
+		from := l.TL.Now()
+		r := a.play(t, "site.yml", map[string]any{"vipkit_keepalived_render": false}, "--limit", nodeA.Name)
+		f := strings.Join(r.failed(), "\n")
+		if s := r.Stats[nodeA.Name]; s.Failures != 1 || s.Changed != 0 ||
+			!strings.Contains(f, "Fail on vipctl check's errors, each with its fix") ||
+			!strings.Contains(f, "notify_master runs /usr/bin/vipctl, but vipctl is installed as "+Vipctl) || !strings.Contains(f, "-- fix: ") {
+			t.Errorf("stats %+v, failures %s; want the play failed on vipctl check's finding with its fix", s, f)
+		}
+		t.Logf("the play says: %s", f)
+		if d := before.diff(takeSnapshot(ctx, t, l, nodeA)); len(d) > 0 {
+			t.Errorf("%v", d)
+		}
+		noStateChange(t, l, from, "vipctl check error")
+	})
+
+	t.Run("rolling stops at the first failure", func(t *testing.T) {
+		settle(t, l, 2*time.Second)
+		from := l.TL.Now()
+		// The work fails on the first node (a package that does not exist).
+		r := a.play(t, "rolling.yml", map[string]any{"vipkit_deb": filepath.Join(a.dir, "vipkit_9_amd64.deb")})
+		f := r.failed()
+		if len(f) != 1 || !strings.HasPrefix(f[0], nodeA.Name+": vipkit : Copy the package to the host") {
+			t.Errorf("failures %q, want one, on %s's copy", f, nodeA.Name)
+		}
+		for _, c := range r.changed() {
+			if strings.HasPrefix(c, nodeB.Name) {
+				t.Errorf("the run went on to %s: %s", nodeB.Name, c)
+			}
+		}
+		// node-a stays handed over (its VIPs on the peer), node-b untouched.
+		for n, want := range map[*lab.Node]string{nodeA: "1", nodeB: "0"} {
+			// A missing file reads as 0 to keepalived.
+			b, _ := os.ReadFile(l.Host(n).Path(StateDir + "/" + lab.Instance + ".maint"))
+			if got := cmp.Or(strings.TrimSpace(string(b)), "0"); got != want {
+				t.Errorf("%s: maintenance file says %s, want %s", n.Name, got, want)
+			}
+		}
+		if !holds(l, nodeB) || holds(l, nodeA) {
+			t.Errorf("after the stop %s holds %v, %s holds %v", nodeA.Name, holds(l, nodeA), nodeB.Name, holds(l, nodeB))
+		}
+		if d := dualOwner(l, from); d != 0 {
+			t.Errorf("dual owner for %s", d)
+		}
+		// The operator fixes the work and rejoins the node.
+		if out, err := l.Host(nodeA).Output(ctx, Vipctl, "handover", "--undo", lab.Instance); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if _, err := l.TL.WaitState(ctx, nodeA.Name, lab.Instance, "BACKUP", from, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
 	t.Run("rolling refuses an unhealthy cluster", func(t *testing.T) {
 		settle(t, l, 2*time.Second)
 		peer := l.Peer(first)
@@ -630,5 +710,80 @@ func (a *ansible) setVar(t *testing.T, key string, v any) {
 	b, _ = json.MarshalIndent(inv, "", "  ")
 	if err := os.WriteFile(a.inv, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAnsibleTemplates renders the role's templates for both liveness
+// modes and a witnessed instance (with Debian's ansible, on this machine)
+// and judges them as vipctl check does: vipkit.toml parses, and
+// keepalived.conf read the way keepalived reads it meets every expectation
+// of that vipkit.toml. Debian's keepalived checks the process-liveness
+// file (the script mode names /usr/sbin/fenced, which only the hosts have:
+// TestHostsAnsible's validate: runs keepalived --config-test there).
+func TestAnsibleTemplates(t *testing.T) {
+	if _, err := exec.LookPath("ansible"); err != nil {
+		netnstest.Missing(t, "no ansible: make deps installs Debian's ansible")
+	}
+	root, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := filepath.Join(root, "contrib/ansible/roles/vipkit")
+	dir := t.TempDir()
+	vars := map[string]any{
+		"vipkit_clusters": []any{map[string]any{"name": "main", "endpoints": []string{"http://192.0.2.20:2379"}}},
+		"vipkit_instances": []any{
+			map[string]any{"name": "VI_1", "dev": "eth0", "vips": []string{"192.0.2.100", "192.0.2.101/24"}, "cluster": "main", "vrid": 51},
+			map[string]any{"name": "VI_2", "dev": "eth0", "vips": []string{"2001:db8::100"}, "cluster": "main", "vrid": 52,
+				"witness": true, "priority": 120, "announce": map[string]any{"count": 5}},
+		},
+	}
+	b, _ := json.Marshal(vars)
+	varsFile := filepath.Join(dir, "vars.json")
+	if err := os.WriteFile(varsFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	render := func(t *testing.T, tmpl, dest string, extra ...string) {
+		t.Helper()
+		args := append([]string{"localhost", "-c", "local", "-i", "localhost,", "-m", "template",
+			"-a", "src=" + filepath.Join(role, "templates", tmpl) + " dest=" + dest,
+			"-e", "@" + filepath.Join(role, "defaults/main.yml"), "-e", "@" + varsFile}, extra...)
+		cmd := exec.Command("ansible", args...)
+		cmd.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"), "ANSIBLE_REMOTE_TEMP="+filepath.Join(dir, "tmp"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ansible template %s: %v\n%s", tmpl, err, out)
+		}
+	}
+	toml := filepath.Join(dir, "vipkit.toml")
+	render(t, "vipkit.toml.j2", toml)
+	cfg, err := config.Load(toml)
+	if err != nil {
+		t.Fatalf("the rendered vipkit.toml: %v", err)
+	}
+	if in, _ := cfg.InstanceByName("VI_2"); !in.Witness || in.Priority != 120 || !in.Nopreempt || in.Announce.Count != 5 {
+		t.Errorf("VI_2 as rendered: %+v", in)
+	}
+	for _, liveness := range []string{"process", "script"} {
+		t.Run(liveness, func(t *testing.T) {
+			conf := filepath.Join(dir, "keepalived-"+liveness+".conf")
+			render(t, "keepalived.conf.j2", conf, "-e", "vipkit_keepalived_liveness="+liveness)
+			kc, err := keepalived.LoadConf(conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := check.Expectations(cfg, "/usr/sbin/vipctl", "/usr/sbin/fenced", "2.2.7", func(string) bool { return true })
+			for _, is := range check.Inspect(kc, want) {
+				if is.Severity == check.Error {
+					t.Errorf("%s: %s: %s (fix: %s)", is.Line, is.Subject, is.Message, is.Fix)
+				} else {
+					t.Logf("%s %s: %s", is.Severity, is.Subject, is.Message)
+				}
+			}
+			if liveness == "process" {
+				if out, err := exec.Command(repo.Keepalived(), "--config-test", "--use-file", conf).CombinedOutput(); err != nil {
+					t.Errorf("keepalived --config-test: %v\n%s", err, out)
+				}
+			}
+		})
 	}
 }
