@@ -284,11 +284,13 @@ func (h *Holder) renewed(now time.Duration, l *held, ev event) {
 	switch {
 	case ev.err == nil && ev.ttl > 0:
 		h.counters.RenewalsOK++
-		if h.cfg.OnRenew != nil {
-			h.cfg.OnRenew(ev.latency)
-		}
 		if e := ev.sent + min(ev.ttl, l.ttl); e > l.expiry {
 			l.expiry, l.deadline = e, e-h.cfg.Cluster.Margin
+		}
+		if h.cfg.OnRenew != nil {
+			// After the new deadline is in Status: the runtime records it.
+			h.publish()
+			h.cfg.OnRenew(ev.latency)
 		}
 		l.next = ev.sent + h.cfg.Cluster.RenewEvery
 		if h.state == Healthy {

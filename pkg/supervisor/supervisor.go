@@ -344,8 +344,12 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 			s.changed()
 		},
 	}
-	if s.OnRenew != nil {
-		lcfg.OnRenew = func(d time.Duration) { s.OnRenew(cl.Name, d) }
+	lcfg.OnRenew = func(d time.Duration) {
+		if s.OnRenew != nil {
+			s.OnRenew(cl.Name, d)
+		}
+		// The state file records the new deadline (fencedstate.LeasesValid).
+		s.changed()
 	}
 	if adopting {
 		lcfg.Adopt = &adopt

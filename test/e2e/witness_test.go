@@ -267,6 +267,44 @@ func TestWitnessOwnerFaults(t *testing.T) {
 	})
 }
 
+// TestWitnessFencedStopped: fenced SIGSTOPped on the owner (hung, its
+// process alive): it renews nothing, the server expires its lease at
+// TTL and node-b claims. keepalived's fenced_alive check must put node-a
+// in FAULT before that: `fenced status --alive` fails once the lease's
+// recorded local deadline has passed (fencedstate.LeasesValid), where the
+// heartbeat's max age (5 s) alone would come after the expiry (TTL 3 s).
+func TestWitnessFencedStopped(t *testing.T) {
+	ctx := context.Background()
+	key, opts := witnessOpts(vipkit.Hooks)
+	v := shared(t, ctx, key, opts)
+	a := v.Nodes[0]
+	p := v.Fenced(a)
+	t.Cleanup(func() {
+		if _, err := v.Signal(a.Name, p, syscall.SIGCONT); err != nil {
+			t.Errorf("resume node-a's fenced: %v", err)
+		}
+	})
+	down := vipkit.Hooks.MasterDown(v.KeepalivedVersion)
+	at, took := failOwner(t, ctx, v, "fenced-stopped", func(n *lab.Node) (time.Duration, error) {
+		return v.Signal(n.Name, p, syscall.SIGSTOP)
+	}, vipkit.DefaultTTL+500*time.Millisecond+down+100*time.Millisecond)
+	f := v.TL.Fence(observe.FenceSpec{Host: a.Name, VIPs: v.VIPs(), Track: lab.Instance + ".fence", Key: vipkit.MemberKey(a.Name), Since: at})
+	fault := observe.None
+	for _, e := range v.TL.Events(func(e observe.Event) bool {
+		return e.Kind == observe.KindState && e.Host == a.Name && e.Instance == lab.Instance && e.State == "FAULT" && e.At >= at
+	}) {
+		fault = e.At
+		break
+	}
+	switch {
+	case fault == observe.None:
+		t.Errorf("node-a never went to FAULT with its fenced stopped")
+	case f.Expired != observe.None && fault >= f.Expired:
+		t.Errorf("node-a went to FAULT %s after the server expired its lease", ms(fault-f.Expired))
+	}
+	t.Logf("FAULT %s after SIGSTOP, %s before the server expired the lease; node-b MASTER %s after SIGSTOP", ms(fault-at), ms(f.Expired-fault), ms(took))
+}
+
 // relink plugs node-a's cable back after dieWhole (Reset restarts its
 // processes).
 func relink(t *testing.T, v *vipkit.Lab) {
