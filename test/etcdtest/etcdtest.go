@@ -80,6 +80,7 @@ type options struct {
 	heartbeat time.Duration
 	election  time.Duration
 	fsync     bool
+	slowDisk  bool
 	args      []string
 	binary    string
 }
@@ -129,6 +130,8 @@ type Member struct {
 
 	srv     *Server
 	cluster string // --initial-cluster
+
+	disk *slowDisk // WithSlowDisk
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -190,6 +193,18 @@ func (s *Server) launch(dir string, n int) error {
 			DataDir:   filepath.Join(dir, fmt.Sprintf("m%d", i)),
 			LogPath:   filepath.Join(dir, fmt.Sprintf("m%d.log", i)),
 			srv:       s,
+		}
+		if s.opts.slowDisk {
+			d, err := mountSlowDisk(m.DataDir+".disk", m.DataDir)
+			if err != nil {
+				return err
+			}
+			m.disk = d
+			s.t.Cleanup(func() {
+				if err := d.unmount(); err != nil {
+					s.t.Errorf("unmount %s: %v", m.DataDir, err)
+				}
+			})
 		}
 		s.members = append(s.members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)

@@ -191,3 +191,28 @@ func TestProxyBlackholesEtcd(t *testing.T) {
 		t.Fatalf("get after the black hole: %v", err)
 	}
 }
+
+// A slowed disk holds every write for as long as it is told, on the real
+// server: a Put waits for the WAL's fdatasync. Only lower bounds are
+// asserted (a sleep cannot be shortened).
+func TestIntegrationSlowDisk(t *testing.T) {
+	s := etcdtest.Start(t, etcdtest.WithSlowDisk())
+	cli := s.Client(t)
+	put := func() time.Duration {
+		t.Helper()
+		began := time.Now()
+		if _, err := cli.Put(ctxT(t, 20*time.Second), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(began)
+	}
+	fast := put()
+	const delay = 400 * time.Millisecond
+	s.Members()[0].SetFsyncDelay(t, delay)
+	slow := put()
+	s.Members()[0].SetFsyncDelay(t, 0)
+	if slow < delay {
+		t.Fatalf("a Put on the slowed disk took %s, less than the %s every sync waits", slow, delay)
+	}
+	t.Logf("Put: %s before, %s with every sync delayed %s, %s after", fast, slow, delay, put())
+}

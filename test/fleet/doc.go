@@ -10,5 +10,5 @@
 //
 //	VIPKIT_FLEET=1 go test ./test/fleet -run TestIntegrationFleet -v -timeout 4h \
 //	  -fleet.steps 100,1000,3000,10000 -fleet.ttls 5s,10s -fleet.window 60s \
-//	  -fleet.faults none,kill-leader,stop-leader,starve-client
+//	  -fleet.faults none,kill-leader,stop-leader,slow-disk,starve-client
 package fleet

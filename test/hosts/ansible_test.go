@@ -2,6 +2,7 @@ package hosts
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -288,7 +289,7 @@ func TestHostsAnsible(t *testing.T) {
 		}
 	})
 	a := newAnsible(t, l, deb)
-	nodeA := l.Nodes[0]
+	nodeA, nodeB := l.Nodes[0], l.Nodes[1]
 
 	t.Run("check mode on fresh hosts", func(t *testing.T) {
 		r := a.play(t, "site.yml", nil, "--check", "--diff")
@@ -461,6 +462,82 @@ func TestHostsAnsible(t *testing.T) {
 				}
 				noStateChange(t, l, from, tc.name)
 			})
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("vipctl check errors fail the play", func(t *testing.T) {
+		// keepalived.conf left alone (vipkit_keepalived_render: false) and
+		// wrong: a hook calling a vipctl that is not installed there.
+		h := l.Host(nodeA)
+		orig, err := os.ReadFile(h.Path("/etc/keepalived/keepalived.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := strings.Replace(string(orig), `notify_master "`+Vipctl+` up`, `notify_master "/usr/bin/vipctl up`, 1)
+		if bad == string(orig) {
+			t.Fatal("the rendered keepalived.conf has no notify_master calling " + Vipctl)
+		}
+		if err := h.WriteFile("/etc/keepalived/keepalived.conf", []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := h.WriteFile("/etc/keepalived/keepalived.conf", orig, 0o644); err != nil {
+				t.Error(err)
+			}
+		}()
+		before := takeSnapshot(ctx, t, l, nodeA)
+		from := l.TL.Now()
+		r := a.play(t, "site.yml", map[string]any{"vipkit_keepalived_render": false}, "--limit", nodeA.Name)
+		f := strings.Join(r.failed(), "\n")
+		if s := r.Stats[nodeA.Name]; s.Failures != 1 || s.Changed != 0 ||
+			!strings.Contains(f, "Fail on vipctl check's errors, each with its fix") ||
+			!strings.Contains(f, "notify_master runs /usr/bin/vipctl, but vipctl is installed as "+Vipctl) || !strings.Contains(f, "-- fix: ") {
+			t.Errorf("stats %+v, failures %s; want the play failed on vipctl check's finding with its fix", s, f)
+		}
+		t.Logf("the play says: %s", f)
+		if d := before.diff(takeSnapshot(ctx, t, l, nodeA)); len(d) > 0 {
+			t.Errorf("%v", d)
+		}
+		noStateChange(t, l, from, "vipctl check error")
+	})
+
+	t.Run("rolling stops at the first failure", func(t *testing.T) {
+		settle(t, l, 2*time.Second)
+		from := l.TL.Now()
+		// The work fails on the first node (a package that does not exist).
+		r := a.play(t, "rolling.yml", map[string]any{"vipkit_deb": filepath.Join(a.dir, "vipkit_9_amd64.deb")})
+		f := r.failed()
+		if len(f) != 1 || !strings.HasPrefix(f[0], nodeA.Name+": vipkit : Copy the package to the host") {
+			t.Errorf("failures %q, want one, on %s's copy", f, nodeA.Name)
+		}
+		for _, c := range r.changed() {
+			if strings.HasPrefix(c, nodeB.Name) {
+				t.Errorf("the run went on to %s: %s", nodeB.Name, c)
+			}
+		}
+		// node-a stays handed over (its VIPs on the peer), node-b untouched.
+		for n, want := range map[*lab.Node]string{nodeA: "1", nodeB: "0"} {
+			// A missing file reads as 0 to keepalived.
+			b, _ := os.ReadFile(l.Host(n).Path(StateDir + "/" + lab.Instance + ".maint"))
+			if got := cmp.Or(strings.TrimSpace(string(b)), "0"); got != want {
+				t.Errorf("%s: maintenance file says %s, want %s", n.Name, got, want)
+			}
+		}
+		if !holds(l, nodeB) || holds(l, nodeA) {
+			t.Errorf("after the stop %s holds %v, %s holds %v", nodeA.Name, holds(l, nodeA), nodeB.Name, holds(l, nodeB))
+		}
+		if d := dualOwner(l, from); d != 0 {
+			t.Errorf("dual owner for %s", d)
+		}
+		// The operator fixes the work and rejoins the node.
+		if out, err := l.Host(nodeA).Output(ctx, Vipctl, "handover", "--undo", lab.Instance); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if _, err := l.TL.WaitState(ctx, nodeA.Name, lab.Instance, "BACKUP", from, 20*time.Second); err != nil {
+			t.Fatal(err)
 		}
 	})
 	if t.Failed() {
