@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -57,11 +58,43 @@ type Session struct {
 	RequestTimeout time.Duration
 	// HandoverWait: DefaultHandoverWait when zero.
 	HandoverWait time.Duration
+	// Ineligible starts the session without candidacies: keepalived is
+	// known to be gone (SetEligible).
+	Ineligible bool
 
 	mu    sync.Mutex
 	holds map[string]bool // instances whose track file this session set to OK
 
-	drain chan chan struct{}
+	drain    chan chan struct{}
+	eligible chan struct{} // poked (buffered) when want changed
+	want     atomic.Int32  // 0 unknown (Ineligible decides), 1 eligible, 2 not
+}
+
+// SetEligible says whether this node can serve the instances: false once
+// keepalived's VRRP process is gone (fenced's reaper released its VIPs),
+// true when a new one runs. An ineligible node hands what it holds to its
+// successors, withdraws its candidacies and claims nothing; otherwise a
+// dead keepalived would keep the key, and the instance, with nobody.
+// It never blocks.
+func (s *Session) SetEligible(ok bool) {
+	v := int32(2)
+	if ok {
+		v = 1
+	}
+	s.want.Store(v)
+	select {
+	case s.eligibleCh() <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) eligibleCh() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.eligible == nil {
+		s.eligible = make(chan struct{}, 1)
+	}
+	return s.eligible
 }
 
 // Holds reports whether this session holds the instance's key and told
@@ -125,6 +158,10 @@ func (s *Session) Run(ctx context.Context) error {
 		s.HandoverWait = DefaultHandoverWait
 	}
 	drain := s.drainCh()
+	s.eligibleCh()
+	if w := s.want.Load(); w != 0 {
+		s.Ineligible = w == 2
+	}
 	for {
 		err := s.run(ctx, drain)
 		if ctx.Err() != nil || errors.Is(err, ErrDrained) {
@@ -152,6 +189,10 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 	sts := map[string]*state{}
 	for _, in := range s.Instances {
 		sts[in.Name] = &state{in: in}
+		if s.Ineligible {
+			s.withdraw(ctx, in.Name)
+			continue
+		}
 		if err := s.publish(ctx, in, s.Holds(in.Name)); err != nil {
 			return err
 		}
@@ -183,6 +224,24 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 			s.drainAll(ctx, sts)
 			close(done)
 			return ErrDrained
+		case <-s.eligible:
+			w := s.want.Load()
+			ok := w == 1
+			if w == 0 || ok == !s.Ineligible {
+				continue
+			}
+			s.Ineligible = !ok
+			if !ok {
+				s.log().Warn("witness: keepalived is gone; handing over and withdrawing")
+				s.drainAll(ctx, sts)
+				continue
+			}
+			s.log().Info("witness: keepalived runs again; candidate again")
+			for _, in := range s.Instances {
+				if err := s.publish(ctx, in, false); err != nil {
+					return err
+				}
+			}
 		case <-timer.C:
 		case wr, ok := <-owners:
 			if err := s.apply(sts, wr, ok); err != nil {
@@ -302,6 +361,9 @@ func (s *Session) step(ctx context.Context, st *state) error {
 			s.log().Error("witness: resign after handover", "instance", name, "error", err)
 		}
 	}
+	if s.Ineligible {
+		return s.giveUp(ctx, st)
+	}
 	d := Decide(s.Node, int64(s.Lease), st.in, st.view)
 	held := s.Holds(name)
 	switch d.Action {
@@ -341,6 +403,30 @@ func (s *Session) permit(ctx context.Context, st *state) error {
 	}
 	s.setHolds(st.in.Name, true)
 	return s.publish(ctx, st.in, true)
+}
+
+// giveUp frees a key this ineligible node still holds: to the successor
+// if there is one, else by deleting it, so that whoever comes can claim.
+func (s *Session) giveUp(ctx context.Context, st *state) error {
+	if st.view.Owner != s.Node || st.view.OwnerLease != int64(s.Lease) {
+		return nil
+	}
+	if c, ok := Successor(s.Node, st.view.Candidates); ok {
+		return s.handOver(ctx, st, c, true)
+	}
+	if err := s.Act.Resign(ctx, st.in.Name, "witness: keepalived is gone"); err != nil {
+		return fmt.Errorf("witness: resign %s: %w", st.in.Name, err)
+	}
+	s.setHolds(st.in.Name, false)
+	key := OwnerKey(s.Prefix, st.in.Name)
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	if _, err := s.KV.Txn(rctx).If(clientv3.Compare(clientv3.Value(key), "=", s.Node), clientv3.Compare(clientv3.LeaseValue(key), "=", s.Lease)).
+		Then(clientv3.OpDelete(key)).Commit(); err != nil {
+		return fmt.Errorf("witness: free %s: %w", key, err)
+	}
+	st.view.Owner, st.view.OwnerLease = "", 0
+	return nil
 }
 
 // claim takes the free key in one transaction.
