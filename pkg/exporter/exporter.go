@@ -11,6 +11,7 @@
 package exporter
 
 import (
+	"maps"
 	"net/netip"
 	"sync"
 	"time"
@@ -26,6 +27,11 @@ import (
 // keepalived's states as `notify` and the FIFO report them, and RELEASED
 // from per-state hooks, which only know that the instance left MASTER.
 var States = []string{"MASTER", "BACKUP", "FAULT", "STOP", "DELETED", runstate.StateReleased}
+
+// Commands are vipctl's state-changing commands, the values of the command
+// label: each is exported from the start, at 0.
+var Commands = []string{"notify", "fifo", runstate.ActionUp, runstate.ActionDown, runstate.ActionAnnounce,
+	runstate.ActionRouteSrcAdd, runstate.ActionRouteSrcDel, runstate.ActionHandover}
 
 // Host is the kernel as the exporter reads it (hostnet.Net).
 type Host interface {
@@ -45,13 +51,19 @@ type Seen struct {
 	Host   Host
 	// Alive reports whether a refresher still runs (runstate.Alive).
 	Alive func(runstate.Proc) bool
-	Now   func() time.Time
+	// Keepalived finds keepalived's VRRP process and its start (clock
+	// ticks since boot, as tickets count): a report older than the process
+	// is from a keepalived that is gone (killed: no hook ran) and says
+	// nothing of the instance now. Nil: reports are taken as current.
+	Keepalived func() (start int64, running bool)
+	Now        func() time.Time
 	// Errors counts scrapes that could not read a source, by source.
 	Errors *prometheus.CounterVec
 
 	// mu serializes scrapes: Host is one netlink socket.
 	mu *sync.Mutex
 
+	up                                      *prometheus.Desc
 	instanceState, timeInState, transitions *prometheus.Desc
 	hookRuns, hookFailures, hookLate        *prometheus.Desc
 	hookDuration                            *prometheus.Desc
@@ -64,7 +76,8 @@ func NewSeen(s Seen) *Seen {
 	in := []string{"vrrp_instance"}
 	v := []string{"vrrp_instance", "vip"}
 	cmd := []string{"command"}
-	s.instanceState = prometheus.NewDesc("vipkit_keepalived_instance_state", "1 for the state keepalived last reported for the instance through a hook or the notify FIFO (RELEASED: a per-state hook said only that it left MASTER); every state 0 before any report.", []string{"vrrp_instance", "state"}, nil)
+	s.up = prometheus.NewDesc("vipkit_keepalived_up", "1 when keepalived's VRRP process (fenced.vrrp_pid_file) runs.", nil, nil)
+	s.instanceState = prometheus.NewDesc("vipkit_keepalived_instance_state", "1 for the state keepalived last reported for the instance through a hook or the notify FIFO (RELEASED: a per-state hook said only that it left MASTER); every state 0 before the running keepalived reported any, and while keepalived does not run.", []string{"vrrp_instance", "state"}, nil)
 	s.timeInState = prometheus.NewDesc("vipkit_keepalived_instance_time_in_state_seconds", "Time since the hook that reported the instance's current state ran.", in, nil)
 	s.transitions = prometheus.NewDesc("vipkit_keepalived_transitions_total", "Transitions keepalived reported for the instance, by the state entered (late hooks included).", []string{"vrrp_instance", "state"}, nil)
 	s.hookRuns = prometheus.NewDesc("vipkit_hook_runs_total", "Runs of a state-changing vipctl command (a hook, a FIFO line, a command by hand).", cmd, nil)
@@ -80,7 +93,7 @@ func NewSeen(s Seen) *Seen {
 
 // Describe implements prometheus.Collector.
 func (s *Seen) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.instanceState, s.timeInState, s.transitions, s.hookRuns, s.hookFailures, s.hookLate, s.hookDuration, s.held, s.hint, s.refresher, s.announced} {
+	for _, d := range []*prometheus.Desc{s.up, s.instanceState, s.timeInState, s.transitions, s.hookRuns, s.hookFailures, s.hookLate, s.hookDuration, s.held, s.hint, s.refresher, s.announced} {
 		ch <- d
 	}
 }
@@ -108,20 +121,39 @@ func (s *Seen) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	kaStart, kaRunning := int64(0), true
+	if s.Keepalived != nil {
+		kaStart, kaRunning = s.Keepalived()
+		gauge(s.up, b2f(kaRunning))
+	}
 	for _, in := range cfg.Instances {
 		rec := st.Instances[in.Name]
+		if rec != nil && (!kaRunning || rec.Ticket.Ticks < kaStart) {
+			rec = nil // reported to a keepalived that is gone
+		}
 		for _, state := range States {
 			gauge(s.instanceState, b2f(rec != nil && rec.State == state), in.Name, state)
 		}
-		if rec == nil {
-			continue
+		if all := st.Instances[in.Name]; all != nil {
+			// Counted over keepalived's restarts: a counter never goes back.
+			for state, n := range all.Transitions {
+				ch <- prometheus.MustNewConstMetric(s.transitions, prometheus.CounterValue, float64(n), in.Name, state)
+			}
 		}
-		gauge(s.timeInState, max(now.Sub(rec.Since), 0).Seconds(), in.Name)
-		for state, n := range rec.Transitions {
-			ch <- prometheus.MustNewConstMetric(s.transitions, prometheus.CounterValue, float64(n), in.Name, state)
+		if rec != nil {
+			gauge(s.timeInState, max(now.Sub(rec.Since), 0).Seconds(), in.Name)
 		}
 	}
-	for cmd, h := range st.Hooks {
+	hooks := maps.Clone(st.Hooks)
+	if hooks == nil {
+		hooks = map[string]*runstate.HookStats{}
+	}
+	for _, cmd := range Commands {
+		if hooks[cmd] == nil {
+			hooks[cmd] = &runstate.HookStats{} // at 0 from the start, for increase()
+		}
+	}
+	for cmd, h := range hooks {
 		ch <- prometheus.MustNewConstMetric(s.hookRuns, prometheus.CounterValue, float64(h.Runs), cmd)
 		ch <- prometheus.MustNewConstMetric(s.hookFailures, prometheus.CounterValue, float64(h.Failed), cmd)
 		ch <- prometheus.MustNewConstMetric(s.hookLate, prometheus.CounterValue, float64(h.Late), cmd)

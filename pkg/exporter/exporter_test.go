@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/hostnet"
@@ -74,13 +75,34 @@ vipkit_keepalived_transitions_total{state="BACKUP",vrrp_instance="VI_1"} 1
 vipkit_keepalived_transitions_total{state="MASTER",vrrp_instance="VI_1"} 1
 # HELP vipkit_hook_runs_total Runs of a state-changing vipctl command (a hook, a FIFO line, a command by hand).
 # TYPE vipkit_hook_runs_total counter
+vipkit_hook_runs_total{command="announce"} 0
+vipkit_hook_runs_total{command="down"} 0
+vipkit_hook_runs_total{command="fifo"} 0
+vipkit_hook_runs_total{command="handover"} 0
 vipkit_hook_runs_total{command="notify"} 2
+vipkit_hook_runs_total{command="route-src-add"} 0
+vipkit_hook_runs_total{command="route-src-del"} 0
+vipkit_hook_runs_total{command="up"} 0
 # HELP vipkit_hook_failures_total Runs that failed (non-zero exit, or a FIFO line that could not be applied).
 # TYPE vipkit_hook_failures_total counter
+vipkit_hook_failures_total{command="announce"} 0
+vipkit_hook_failures_total{command="down"} 0
+vipkit_hook_failures_total{command="fifo"} 0
+vipkit_hook_failures_total{command="handover"} 0
 vipkit_hook_failures_total{command="notify"} 1
+vipkit_hook_failures_total{command="route-src-add"} 0
+vipkit_hook_failures_total{command="route-src-del"} 0
+vipkit_hook_failures_total{command="up"} 0
 # HELP vipkit_hook_late_skips_total Runs that skipped VIPs a later-forked hook had already acted on (I6: a late hook never undoes a later transition).
 # TYPE vipkit_hook_late_skips_total counter
+vipkit_hook_late_skips_total{command="announce"} 0
+vipkit_hook_late_skips_total{command="down"} 0
+vipkit_hook_late_skips_total{command="fifo"} 0
+vipkit_hook_late_skips_total{command="handover"} 0
 vipkit_hook_late_skips_total{command="notify"} 1
+vipkit_hook_late_skips_total{command="route-src-add"} 0
+vipkit_hook_late_skips_total{command="route-src-del"} 0
+vipkit_hook_late_skips_total{command="up"} 0
 # HELP vipkit_vip_held 1 when the configured VIP is assigned on this host.
 # TYPE vipkit_vip_held gauge
 vipkit_vip_held{vip="192.0.2.100",vrrp_instance="VI_1"} 1
@@ -135,10 +157,36 @@ vipkit_vip_last_announcement_timestamp_seconds{vip="192.0.2.100",vrrp_instance="
 	if len(states) != 2*len(States) || states["VI_1/MASTER"] != 1 || states["VI_1/BACKUP"] != 0 || states["VI_2/MASTER"] != 0 {
 		t.Fatalf("instance states: %v", states)
 	}
-	// The hook histogram: the 3 ms run in le=0.005 and above, the 30 s run
-	// only in +Inf.
-	if n := testutil.CollectAndCount(s, "vipkit_hook_duration_seconds"); n != 1 {
-		t.Fatalf("hook duration histograms: %d, want 1", n)
+	// One hook histogram per command, every command from the start.
+	if n := testutil.CollectAndCount(s, "vipkit_hook_duration_seconds"); n != len(Commands) {
+		t.Fatalf("hook duration histograms: %d, want %d", n, len(Commands))
+	}
+	// A report older than the running keepalived (a keepalived killed
+	// without its hooks, then started again) or with no keepalived says
+	// nothing of the instance now; the transitions still count.
+	for _, ka := range []struct {
+		start   int64
+		running bool
+	}{{3, true}, {0, false}} {
+		s.Keepalived = func() (int64, bool) { return ka.start, ka.running }
+		want := `
+# HELP vipkit_keepalived_up 1 when keepalived's VRRP process (fenced.vrrp_pid_file) runs.
+# TYPE vipkit_keepalived_up gauge
+vipkit_keepalived_up ` + map[bool]string{true: "1", false: "0"}[ka.running] + `
+`
+		if err := testutil.CollectAndCompare(s, strings.NewReader(want), "vipkit_keepalived_up", "vipkit_keepalived_instance_time_in_state_seconds"); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.CollectAndCount(s, "vipkit_keepalived_transitions_total"); got != 2 {
+			t.Fatalf("transitions series: %d, want 2", got)
+		}
+		if got := testutil.ToFloat64(onlyMaster{s}); got != 0 {
+			t.Fatalf("MASTER reported for a gone keepalived (start %d, running %v)", ka.start, ka.running)
+		}
+	}
+	s.Keepalived = func() (int64, bool) { return 2, true }
+	if got := testutil.ToFloat64(onlyMaster{s}); got != 1 {
+		t.Fatal("MASTER from the running keepalived not exported")
 	}
 	// A source that cannot be read is counted, and the rest still exported.
 	s2 := NewSeen(Seen{Config: func() *config.Config { return cfg }, State: fixedState{err: errors.New("boom")}, Host: fakeHost{err: errors.New("boom")},
@@ -178,6 +226,33 @@ func TestCachedStateReadsOnlyChanges(t *testing.T) {
 		}
 		if loads != step.wantLoads {
 			t.Fatalf("loads = %d, want %d", loads, step.wantLoads)
+		}
+	}
+}
+
+// onlyMaster is VI_1's MASTER series of s.
+type onlyMaster struct{ s *Seen }
+
+func (o onlyMaster) Describe(ch chan<- *prometheus.Desc) { o.s.Describe(ch) }
+
+func (o onlyMaster) Collect(ch chan<- prometheus.Metric) {
+	all := make(chan prometheus.Metric)
+	go func() { o.s.Collect(all); close(all) }()
+	for m := range all {
+		if strings.Contains(m.Desc().String(), `"vipkit_keepalived_instance_state"`) {
+			var pb dto.Metric
+			_ = m.Write(&pb)
+			var in, st string
+			for _, l := range pb.GetLabel() {
+				if l.GetName() == "vrrp_instance" {
+					in = l.GetValue()
+				} else if l.GetName() == "state" {
+					st = l.GetValue()
+				}
+			}
+			if in == "VI_1" && st == "MASTER" {
+				ch <- m
+			}
 		}
 	}
 }

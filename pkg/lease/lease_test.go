@@ -313,12 +313,19 @@ func TestRenewRetriedAtOnceAfterTimeout(t *testing.T) {
 	k := r.cli.Next(t, leasetest.OpKeepAlive)
 	r.clock.Set(t0 + 2*renew) // the request timeout ran out
 	k.Fail(context.DeadlineExceeded)
+	// The timeout is no round trip: the last latency stays the grant's.
+	if s := r.waitFor("failed renewal", func(s lease.Status) bool { return s.RenewalsFailed == 1 }); s.LastRenewLatency >= renew {
+		t.Fatalf("a timed-out renewal set the last renewal latency to %s", s.LastRenewLatency)
+	}
 	k = r.cli.Next(t, leasetest.OpKeepAlive)
 	checkRPC(t, k, ttl-margin-2*renew)
 	k.KeepAlive(5)
 	s := r.waitFor("renewal", func(s lease.Status) bool { return s.RenewalsOK == 2 })
 	if s.State != lease.Healthy || s.ValidFor != ttl-margin {
 		t.Fatalf("after the retry: %+v, want healthy and valid for %s", s, ttl-margin)
+	}
+	if s.LastRenewLatency != 0 {
+		t.Fatalf("last renewal latency %s, want the retry's 0", s.LastRenewLatency)
 	}
 }
 

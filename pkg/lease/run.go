@@ -280,9 +280,11 @@ func (h *Holder) renew(now time.Duration, l *held) {
 
 func (h *Holder) renewed(now time.Duration, l *held, ev event) {
 	l.renewing = false
-	h.counters.LastRenewLatency = ev.latency
 	switch {
 	case ev.err == nil && ev.ttl > 0:
+		// Acknowledged renewals only: a timed-out one took its timeout,
+		// not a round trip, and an etcd outage is not a slow etcd.
+		h.counters.LastRenewLatency = ev.latency
 		h.counters.RenewalsOK++
 		if e := ev.sent + min(ev.ttl, l.ttl); e > l.expiry {
 			l.expiry, l.deadline = e, e-h.cfg.Cluster.Margin

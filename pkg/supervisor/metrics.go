@@ -18,6 +18,9 @@ type Metrics struct {
 	// the guard removed, an announcement of the defender.
 	FenceDuration *prometheus.HistogramVec
 	RenewLatency  *prometheus.HistogramVec
+	// RenewMargin is each renewal's latency over the cluster's margin: the
+	// share of the margin a renewal ate, whatever the margin is.
+	RenewMargin   *prometheus.HistogramVec
 	GuardRemovals prometheus.Counter
 	Defended      prometheus.Counter
 	// ScrapeErrors counts sources a scrape could not read (exporter.Seen).
@@ -61,6 +64,11 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 			Help:    "Round trip of each acknowledged lease renewal.",
 			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 		}, []string{"cluster"}),
+		RenewMargin: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vipkit_fenced_renew_latency_margin_ratio",
+			Help:    "Round trip of each acknowledged lease renewal over the cluster's margin (above 0.5: the renewal ate more than half the margin).",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2},
+		}, []string{"cluster"}),
 		GuardRemovals:  prometheus.NewCounter(prometheus.CounterOpts{Name: "vipkit_fenced_route_guard_removals_total", Help: "Orphaned local routes (a VIP's route left after its address went) the route guard removed (I1)."}),
 		Defended:       prometheus.NewCounter(prometheus.CounterOpts{Name: "vipkit_fenced_defender_announcements_total", Help: "Announcements the defender sent for a VIP held here after another host claimed it."}),
 		ScrapeErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vipkit_fenced_scrape_errors_total", Help: "Sources a scrape could not read (state: vipctl's state file; addresses, routes: the kernel)."}, []string{"source"}),
@@ -82,7 +90,7 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 	for _, l := range []string{"state", "addresses", "routes"} {
 		m.ScrapeErrors.WithLabelValues(l) // present at 0 from the start
 	}
-	reg.MustRegister(m, m.GuardWindow, m.FenceDuration, m.RenewLatency, m.GuardRemovals, m.Defended, m.ScrapeErrors)
+	reg.MustRegister(m, m.GuardWindow, m.FenceDuration, m.RenewLatency, m.RenewMargin, m.GuardRemovals, m.Defended, m.ScrapeErrors)
 	return m
 }
 
@@ -118,6 +126,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(m.clusterState, prometheus.GaugeValue, v, c.Name, s.String())
 		}
+		// Every reason from the start, at 0: a counter that appears at 1
+		// hides its first increase from increase() and rate().
+		for _, r := range fenceReasons {
+			if _, ok := st.Fences[string(r)]; !ok {
+				ch <- prometheus.MustNewConstMetric(m.fences, prometheus.CounterValue, 0, c.Name, string(r))
+			}
+		}
 		for reason, n := range st.Fences {
 			ch <- prometheus.MustNewConstMetric(m.fences, prometheus.CounterValue, float64(n), c.Name, reason)
 		}
@@ -141,6 +156,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// fenceReasons are the lease holder's fence reasons (lease.Reason).
+var fenceReasons = []lease.Reason{lease.ReasonDeadline, lease.ReasonLeaseNotFound, lease.ReasonKeyDeleted, lease.ReasonClientClosed, lease.ReasonStopped}
+
 // ObserveGuard records one route removed by the guard and, when known, the
 // window from the address deletion to the route gone.
 func (m *Metrics) ObserveGuard(d time.Duration) {
@@ -155,7 +173,10 @@ func (m *Metrics) ObserveFence(cluster string, d time.Duration) {
 	m.FenceDuration.WithLabelValues(cluster).Observe(d.Seconds())
 }
 
-// ObserveRenew records one acknowledged renewal.
-func (m *Metrics) ObserveRenew(cluster string, d time.Duration) {
+// ObserveRenew records one acknowledged renewal of a cluster with margin.
+func (m *Metrics) ObserveRenew(cluster string, d, margin time.Duration) {
 	m.RenewLatency.WithLabelValues(cluster).Observe(d.Seconds())
+	if margin > 0 {
+		m.RenewMargin.WithLabelValues(cluster).Observe(d.Seconds() / margin.Seconds())
+	}
 }

@@ -483,6 +483,14 @@ func (r *Runtime) seen(n *hostnet.Net, m *Metrics) *exporter.Seen {
 		State:  state,
 		Host:   n,
 		Alive:  runstate.Alive,
+		Keepalived: func() (int64, bool) {
+			pid, ok := guard.ProcFS{}.Find(r.Sup.Config().Fenced.VRRPPIDFile)
+			if !ok {
+				return 0, false
+			}
+			start, err := runstate.ProcStart(pid)
+			return start, err == nil
+		},
 		Now:    time.Now,
 		Errors: m.ScrapeErrors,
 	})

@@ -38,7 +38,11 @@ func (s *Supervisor) Snapshot() fencedstate.Snapshot {
 	for name, c := range s.clusters {
 		cs = append(cs, c)
 		st := lease.Status{State: lease.Starting}
-		if p := c.status.Load(); p != nil {
+		if h := c.holder.Load(); h != nil {
+			// Current: renewals, latency and validity change without a
+			// state change (OnChange reports only those).
+			st = h.Status()
+		} else if p := c.status.Load(); p != nil {
 			st = *p
 		}
 		l := leaseOf(st)

@@ -65,7 +65,7 @@ type Supervisor struct {
 	// instances took; OnRenew the round trip of each acknowledged renewal
 	// (metrics). Neither may block.
 	OnFence func(cluster string, took time.Duration)
-	OnRenew func(cluster string, latency time.Duration)
+	OnRenew func(cluster string, latency, margin time.Duration)
 
 	applyMu  sync.Mutex
 	fencing  atomic.Int32 // fences in progress (Fencing)
@@ -348,7 +348,7 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 	}
 	lcfg.OnRenew = func(d time.Duration) {
 		if s.OnRenew != nil {
-			s.OnRenew(cl.Name, d)
+			s.OnRenew(cl.Name, d, cl.Margin)
 		}
 		// The state file records the new deadline (fencedstate.LeasesValid).
 		s.changed()

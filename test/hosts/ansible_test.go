@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/check"
+	"github.com/vipkit/vipkit/pkg/config"
+	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/test/lab"
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
@@ -707,5 +710,80 @@ func (a *ansible) setVar(t *testing.T, key string, v any) {
 	b, _ = json.MarshalIndent(inv, "", "  ")
 	if err := os.WriteFile(a.inv, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAnsibleTemplates renders the role's templates for both liveness
+// modes and a witnessed instance (with Debian's ansible, on this machine)
+// and judges them as vipctl check does: vipkit.toml parses, and
+// keepalived.conf read the way keepalived reads it meets every expectation
+// of that vipkit.toml. Debian's keepalived checks the process-liveness
+// file (the script mode names /usr/sbin/fenced, which only the hosts have:
+// TestHostsAnsible's validate: runs keepalived --config-test there).
+func TestAnsibleTemplates(t *testing.T) {
+	if _, err := exec.LookPath("ansible"); err != nil {
+		netnstest.Missing(t, "no ansible: make deps installs Debian's ansible")
+	}
+	root, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := filepath.Join(root, "contrib/ansible/roles/vipkit")
+	dir := t.TempDir()
+	vars := map[string]any{
+		"vipkit_clusters": []any{map[string]any{"name": "main", "endpoints": []string{"http://192.0.2.20:2379"}}},
+		"vipkit_instances": []any{
+			map[string]any{"name": "VI_1", "dev": "eth0", "vips": []string{"192.0.2.100", "192.0.2.101/24"}, "cluster": "main", "vrid": 51},
+			map[string]any{"name": "VI_2", "dev": "eth0", "vips": []string{"2001:db8::100"}, "cluster": "main", "vrid": 52,
+				"witness": true, "priority": 120, "announce": map[string]any{"count": 5}},
+		},
+	}
+	b, _ := json.Marshal(vars)
+	varsFile := filepath.Join(dir, "vars.json")
+	if err := os.WriteFile(varsFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	render := func(t *testing.T, tmpl, dest string, extra ...string) {
+		t.Helper()
+		args := append([]string{"localhost", "-c", "local", "-i", "localhost,", "-m", "template",
+			"-a", "src=" + filepath.Join(role, "templates", tmpl) + " dest=" + dest,
+			"-e", "@" + filepath.Join(role, "defaults/main.yml"), "-e", "@" + varsFile}, extra...)
+		cmd := exec.Command("ansible", args...)
+		cmd.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"), "ANSIBLE_REMOTE_TEMP="+filepath.Join(dir, "tmp"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ansible template %s: %v\n%s", tmpl, err, out)
+		}
+	}
+	toml := filepath.Join(dir, "vipkit.toml")
+	render(t, "vipkit.toml.j2", toml)
+	cfg, err := config.Load(toml)
+	if err != nil {
+		t.Fatalf("the rendered vipkit.toml: %v", err)
+	}
+	if in, _ := cfg.InstanceByName("VI_2"); !in.Witness || in.Priority != 120 || !in.Nopreempt || in.Announce.Count != 5 {
+		t.Errorf("VI_2 as rendered: %+v", in)
+	}
+	for _, liveness := range []string{"process", "script"} {
+		t.Run(liveness, func(t *testing.T) {
+			conf := filepath.Join(dir, "keepalived-"+liveness+".conf")
+			render(t, "keepalived.conf.j2", conf, "-e", "vipkit_keepalived_liveness="+liveness)
+			kc, err := keepalived.LoadConf(conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := check.Expectations(cfg, "/usr/sbin/vipctl", "/usr/sbin/fenced", "2.2.7", func(string) bool { return true })
+			for _, is := range check.Inspect(kc, want) {
+				if is.Severity == check.Error {
+					t.Errorf("%s: %s: %s (fix: %s)", is.Line, is.Subject, is.Message, is.Fix)
+				} else {
+					t.Logf("%s %s: %s", is.Severity, is.Subject, is.Message)
+				}
+			}
+			if liveness == "process" {
+				if out, err := exec.Command(repo.Keepalived(), "--config-test", "--use-file", conf).CombinedOutput(); err != nil {
+					t.Errorf("keepalived --config-test: %v\n%s", err, out)
+				}
+			}
+		})
 	}
 }

@@ -45,10 +45,14 @@ esac
 
 const emptyMain = "package main\n\nfunc main() {}\n"
 
+// baseline is -baseline: an earlier vipctl to compare with, or none.
+var baseline string
+
 func main() {
 	vipctl := flag.String("vipctl", "bin/vipctl", "vipctl binary to measure")
 	rounds := flag.Int("rounds", 300, "measurements per variant")
 	scaleRounds := flag.Int("scale-rounds", 7, "measurements per variant of the host-scale part (many VIPs, stale state)")
+	flag.StringVar(&baseline, "baseline", "", "another vipctl binary (an earlier build) whose up and down are measured in the same rounds, for a ratio")
 	flag.Parse()
 	if err := run(*vipctl, *rounds, *scaleRounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -181,6 +185,20 @@ func measureHooks(exe func(args ...string) func() error, empty, hook, vipctl str
 		{"vipctl up --own (starts refresher)", exe(vipctl, "up", "--own", "--dev", "eth0", "192.0.2.102"), nil},
 		{"vipctl down --own (stops refresher)", exe(vipctl, "down", "--own", "--dev", "eth0", "192.0.2.102"), settle(func() error { return nil })},
 	}
+	if baseline != "" {
+		b, err := filepath.Abs(baseline)
+		if err != nil {
+			return err
+		}
+		variants = append(variants, []struct {
+			name   string
+			fn     func() error
+			before func() error
+		}{
+			{"baseline vipctl up --own (no refresher)", exe(b, "up", "--own", "--refresh-for", "0s", "--dev", "eth0", "192.0.2.103"), nil},
+			{"baseline vipctl down --own", exe(b, "down", "--own", "--dev", "eth0", "192.0.2.103"), nil},
+		}...)
+	}
 	vs := make([]variant, len(variants))
 	for i, v := range variants {
 		vs[i] = variant{name: v.name, fn: v.fn, before: v.before}
@@ -201,6 +219,10 @@ func measureHooks(exe func(args ...string) func() error, empty, hook, vipctl str
 	fmt.Printf("\nshell hook / vipctl route-src add+del: %.1fx faster (goal >= 4x)\n", float64(med[1])/float64(med[2]))
 	fmt.Printf("vipctl up (no refresher) / exec floor: %.2fx (goal <= 3x, median under 3 ms)\n", float64(med[3])/float64(med[0]))
 	fmt.Printf("vipctl down / exec floor:              %.2fx (goal <= 3x, median under 3 ms)\n", float64(med[4])/float64(med[0]))
+	if baseline != "" {
+		fmt.Printf("vipctl up / baseline up:               %.3fx\n", float64(med[3])/float64(med[7]))
+		fmt.Printf("vipctl down / baseline down:           %.3fx\n", float64(med[4])/float64(med[8]))
+	}
 	return nil
 }
 

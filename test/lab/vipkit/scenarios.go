@@ -311,7 +311,7 @@ func (v *Lab) runEtcdLoss(ctx context.Context, r *Result) error {
 	}
 	// fenced fences within TTL − margin of its last renewal; the server
 	// expires the lease within TTL of it (and reaps every 500 ms).
-	within := DefaultTTL + 5*time.Second
+	within := v.TTL() + 5*time.Second
 	if _, err := v.TL.WaitState(ctx, m.Name, lab.Instance, "FAULT", r.Fault, within); err != nil {
 		return err
 	}

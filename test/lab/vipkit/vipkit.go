@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -53,6 +55,9 @@ type Options struct {
 	// ContribDir holds the keepalived configs; contrib/keepalived in the
 	// repository when empty.
 	ContribDir string
+	// TTL and Margin replace DefaultTTL and DefaultMargin for the main
+	// cluster (both or neither).
+	TTL, Margin time.Duration
 }
 
 // Lab is a running lab with vipkit (or, with Options.Control, without).
@@ -70,6 +75,8 @@ type Lab struct {
 	log    *slog.Logger
 	vipctl string
 	fenced string
+
+	ttl, margin time.Duration
 
 	mu       sync.Mutex
 	procs    map[string]*proc.Proc // fenced per node
@@ -112,7 +119,8 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	v = &Lab{Mode: opts.Mode, Control: opts.Control, Witness: opts.Witness && !opts.Control, log: log, procs: map[string]*proc.Proc{}, cut: map[string]bool{}, maint: map[string]bool{}}
+	v = &Lab{Mode: opts.Mode, Control: opts.Control, Witness: opts.Witness && !opts.Control, log: log, procs: map[string]*proc.Proc{}, cut: map[string]bool{}, maint: map[string]bool{},
+		ttl: opts.TTL, margin: opts.Margin}
 	if opts.Control {
 		v.Mode = "control"
 		v.Conf = proc.ControlConfig
@@ -180,9 +188,12 @@ func (v *Lab) TOMLFor(n *lab.Node, fleet bool) TOML {
 	vips := func(a ...string) []string { return a }
 	t := TOML{
 		Node: n.Name, StateDir: n.StateDir, VRRPPIDFile: filepath.Join(n.Dir, "keepalived-vrrp.pid"),
-		Clusters: []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1]}},
+		Clusters: []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1], TTL: v.ttl, Margin: v.margin}},
 		Instances: []InstanceConf{{Name: lab.Instance, VIPs: vips(lab.VIP4.String(), lab.VIP6.String()), Own: v.Mode.Own(), Cluster: "main",
 			Witness: v.Witness, Priority: n.Priority}},
+	}
+	if v.ttl != 0 {
+		t.Clusters[0].HoldDown = DefaultHoldDown
 	}
 	if fleet {
 		t.Clusters = append(t.Clusters, ClusterConf{Name: "second", Endpoints: v.Etcd2})
@@ -552,4 +563,38 @@ func (v *Lab) ReadFencedState(n *lab.Node) (FencedState, error) {
 		return s, fmt.Errorf("read fenced state of %s: %w", n.Name, err)
 	}
 	return s, nil
+}
+
+// Scrape fetches node n's fenced metrics (MetricsAddr) from inside the
+// node's namespace as a Prometheus on the node would: bounded by ctx (a
+// stopped fenced accepts the connection and never answers).
+func (v *Lab) Scrape(ctx context.Context, n *lab.Node) ([]byte, error) {
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return n.Host.NS.DialContext(ctx, network, addr)
+	}, DisableKeepAlives: true}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape fenced on %s: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %s", resp.Status)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scrape fenced on %s: %w", n.Name, err)
+	}
+	return b, nil
+}
+
+// TTL is the main cluster's lease TTL (Options.TTL, else DefaultTTL).
+func (v *Lab) TTL() time.Duration {
+	if v.ttl != 0 {
+		return v.ttl
+	}
+	return DefaultTTL
 }
