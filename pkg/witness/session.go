@@ -201,8 +201,12 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	owners := s.KV.Watch(wctx, OwnersPrefix(s.Prefix), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	cands := s.KV.Watch(wctx, CandidatesPrefix(s.Prefix), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	// One watch over the whole prefix (member and fleet keys are ignored):
+	// a handover moves the owner key and deletes a candidacy in one
+	// transaction, and only one watch delivers both in one response. Two
+	// watches could show the new owner before the withdrawn candidacy, and
+	// the new owner would hand the key straight back.
+	events := s.KV.Watch(wctx, strings.TrimRight(s.Prefix, "/")+"/", clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -243,11 +247,7 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 				}
 			}
 		case <-timer.C:
-		case wr, ok := <-owners:
-			if err := s.apply(sts, wr, ok); err != nil {
-				return err
-			}
-		case wr, ok := <-cands:
+		case wr, ok := <-events:
 			if err := s.apply(sts, wr, ok); err != nil {
 				return err
 			}
@@ -357,7 +357,7 @@ func (s *Session) step(ctx context.Context, st *state) error {
 			return nil
 		}
 		st.pending = nil
-		if err := s.Act.Resign(ctx, name, "witness: handed over to "+p.to); err != nil {
+		if err := s.resign(ctx, name, "witness: handed over to "+p.to); err != nil {
 			s.log().Error("witness: resign after handover", "instance", name, "error", err)
 		}
 	}
@@ -370,8 +370,7 @@ func (s *Session) step(ctx context.Context, st *state) error {
 	case Wait:
 		if held {
 			// The key is gone or another's while we held it: give up now.
-			s.setHolds(name, false)
-			if err := s.Act.Resign(ctx, name, "witness: owner key lost"); err != nil {
+			if err := s.resign(ctx, name, "witness: owner key lost"); err != nil {
 				s.log().Error("witness: resign", "instance", name, "error", err)
 			}
 			s.log().Warn("witness: owner key lost; resigned", "instance", name, "owner", st.view.Owner)
@@ -396,13 +395,23 @@ func (s *Session) step(ctx context.Context, st *state) error {
 	return nil
 }
 
+// permit records the holding first: the runtime's reassertion of the
+// track files (under the same lock as Permit) must not undo the OK.
 func (s *Session) permit(ctx context.Context, st *state) error {
+	s.setHolds(st.in.Name, true)
 	if err := s.Act.Permit(ctx, s, st.in.Name); err != nil {
+		s.setHolds(st.in.Name, false)
 		s.log().Warn("witness: not permitted", "instance", st.in.Name, "error", err)
 		return nil
 	}
-	s.setHolds(st.in.Name, true)
 	return s.publish(ctx, st.in, true)
+}
+
+// resign stops holding first, so that no reassertion writes OK back, then
+// releases the VIPs and writes FAULT.
+func (s *Session) resign(ctx context.Context, name, reason string) error {
+	s.setHolds(name, false)
+	return s.Act.Resign(ctx, name, reason)
 }
 
 // giveUp frees a key this ineligible node still holds: to the successor
@@ -414,10 +423,9 @@ func (s *Session) giveUp(ctx context.Context, st *state) error {
 	if c, ok := Successor(s.Node, st.view.Candidates); ok {
 		return s.handOver(ctx, st, c, true)
 	}
-	if err := s.Act.Resign(ctx, st.in.Name, "witness: keepalived is gone"); err != nil {
+	if err := s.resign(ctx, st.in.Name, "witness: keepalived is gone"); err != nil {
 		return fmt.Errorf("witness: resign %s: %w", st.in.Name, err)
 	}
-	s.setHolds(st.in.Name, false)
 	key := OwnerKey(s.Prefix, st.in.Name)
 	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
 	defer cancel()
@@ -453,16 +461,17 @@ func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw
 	name := st.in.Name
 	var err error
 	if st.in.Fast {
+		// Still "held" for the track file: keepalived stays MASTER without
+		// VIPs until the successor is ready (pending, below).
 		err = s.Act.Release(ctx, name)
 	} else {
-		err = s.Act.Resign(ctx, name, "witness: handing over to "+c.Node)
+		err = s.resign(ctx, name, "witness: handing over to "+c.Node)
 	}
 	if err != nil {
 		// Not sure the VIPs are gone: keep the key (the holder's fence
 		// and the lease cover a host that cannot release).
 		return fmt.Errorf("witness: release %s before handing it to %s: %w", name, c.Node, err)
 	}
-	s.setHolds(name, false)
 	key, ckey := OwnerKey(s.Prefix, name), CandidateKey(s.Prefix, name, c.Node)
 	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
 	defer cancel()
@@ -483,7 +492,7 @@ func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw
 	if err != nil || !resp.Succeeded {
 		// The successor went, or the request failed: make sure keepalived is
 		// out, then the key is free (deleted in the Else) or ours to retry.
-		if rerr := s.Act.Resign(ctx, name, "witness: handover to "+c.Node+" did not happen"); rerr != nil {
+		if rerr := s.resign(ctx, name, "witness: handover to "+c.Node+" did not happen"); rerr != nil {
 			s.log().Error("witness: resign", "instance", name, "error", rerr)
 		}
 		if err != nil {
