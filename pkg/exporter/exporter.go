@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vipkit/vipkit/pkg/config"
-	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/pkg/runstate"
 )
 
@@ -36,7 +35,8 @@ var Commands = []string{"notify", "fifo", runstate.ActionUp, runstate.ActionDown
 // Host is the kernel as the exporter reads it (hostnet.Net).
 type Host interface {
 	Assigned() (map[netip.Addr]bool, error)
-	AllLocalRoutes() ([]hostnet.LocalRoute, error)
+	// Hinted lists the addresses whose local route carries vipkit's hint.
+	Hinted() (map[netip.Addr]bool, error)
 }
 
 // StateFile reads vipctl's state (CachedState).
@@ -169,15 +169,9 @@ func (s *Seen) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		s.fail("addresses")
 	}
-	routes, err := s.Host.AllLocalRoutes()
+	hinted, err := s.Host.Hinted()
 	if err != nil {
 		s.fail("routes")
-	}
-	hinted := map[netip.Addr]bool{}
-	for _, r := range routes {
-		if r.IsHint() {
-			hinted[r.Dst] = true
-		}
 	}
 	alive := map[runstate.Proc]bool{}
 	for _, in := range cfg.Instances {

@@ -31,7 +31,15 @@ func (h fakeHost) Assigned() (map[netip.Addr]bool, error) {
 	return m, h.err
 }
 
-func (h fakeHost) AllLocalRoutes() ([]hostnet.LocalRoute, error) { return h.routes, h.err }
+func (h fakeHost) Hinted() (map[netip.Addr]bool, error) {
+	m := map[netip.Addr]bool{}
+	for _, r := range h.routes {
+		if r.IsHint() {
+			m[r.Dst] = true
+		}
+	}
+	return m, h.err
+}
 
 type fixedState struct {
 	st  *runstate.State

@@ -364,6 +364,30 @@ func (n *Net) AllLocalRoutes() ([]LocalRoute, error) {
 	return n.localRoutesOf(netlink.FAMILY_ALL)
 }
 
+// Hinted lists the addresses whose local route carries vipkit's source
+// hint (HintProtocol): one dump, no interface lookups (a scrape's read).
+func (n *Net) Hinted() (map[netip.Addr]bool, error) {
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Type: unix.RTN_LOCAL, Protocol: HintProtocol}
+	var rs []netlink.Route
+	err := retryDump(func() (err error) {
+		rs, err = n.h.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE|netlink.RT_FILTER_PROTOCOL)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list local routes: %w", err)
+	}
+	out := make(map[netip.Addr]bool, len(rs))
+	for _, r := range rs {
+		if r.Dst == nil || r.Protocol != HintProtocol {
+			continue
+		}
+		if p, ok := prefixOf(r.Dst); ok && p.Bits() == p.Addr().BitLen() {
+			out[p.Addr()] = true
+		}
+	}
+	return out, nil
+}
+
 func (n *Net) localRoutesOf(family int) ([]LocalRoute, error) {
 	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Type: unix.RTN_LOCAL}
 	var rs []netlink.Route

@@ -100,11 +100,20 @@ func TestPrivilegedHintLifecycle(t *testing.T) {
 			if len(rs) != 1 || !rs[0].IsHint() || rs[0].Src != src {
 				t.Fatalf("local routes with hint = %v, want only the hint", rs)
 			}
+			// What a scrape reads: the hinted VIP, not the primary's kernel route.
+			hinted, err := nd.net.Hinted()
+			must(t, err)
+			if !hinted[v.Addr()] || hinted[src] || len(hinted) != 1 {
+				t.Fatalf("Hinted = %v, want only %s", hinted, v)
+			}
 			// Release in the safe order: route, then address.
 			must(t, nd.net.Release(nd.link, v))
 			must(t, nd.net.Release(nd.link, v)) // idempotent
 			if rs := nd.routes(t, v); len(rs) != 0 {
 				t.Fatalf("after release local routes = %v, want none", rs)
+			}
+			if hinted, err := nd.net.Hinted(); err != nil || len(hinted) != 0 {
+				t.Fatalf("Hinted after release = %v, %v; want none", hinted, err)
 			}
 		})
 	}

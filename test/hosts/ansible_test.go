@@ -602,6 +602,25 @@ func TestHostsAnsible(t *testing.T) {
 				t.Fatalf("%v: %s", err, out)
 			}
 		}
+		// The first node in the play's order holds the VIP, so that each
+		// node's handover moves it (a node that does not hold it hands over
+		// nothing: nopreempt keeps it where it is).
+		if !holds(l, nodeA) {
+			mark := l.TL.Now()
+			for _, step := range []struct {
+				args  []string
+				node  *lab.Node
+				state string
+			}{{[]string{"handover", lab.Instance}, nodeA, "MASTER"}, {[]string{"handover", "--undo", lab.Instance}, nodeB, "BACKUP"}} {
+				if out, err := l.Host(nodeB).Output(ctx, Vipctl, step.args...); err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				if _, err := l.TL.WaitState(ctx, step.node.Name, lab.Instance, step.state, mark, 20*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			settle(t, l, 2*time.Second)
+		}
 		from := l.TL.Mark(observe.KindFault, "controller", "rolling.yml")
 		r := a.play(t, "rolling.yml", map[string]any{"vipkit_deb": "", "vipkit_apt_repo": "deb [trusted=yes] file:/srv/vipkit-repo ./", "vipkit_package_state": "latest"})
 		r.mustSucceed(t)
