@@ -154,4 +154,16 @@ func TestPrivilegedFIFOReader(t *testing.T) {
 	if h.assigned(t, "192.0.2.100") || len(h.localRoutes(t, "192.0.2.100")) != 0 {
 		t.Fatalf("STOP written after SIGTERM was not applied\n%s", h.logs())
 	}
+	// Every line counted for fenced: 42 runs of fifo, the last state STOP.
+	st, err := runstate.New(h.state).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vi1 := st.Instances["VI_1"]
+	if vi1 == nil || vi1.State != "STOP" || vi1.Transitions["MASTER"] != 21 || vi1.Transitions["BACKUP"] != 20 || vi1.Transitions["STOP"] != 1 {
+		t.Fatalf("VI_1 recorded as %+v, want STOP after MASTER:21 BACKUP:20 STOP:1", vi1)
+	}
+	if f := st.Hooks["fifo"]; f == nil || f.Runs != 42 || f.Failed != 0 {
+		t.Fatalf("fifo runs recorded as %+v, want 42", f)
+	}
 }

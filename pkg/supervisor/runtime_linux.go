@@ -253,7 +253,8 @@ func (r *Runtime) startGuards(ctx context.Context, cfg *config.Config, m *Metric
 	reaper := &guard.Keepalived{
 		PIDFile: cfg.Fenced.VRRPPIDFile, Every: cfg.Fenced.ReconcileEvery, Procs: guard.ProcFS{}, Log: log,
 		Release: r.Sup.ReleaseAll,
-		OnStart: func(int) { r.Sup.RewriteTracks(ctx) },
+		OnStart: func(int) { r.Sup.RewriteTracks(ctx); r.Sup.SetKeepalived(true) },
+		OnExit:  func(int) { r.Sup.SetKeepalived(false) },
 	}
 	if cfg.Fenced.Defend {
 		if d := r.newDefender(ctx, cfg, &wg, m); d != nil {

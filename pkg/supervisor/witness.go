@@ -78,6 +78,7 @@ func (c *cluster) startSession(id int64) {
 	s := &witness.Session{
 		KV: c.kv, Act: witnessAct{c}, Prefix: c.cfg.Prefix, Node: c.node, Lease: clientv3.LeaseID(id),
 		Instances: ins, Log: c.log, RequestTimeout: c.cfg.RequestTimeout,
+		Ineligible: c.kaGone != nil && c.kaGone.Load(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.sess, c.sessCancel = s, cancel
@@ -111,6 +112,28 @@ func (c *cluster) drainSession(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s.Drain(ctx)
+}
+
+// SetKeepalived tells the witness sessions whether keepalived's VRRP
+// process runs (the reaper saw it start, or exit after it had run): a node
+// without keepalived hands its witnessed instances over and is no
+// candidate until keepalived is back.
+func (s *Supervisor) SetKeepalived(running bool) {
+	s.kaGone.Store(!running)
+	s.mu.Lock()
+	cs := make([]*cluster, 0, len(s.clusters))
+	for _, c := range s.clusters {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.mu.Lock()
+		sess := c.sess
+		c.mu.Unlock()
+		if sess != nil {
+			sess.SetEligible(running)
+		}
+	}
 }
 
 // onStatus follows the holder: a session while Healthy, none otherwise.

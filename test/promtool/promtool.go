@@ -16,9 +16,13 @@ import (
 )
 
 // Path finds promtool: $VIPKIT_BIN_DIR/promtool, else the repository's
-// bin/promtool. Missing, the test is skipped, or fails under CI=true.
+// bin/promtool. Missing, the test is skipped, or fails under CI=true; with
+// -short (make test-unit: no binaries) it is skipped.
 func Path(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs promtool: skipped with -short")
+	}
 	var dirs []string
 	if d := os.Getenv("VIPKIT_BIN_DIR"); d != "" {
 		dirs = append(dirs, d)
