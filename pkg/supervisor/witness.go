@@ -80,6 +80,13 @@ func (c *cluster) startSession(id int64) {
 		Instances: ins, Log: c.log, RequestTimeout: c.cfg.RequestTimeout,
 		Ineligible: c.kaGone != nil && c.kaGone.Load(),
 	}
+	if c.maintOf != nil {
+		for name := range w {
+			if c.maintOf(name) {
+				s.SetMaintenance(name, true)
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.sess, c.sessCancel = s, cancel
 	c.sessWG.Add(1)
@@ -134,6 +141,42 @@ func (s *Supervisor) SetKeepalived(running bool) {
 			sess.SetEligible(running)
 		}
 	}
+}
+
+// SetMaintenance tells the witness that an instance is in maintenance on
+// this node (its maintenance file says 1) or no longer is.
+func (s *Supervisor) SetMaintenance(instance string, on bool) {
+	s.mu.Lock()
+	if s.maint == nil {
+		s.maint = map[string]bool{}
+	}
+	if s.maint[instance] == on {
+		s.mu.Unlock()
+		return
+	}
+	s.maint[instance] = on
+	cs := make([]*cluster, 0, len(s.clusters))
+	for _, c := range s.clusters {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		if _, ok := c.witnessed()[instance]; !ok {
+			continue
+		}
+		c.mu.Lock()
+		sess := c.sess
+		c.mu.Unlock()
+		if sess != nil {
+			sess.SetMaintenance(instance, on)
+		}
+	}
+}
+
+func (s *Supervisor) inMaintenance(instance string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maint[instance]
 }
 
 // onStatus follows the holder: a session while Healthy, none otherwise.

@@ -310,3 +310,23 @@ func TestIntegrationIneligibleHandsOver(t *testing.T) {
 	}
 	_ = b
 }
+
+// An instance in maintenance on its owner (vipctl handover wrote its
+// maintenance file) goes to the next candidate; back from maintenance, the
+// owner of higher priority takes it again.
+func TestIntegrationMaintenanceHandsOver(t *testing.T) {
+	srv := etcdtest.Start(t)
+	w := newWorld(t)
+	a := startNode(t, srv, w, "node-a", witness.Instance{Name: "VI_1", Priority: 150, Fast: true})
+	waitHolder(t, w, "node-a")
+	startNode(t, srv, w, "node-b", witness.Instance{Name: "VI_1", Priority: 100, Fast: true})
+	time.Sleep(300 * time.Millisecond)
+	waitHolder(t, w, "node-a")
+	a.sess.SetMaintenance("VI_1", true)
+	waitHolder(t, w, "node-b")
+	a.sess.SetMaintenance("VI_1", false)
+	waitHolder(t, w, "node-a")
+	if w.dual != 0 {
+		t.Errorf("%d moments with two holders", w.dual)
+	}
+}

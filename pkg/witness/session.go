@@ -66,8 +66,36 @@ type Session struct {
 	holds map[string]bool // instances whose track file this session set to OK
 
 	drain    chan chan struct{}
-	eligible chan struct{} // poked (buffered) when want changed
+	eligible chan struct{} // poked (buffered) when want or maint changed
 	want     atomic.Int32  // 0 unknown (Ineligible decides), 1 eligible, 2 not
+	maint    map[string]bool
+}
+
+// SetMaintenance says whether an instance is in maintenance on this node
+// (its maintenance file, what `vipctl handover` writes, says 1): the node
+// hands it over and withdraws its candidacy for it until it says 0. It
+// never blocks.
+func (s *Session) SetMaintenance(instance string, on bool) {
+	s.mu.Lock()
+	if s.maint == nil {
+		s.maint = map[string]bool{}
+	}
+	s.maint[instance] = on
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *Session) inMaintenance(instance string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maint[instance]
+}
+
+func (s *Session) poke() {
+	select {
+	case s.eligibleCh() <- struct{}{}:
+	default:
+	}
 }
 
 // SetEligible says whether this node can serve the instances: false once
@@ -82,10 +110,7 @@ func (s *Session) SetEligible(ok bool) {
 		v = 1
 	}
 	s.want.Store(v)
-	select {
-	case s.eligibleCh() <- struct{}{}:
-	default:
-	}
+	s.poke()
 }
 
 func (s *Session) eligibleCh() chan struct{} {
@@ -178,9 +203,15 @@ func (s *Session) Run(ctx context.Context) error {
 
 // state is one instance's view, kept current by the watch.
 type state struct {
-	in      Instance
-	view    View
-	pending *pending
+	in        Instance
+	view      View
+	pending   *pending
+	withdrawn bool // this node's candidacy is withdrawn (out)
+}
+
+// out reports whether this node cannot serve the instance now.
+func (s *Session) out(instance string) bool {
+	return s.Ineligible || s.inMaintenance(instance)
 }
 
 func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
@@ -189,8 +220,9 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 	sts := map[string]*state{}
 	for _, in := range s.Instances {
 		sts[in.Name] = &state{in: in}
-		if s.Ineligible {
+		if s.out(in.Name) {
 			s.withdraw(ctx, in.Name)
+			sts[in.Name].withdrawn = true
 			continue
 		}
 		if err := s.publish(ctx, in, s.Holds(in.Name)); err != nil {
@@ -229,22 +261,10 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 			close(done)
 			return ErrDrained
 		case <-s.eligible:
-			w := s.want.Load()
-			ok := w == 1
-			if w == 0 || ok == !s.Ineligible {
-				continue
-			}
-			s.Ineligible = !ok
-			if !ok {
-				s.log().Warn("witness: keepalived is gone; handing over and withdrawing")
-				s.drainAll(ctx, sts)
-				continue
-			}
-			s.log().Info("witness: keepalived runs again; candidate again")
-			for _, in := range s.Instances {
-				if err := s.publish(ctx, in, false); err != nil {
-					return err
-				}
+			// step hands over and withdraws, or publishes again.
+			if w := s.want.Load(); w != 0 && (w == 2) != s.Ineligible {
+				s.Ineligible = w == 2
+				s.log().Info("witness: keepalived's VRRP process", "running", !s.Ineligible)
 			}
 		case <-timer.C:
 		case wr, ok := <-events:
@@ -361,8 +381,21 @@ func (s *Session) step(ctx context.Context, st *state) error {
 			s.log().Error("witness: resign after handover", "instance", name, "error", err)
 		}
 	}
-	if s.Ineligible {
+	if s.out(name) {
+		// Withdrawn first: nobody hands the instance back meanwhile.
+		if !st.withdrawn {
+			s.log().Warn("witness: cannot serve the instance (keepalived gone or maintenance); handing over and withdrawing", "instance", name)
+			s.withdraw(ctx, name)
+			st.withdrawn = true
+		}
 		return s.giveUp(ctx, st)
+	}
+	if st.withdrawn {
+		s.log().Info("witness: candidate again", "instance", name)
+		if err := s.publish(ctx, st.in, false); err != nil {
+			return err
+		}
+		st.withdrawn = false
 	}
 	d := Decide(s.Node, int64(s.Lease), st.in, st.view)
 	held := s.Holds(name)

@@ -409,3 +409,38 @@ func TestWitnessPlannedHandover(t *testing.T) {
 		})
 	}
 }
+
+// TestWitnessVipctlHandover: `vipctl handover VI_1` on the owner (what the
+// Ansible role's rolling maintenance runs) releases the VIPs and writes the
+// maintenance file; fenced sees it, hands the owner key to node-b and
+// withdraws; `--undo` makes node-a a candidate again and it preempts.
+// Without the witness knowing the maintenance file, the key would stay
+// with node-a and nobody would take over. Zero overlap both ways.
+func TestWitnessVipctlHandover(t *testing.T) {
+	ctx := context.Background()
+	for _, m := range []vipkit.Mode{vipkit.Hooks, vipkit.Owned} {
+		t.Run(m.Short(), func(t *testing.T) {
+			key, opts := witnessOpts(m)
+			v := shared(t, ctx, key, opts)
+			r, err := v.Run(ctx, vipkit.Handover)
+			if err != nil {
+				t.Fatalf("handover: %v", err)
+			}
+			for _, back := range []bool{false, true} {
+				for _, f := range failovers(r.Result, back) {
+					want := "node-b"
+					if back {
+						want = "node-a"
+					}
+					if f.To != want || f.Takeover == observe.None {
+						t.Errorf("back=%v %s: moved to %q (takeover %s), want %s", back, f.VIP, f.To, ms(f.Takeover), want)
+					}
+					if f.DualOwner != 0 {
+						t.Errorf("back=%v %s: dual-owner %s", back, f.VIP, ms(f.DualOwner))
+					}
+					t.Logf("back=%v %s: takeover %s, client outage %s", back, f.VIP, ms(f.Takeover), ms(f.Outage))
+				}
+			}
+		})
+	}
+}
