@@ -184,7 +184,7 @@ lint:
 	cd tools/lint && $(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	$(BIN)/staticcheck ./...
 
-## demo: the lab's story with vipkit: election, handover, crash, etcd loss, split brain, local client (root; ~1 min)
+## demo: the lab's story with vipkit: election, handover, crash, etcd loss, split brain, local client; split brain among three nodes without and with the witness (root; ~1 min)
 demo: deps build etcd keepalived
 	$(GO) run ./test/lab/cmd/labctl demo
 
