@@ -58,7 +58,7 @@ func (c *cluster) member(name string) (fence.Instance, bool) {
 
 // startSession starts a witness session for the lease the holder is
 // Healthy with, unless one runs for it already. Called with c.mu held.
-func (c *cluster) startSession(id int64) {
+func (c *cluster) startSession(id int64, held ...string) {
 	w := c.witnessed()
 	if len(w) == 0 || c.fenced.Load() {
 		return
@@ -79,6 +79,9 @@ func (c *cluster) startSession(id int64) {
 		KV: c.kv, Act: witnessAct{c}, Prefix: c.cfg.Prefix, Node: c.node, Lease: clientv3.LeaseID(id),
 		Instances: ins, Log: c.log, RequestTimeout: c.cfg.RequestTimeout,
 		Ineligible: c.kaGone != nil && c.kaGone.Load(),
+	}
+	for _, name := range held {
+		s.Adopt(name)
 	}
 	if c.maintOf != nil {
 		for name := range w {
@@ -197,10 +200,19 @@ func (c *cluster) setWitnessed(w map[string]witness.Instance) {
 		return
 	}
 	c.wit.Store(&w)
-	if c.sess != nil {
-		id := int64(c.sess.Lease)
+	if old := c.sess; old != nil {
+		id := int64(old.Lease)
+		// The new session starts from what the old one held (same lease):
+		// it keeps what is still its own without a FAULT flap, and resigns
+		// at once what is not (a fast handover in progress).
+		var held []string
+		for name := range w {
+			if old.Holds(name) {
+				held = append(held, name)
+			}
+		}
 		c.stopSession()
-		c.startSession(id)
+		c.startSession(id, held...)
 	}
 }
 

@@ -130,6 +130,11 @@ func (s *Session) Holds(instance string) bool {
 	return s.holds[instance]
 }
 
+// Adopt marks an instance as held before Run, when a session replaces
+// another of the same lease (a reload): Run keeps it if the owner key is
+// still this node's under the lease, and resigns it otherwise.
+func (s *Session) Adopt(instance string) { s.setHolds(instance, true) }
+
 func (s *Session) setHolds(instance string, v bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
