@@ -331,6 +331,9 @@ func Expectations(cfg *config.Config, vipctlPath, fencedPath, keepalivedVersion 
 	for _, in := range cfg.Instances {
 		ei := ExpectedInstance{Name: in.Name, Group: in.Group, Own: in.Own, TrackFile: in.TrackFile, MaintenanceFile: in.MaintenanceFile, Refresh: in.Announce.RefreshFor > 0,
 			Witness: in.Witness, Priority: in.Priority, Nopreempt: in.Nopreempt}
+		if cl, ok := cfg.ClusterByName(in.Cluster); ok {
+			ei.Margin = cl.Margin
+		}
 		for _, v := range in.VIPs {
 			ei.VIPs = append(ei.VIPs, v.String())
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vipkit/vipkit/pkg/keepalived"
 )
@@ -52,6 +53,9 @@ type ExpectedInstance struct {
 	Witness   bool
 	Priority  int
 	Nopreempt bool
+	// Margin is the instance's cluster margin: a hung fenced must be seen
+	// by keepalived's liveness check within it (docs/witness.md).
+	Margin time.Duration
 }
 
 // Inspect checks keepalived.conf against what vipkit expects.
@@ -315,6 +319,7 @@ func (x *inspector) instance(ei ExpectedInstance) {
 	}
 	if ei.Witness {
 		x.witness(ei, in)
+		x.witnessLiveness(ei, in, g)
 	}
 	refresh, pos := x.c.Global.GarpMasterRefresh, x.c.Global.GarpMasterRefreshPos
 	if in.GarpMasterRefreshPos.Line != 0 {
@@ -716,4 +721,38 @@ func (x *inspector) witness(ei ExpectedInstance, in *keepalived.Instance) {
 		x.add(Info, subject, in.Pos, fmt.Sprintf("the witnessed %s has keepalived-owned VIPs: a planned handover resigns before the key moves, and the successor takes over after its master-down interval (%.2fs), not its skew time", ei.Name, down),
 			"for handovers as fast as without the witness, let vipctl own the VIPs (own = true)")
 	}
+}
+
+// witnessLiveness: a hung fenced (alive, not renewing) keeps its track file
+// at 0. For a witnessed instance keepalived must see that before the lease
+// can expire and another node claim the key: `fenced status --alive` fails
+// once the recorded lease deadline passed, and its interval × fall must fit
+// in the margin. track_process sees only a dead fenced.
+func (x *inspector) witnessLiveness(ei ExpectedInstance, in *keepalived.Instance, g *keepalived.SyncGroup) {
+	subject := "vrrp_instance " + ei.Name
+	scripts := append(slices.Clone(in.TrackScripts), groupRefs(g, func(g *keepalived.SyncGroup) []keepalived.TrackRef { return g.TrackScripts })...)
+	for _, r := range scripts {
+		sc := x.c.Script(r.Name)
+		if sc == nil || sc.Command == nil || len(sc.Command.Argv) == 0 {
+			continue
+		}
+		argv := sc.Command.Argv
+		if argv[0] != x.want.FencedPath || !slices.Contains(argv, "status") || !slices.Contains(argv, "--alive") {
+			continue
+		}
+		interval, fall := sc.Interval, sc.Fall
+		if interval <= 0 {
+			interval = 1 // keepalived's default
+		}
+		if fall <= 0 {
+			fall = 1
+		}
+		if d := time.Duration(interval*fall) * time.Second; ei.Margin > 0 && d >= ei.Margin {
+			x.add(Error, subject, sc.Pos, fmt.Sprintf("vrrp_script %s notices a hung fenced within interval × fall = %s, not within the margin %s: the witnessed %s's lease could expire, and another node claim it, while this node still holds the VIP", sc.Name, d, ei.Margin, ei.Name),
+				"raise the cluster's margin above %s, or lower the script's interval or fall", d)
+		}
+		return
+	}
+	x.add(Warning, subject, in.Pos, fmt.Sprintf("the witnessed %s is not tracked by `%s status --alive`: a hung fenced (stopped, not dead) keeps its track file at 0 until systemd's watchdog kills it, which can be after its lease expired and another node claimed the instance", ei.Name, x.want.FencedPath),
+		"add `vrrp_script fenced_alive { script \"%s status --alive\" interval 1 fall 1 rise 1 weight 0 }` with `track_script { fenced_alive }` to vrrp_instance %s, and a margin above its interval", x.want.FencedPath, ei.Name)
 }

@@ -5,6 +5,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/keepalived"
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -54,6 +55,9 @@ vrrp_instance VI_1 {
     higher_prio_send_advert
 }
 `
+
+// aliveScript is the fenced_alive check of the -netns contrib configs.
+const aliveScript = "vrrp_script fenced_alive {\n    script \"/usr/local/sbin/fenced status --alive\"\n    interval 1\n    fall 1\n    rise 1\n    weight 0\n}\n"
 
 // hooksOff removes the four per-state hooks from baseConf.
 var hooksOff = []string{
@@ -130,13 +134,23 @@ func TestInspect(t *testing.T) {
 			want: []want{{Warning, "vrrp_instance VI_1", "vipctl ignores the group's events", ""}}},
 
 		// Witness.
-		{name: "witness matches", expect: func(e *Expect) { e.Instances[0].Witness, e.Instances[0].Priority = true, 100 },
+		{name: "witness matches, track_process only", expect: func(e *Expect) { e.Instances[0].Witness, e.Instances[0].Priority = true, 100 },
+			want: []want{{Info, "vrrp_instance VI_1", "a planned handover resigns before the key moves", ""}, {Warning, "vrrp_instance VI_1", "a hung fenced (stopped, not dead)", ""}}},
+		{name: "witness with fenced_alive within the margin", prepend: aliveScript, edit: []string{"    track_process {\n", "    track_script {\n        fenced_alive\n    }\n    track_process {\n"},
+			expect: func(e *Expect) {
+				e.Instances[0].Witness, e.Instances[0].Priority, e.Instances[0].Margin = true, 100, 1500*time.Millisecond
+			},
 			want: []want{{Info, "vrrp_instance VI_1", "a planned handover resigns before the key moves", ""}}},
+		{name: "witness with fenced_alive slower than the margin", prepend: aliveScript, edit: []string{"    track_process {\n", "    track_script {\n        fenced_alive\n    }\n    track_process {\n"},
+			expect: func(e *Expect) {
+				e.Instances[0].Witness, e.Instances[0].Priority, e.Instances[0].Margin = true, 100, time.Second
+			},
+			want: []want{{Info, "vrrp_instance VI_1", "planned handover", ""}, {Error, "vrrp_instance VI_1", "notices a hung fenced within interval × fall = 1s, not within the margin 1s", "keepalived.conf:1"}}},
 		{name: "witness priority differs", expect: func(e *Expect) { e.Instances[0].Witness, e.Instances[0].Priority = true, 150 },
-			want: []want{{Error, "vrrp_instance VI_1", "gives the witnessed VI_1 priority 150, keepalived.conf 100", "keepalived.conf:18"}, {Info, "vrrp_instance VI_1", "planned handover", ""}}},
+			want: []want{{Error, "vrrp_instance VI_1", "gives the witnessed VI_1 priority 150, keepalived.conf 100", "keepalived.conf:18"}, {Info, "vrrp_instance VI_1", "planned handover", ""}, {Warning, "vrrp_instance VI_1", "a hung fenced (stopped, not dead)", ""}}},
 		{name: "witness nopreempt differs", expect: func(e *Expect) {
 			e.Instances[0].Witness, e.Instances[0].Priority, e.Instances[0].Nopreempt = true, 100, true
-		}, want: []want{{Error, "vrrp_instance VI_1", "says nopreempt = true for the witnessed VI_1, keepalived.conf false", ""}, {Info, "vrrp_instance VI_1", "planned handover", ""}}},
+		}, want: []want{{Error, "vrrp_instance VI_1", "says nopreempt = true for the witnessed VI_1, keepalived.conf false", ""}, {Info, "vrrp_instance VI_1", "planned handover", ""}, {Warning, "vrrp_instance VI_1", "a hung fenced (stopped, not dead)", ""}}},
 		// Hooks.
 		{name: "no hooks", edit: hooksOff,
 			want: []want{{Error, "vrrp_instance VI_1", "vipctl is not told of every transition: no notify_master; no notify_backup; no notify_fault; no notify_stop; no vrrp_notify_fifo", "keepalived.conf:18"}}},

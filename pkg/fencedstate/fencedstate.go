@@ -67,7 +67,12 @@ type Lease struct {
 	// TTL is the TTL the server granted.
 	TTL time.Duration `json:"ttl"`
 	// ValidFor is the local validity left when the snapshot was taken.
-	ValidFor         time.Duration `json:"valid_for"`
+	ValidFor time.Duration `json:"valid_for"`
+	// ValidUntil is the holder's local deadline L on CLOCK_BOOTTIME while
+	// it is healthy (0 otherwise): a fenced that stopped renewing, hung or
+	// SIGSTOPped, is judged dead once L passed (Alive), before the server
+	// can expire the lease (docs/witness.md).
+	ValidUntil       time.Duration `json:"valid_until_boot_ns,omitempty"`
 	LastRenewLatency time.Duration `json:"last_renew_latency"`
 	RenewalsOK       uint64        `json:"renewals_ok"`
 	RenewalsFailed   uint64        `json:"renewals_failed"`

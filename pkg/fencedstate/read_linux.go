@@ -43,5 +43,20 @@ func Alive(s Snapshot, now, maxAge time.Duration) error {
 	if age := now - s.HeartbeatBoot; age > maxAge {
 		return fmt.Errorf("last heartbeat %s ago (more than %s): a lease loop is stuck", age.Round(time.Millisecond), maxAge)
 	}
+	return LeasesValid(s, now)
+}
+
+// LeasesValid fails once a healthy cluster's recorded local deadline has
+// passed: fenced writes the file after every acknowledged renewal, so a
+// deadline that passed without a newer one means fenced stopped renewing
+// (hung, SIGSTOPped) although its heartbeat may still look fresh. The
+// heartbeat's max age is seconds; this catches a stuck fenced before the
+// server can expire its lease and free a witnessed instance's owner key.
+func LeasesValid(s Snapshot, now time.Duration) error {
+	for _, c := range s.Clusters {
+		if c.Lease.State == "healthy" && c.Lease.ValidUntil > 0 && now >= c.Lease.ValidUntil {
+			return fmt.Errorf("cluster %s: the lease's local validity ended %s ago without a renewal recorded: fenced is not renewing", c.Name, (now - c.Lease.ValidUntil).Round(time.Millisecond))
+		}
+	}
 	return nil
 }

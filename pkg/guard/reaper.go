@@ -30,7 +30,9 @@ type Keepalived struct {
 	// OnStart is told about every new VRRP process: keepalived may have
 	// rewritten the track files (init_file ... overwrite) at its start.
 	OnStart func(pid int)
-	Log     *slog.Logger
+	// OnExit is told when a VRRP process it saw is gone, after Release.
+	OnExit func(pid int)
+	Log    *slog.Logger
 }
 
 // Run watches until ctx ends. It waits on the process (a pidfd), so it
@@ -52,6 +54,9 @@ func (k *Keepalived) Run(ctx context.Context) error {
 			}
 			if err := k.Release(ctx); err != nil {
 				k.log().Error("release VIPs after keepalived exit", "error", err)
+			}
+			if known != 0 && k.OnExit != nil {
+				k.OnExit(known)
 			}
 			known = 0
 		}

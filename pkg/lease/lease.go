@@ -128,8 +128,11 @@ type Status struct {
 	LeaseID clientv3.LeaseID `json:"lease_id"`
 	// TTL is the TTL the server granted.
 	TTL time.Duration `json:"ttl"`
-	// ValidFor is the local validity left when the snapshot was taken.
+	// ValidFor is the local validity left when the snapshot was taken;
+	// ValidUntil is that deadline on the holder's clock (CLOCK_BOOTTIME), 0
+	// without a lease.
 	ValidFor         time.Duration `json:"valid_for"`
+	ValidUntil       time.Duration `json:"valid_until,omitempty"`
 	LastRenewLatency time.Duration `json:"last_renew_latency"`
 	RenewalsOK       uint64        `json:"renewals_ok"`
 	RenewalsFailed   uint64        `json:"renewals_failed"`
@@ -172,7 +175,8 @@ type Config struct {
 	// OnChange is called on the holder's loop after every state change. It
 	// must not block.
 	OnChange func(Status)
-	// OnRenew, when set, is called on the holder's loop with the round
+	// OnRenew, when set, is called on the holder's loop, with the new
+	// deadline already in Status, with the round
 	// trip of every acknowledged renewal. It must not block.
 	OnRenew func(latency time.Duration)
 	// ProgressEvery makes the loop wake, and signal Progress, at least this
@@ -310,7 +314,7 @@ func (h *Holder) Status() Status {
 	s.Fences = maps.Clone(s.Fences)
 	h.mu.Unlock()
 	if until > 0 {
-		s.ValidFor = max(0, until-h.clock.Now())
+		s.ValidFor, s.ValidUntil = max(0, until-h.clock.Now()), until
 	}
 	return s
 }

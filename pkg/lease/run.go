@@ -286,11 +286,13 @@ func (h *Holder) renewed(now time.Duration, l *held, ev event) {
 		// not a round trip, and an etcd outage is not a slow etcd.
 		h.counters.LastRenewLatency = ev.latency
 		h.counters.RenewalsOK++
-		if h.cfg.OnRenew != nil {
-			h.cfg.OnRenew(ev.latency)
-		}
 		if e := ev.sent + min(ev.ttl, l.ttl); e > l.expiry {
 			l.expiry, l.deadline = e, e-h.cfg.Cluster.Margin
+		}
+		if h.cfg.OnRenew != nil {
+			// After the new deadline is in Status: the runtime records it.
+			h.publish()
+			h.cfg.OnRenew(ev.latency)
 		}
 		l.next = ev.sent + h.cfg.Cluster.RenewEvery
 		if h.state == Healthy {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -29,6 +30,7 @@ import (
 	"github.com/vipkit/vipkit/pkg/hostnet"
 	"github.com/vipkit/vipkit/pkg/lease"
 	"github.com/vipkit/vipkit/pkg/runstate"
+	"github.com/vipkit/vipkit/pkg/trackfile"
 	"github.com/vipkit/vipkit/pkg/vip"
 )
 
@@ -68,8 +70,10 @@ type Runtime struct {
 // guardConfig is what the guards depend on: a reload that changes none of
 // it leaves them running.
 type guardConfig struct {
-	Devs           []string
-	Tracks         []string
+	Devs   []string
+	Tracks []string
+	// Maints are the maintenance files of witnessed instances, by instance.
+	Maints         map[string]string
 	ReconcileEvery time.Duration
 	VRRPPIDFile    string
 	Defend         bool
@@ -84,6 +88,12 @@ func guardsOf(cfg *config.Config) guardConfig {
 		}
 		if in.TrackFile != "" {
 			g.Tracks = append(g.Tracks, in.TrackFile)
+		}
+		if in.Witness && in.MaintenanceFile != "" {
+			if g.Maints == nil {
+				g.Maints = map[string]string{}
+			}
+			g.Maints[in.Name] = in.MaintenanceFile
 		}
 	}
 	slices.Sort(g.Devs)
@@ -253,7 +263,8 @@ func (r *Runtime) startGuards(ctx context.Context, cfg *config.Config, m *Metric
 	reaper := &guard.Keepalived{
 		PIDFile: cfg.Fenced.VRRPPIDFile, Every: cfg.Fenced.ReconcileEvery, Procs: guard.ProcFS{}, Log: log,
 		Release: r.Sup.ReleaseAll,
-		OnStart: func(int) { r.Sup.RewriteTracks(ctx) },
+		OnStart: func(int) { r.Sup.RewriteTracks(ctx); r.Sup.SetKeepalived(true) },
+		OnExit:  func(int) { r.Sup.SetKeepalived(false) },
 	}
 	if cfg.Fenced.Defend {
 		if d := r.newDefender(ctx, cfg, &wg, m); d != nil {
@@ -271,6 +282,27 @@ func (r *Runtime) startGuards(ctx context.Context, cfg *config.Config, m *Metric
 				r.Sup.RewriteTracks(ctx)
 			}
 		})
+	}
+	if len(g.Maints) > 0 {
+		// A witnessed instance in maintenance (vipctl handover wrote 1) is
+		// handed over by the witness; at 0 this node is a candidate again.
+		read := func() {
+			for name, path := range g.Maints {
+				v, ok, err := trackfile.Read(path)
+				r.Sup.SetMaintenance(name, err == nil && ok && v != 0)
+			}
+		}
+		read()
+		paths := slices.Collect(maps.Values(g.Maints))
+		if changed, err := guard.WatchFiles(ctx, paths); err != nil {
+			log.Error("maintenance files of witnessed instances are not watched: "+err.Error(), "error", err)
+		} else {
+			wg.Go(func() {
+				for range changed {
+					read()
+				}
+			})
+		}
 	}
 	wg.Go(func() { _ = reaper.Run(ctx) })
 	wg.Go(func() { _ = routes.Run(ctx) })

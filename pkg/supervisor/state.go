@@ -45,7 +45,14 @@ func (s *Supervisor) Snapshot() fencedstate.Snapshot {
 		} else if p := c.status.Load(); p != nil {
 			st = *p
 		}
-		cs := fencedstate.Cluster{Name: name, Endpoints: slices.Clone(c.cfg.Endpoints), Lease: leaseOf(st),
+		l := leaseOf(st)
+		if h := c.holder.Load(); h != nil {
+			// The current validity, not the one of the last state change.
+			if cur := h.Status(); cur.State == lease.Healthy && cur.ValidUntil > 0 {
+				l.ValidFor, l.ValidUntil = cur.ValidFor, cur.ValidUntil
+			}
+		}
+		cs := fencedstate.Cluster{Name: name, Endpoints: slices.Clone(c.cfg.Endpoints), Lease: l,
 			Margin: c.cfg.Margin, FenceDuration: time.Duration(c.fenceTook.Load())}
 		if p := c.servers.Load(); p != nil {
 			cs.Servers = slices.Clone(*p)

@@ -68,7 +68,9 @@ type Supervisor struct {
 	OnRenew func(cluster string, latency, margin time.Duration)
 
 	applyMu  sync.Mutex
-	fencing  atomic.Int32 // fences in progress (Fencing)
+	fencing  atomic.Int32    // fences in progress (Fencing)
+	kaGone   atomic.Bool     // keepalived's VRRP process exited (SetKeepalived)
+	maint    map[string]bool // witnessed instances in maintenance here (SetMaintenance), under mu
 	mu       sync.Mutex
 	cfg      *config.Config
 	clusters map[string]*cluster
@@ -114,6 +116,8 @@ type cluster struct {
 	sess       *witness.Session
 	sessCancel context.CancelFunc
 	sessWG     sync.WaitGroup
+	kaGone     *atomic.Bool
+	maintOf    func(instance string) bool
 }
 
 // Fence implements lease.Fencer for the cluster's instances: all of them in
@@ -311,7 +315,7 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
 }
 
 func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cluster, members []fence.Instance, wit map[string]witness.Instance) *cluster {
-	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing, onFence: s.OnFence}
+	c := &cluster{cfg: cl, act: s.Actuator, done: make(chan struct{}), log: s.log().With("cluster", cl.Name), fencing: &s.fencing, onFence: s.OnFence, kaGone: &s.kaGone, maintOf: s.inMaintenance}
 	c.members.Store(&members)
 	c.wit.Store(&wit)
 	adopt, adopting := s.Adopt.For(cl)
@@ -344,8 +348,12 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config, cl config.Cl
 			s.changed()
 		},
 	}
-	if s.OnRenew != nil {
-		lcfg.OnRenew = func(d time.Duration) { s.OnRenew(cl.Name, d, cl.Margin) }
+	lcfg.OnRenew = func(d time.Duration) {
+		if s.OnRenew != nil {
+			s.OnRenew(cl.Name, d, cl.Margin)
+		}
+		// The state file records the new deadline (fencedstate.LeasesValid).
+		s.changed()
 	}
 	if adopting {
 		lcfg.Adopt = &adopt

@@ -58,7 +58,7 @@ func (c *cluster) member(name string) (fence.Instance, bool) {
 
 // startSession starts a witness session for the lease the holder is
 // Healthy with, unless one runs for it already. Called with c.mu held.
-func (c *cluster) startSession(id int64) {
+func (c *cluster) startSession(id int64, held ...string) {
 	w := c.witnessed()
 	if len(w) == 0 || c.fenced.Load() {
 		return
@@ -78,6 +78,17 @@ func (c *cluster) startSession(id int64) {
 	s := &witness.Session{
 		KV: c.kv, Act: witnessAct{c}, Prefix: c.cfg.Prefix, Node: c.node, Lease: clientv3.LeaseID(id),
 		Instances: ins, Log: c.log, RequestTimeout: c.cfg.RequestTimeout,
+		Ineligible: c.kaGone != nil && c.kaGone.Load(),
+	}
+	for _, name := range held {
+		s.Adopt(name)
+	}
+	if c.maintOf != nil {
+		for name := range w {
+			if c.maintOf(name) {
+				s.SetMaintenance(name, true)
+			}
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.sess, c.sessCancel = s, cancel
@@ -113,6 +124,64 @@ func (c *cluster) drainSession(timeout time.Duration) {
 	s.Drain(ctx)
 }
 
+// SetKeepalived tells the witness sessions whether keepalived's VRRP
+// process runs (the reaper saw it start, or exit after it had run): a node
+// without keepalived hands its witnessed instances over and is no
+// candidate until keepalived is back.
+func (s *Supervisor) SetKeepalived(running bool) {
+	s.kaGone.Store(!running)
+	s.mu.Lock()
+	cs := make([]*cluster, 0, len(s.clusters))
+	for _, c := range s.clusters {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.mu.Lock()
+		sess := c.sess
+		c.mu.Unlock()
+		if sess != nil {
+			sess.SetEligible(running)
+		}
+	}
+}
+
+// SetMaintenance tells the witness that an instance is in maintenance on
+// this node (its maintenance file says 1) or no longer is.
+func (s *Supervisor) SetMaintenance(instance string, on bool) {
+	s.mu.Lock()
+	if s.maint == nil {
+		s.maint = map[string]bool{}
+	}
+	if s.maint[instance] == on {
+		s.mu.Unlock()
+		return
+	}
+	s.maint[instance] = on
+	cs := make([]*cluster, 0, len(s.clusters))
+	for _, c := range s.clusters {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		if _, ok := c.witnessed()[instance]; !ok {
+			continue
+		}
+		c.mu.Lock()
+		sess := c.sess
+		c.mu.Unlock()
+		if sess != nil {
+			sess.SetMaintenance(instance, on)
+		}
+	}
+}
+
+func (s *Supervisor) inMaintenance(instance string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maint[instance]
+}
+
 // onStatus follows the holder: a session while Healthy, none otherwise.
 func (c *cluster) onStatus(st lease.Status) {
 	c.mu.Lock()
@@ -131,10 +200,19 @@ func (c *cluster) setWitnessed(w map[string]witness.Instance) {
 		return
 	}
 	c.wit.Store(&w)
-	if c.sess != nil {
-		id := int64(c.sess.Lease)
+	if old := c.sess; old != nil {
+		id := int64(old.Lease)
+		// The new session starts from what the old one held (same lease):
+		// it keeps what is still its own without a FAULT flap, and resigns
+		// at once what is not (a fast handover in progress).
+		var held []string
+		for name := range w {
+			if old.Holds(name) {
+				held = append(held, name)
+			}
+		}
 		c.stopSession()
-		c.startSession(id)
+		c.startSession(id, held...)
 	}
 }
 

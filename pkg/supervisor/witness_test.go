@@ -51,6 +51,17 @@ func TestIntegrationWitnessedInstanceHasOneOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "VI_1 moved to node-b", func() bool { return val(a, "VI_1") == 1 && val(b, "VI_1") == 0 })
+	// A reload that changes the owner's priority again restarts its
+	// session, which keeps the instance: no write, no FAULT flap (I8).
+	time.Sleep(300 * time.Millisecond)
+	_, before, _ := b.rec.get("VI_1")
+	if err := b.s.Apply(context.Background(), cfgOf(t, doc("node-b", 210))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if v, after, _ := b.rec.get("VI_1"); v != 0 || after != before {
+		t.Fatalf("the owner's reload: VI_1 track file %d after %d writes (was %d)", v, after-before, before)
+	}
 	// A planned stop of node-b hands VI_1 back to node-a at once, not at
 	// the lease's expiry.
 	b.s.Stop()

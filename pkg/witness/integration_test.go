@@ -273,3 +273,60 @@ func TestIntegrationOwnerKeyLostResigns(t *testing.T) {
 	waitHolder(t, w, "node-a")
 	_ = a
 }
+
+// A node whose keepalived is gone (fenced's reaper) hands its instance to
+// the next candidate and withdraws; back, it preempts again. Alone, it
+// frees the key for whoever comes.
+func TestIntegrationIneligibleHandsOver(t *testing.T) {
+	srv := etcdtest.Start(t)
+	w := newWorld(t)
+	admin := srv.Client(t)
+	a := startNode(t, srv, w, "node-a", witness.Instance{Name: "VI_1", Priority: 150})
+	waitHolder(t, w, "node-a")
+	a.sess.SetEligible(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if o, _ := owner(t, admin); o == "" && len(w.holders()) == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if o, _ := owner(t, admin); o != "" {
+		t.Fatalf("alone and without keepalived, node-a left the owner key to %q", o)
+	}
+	b := startNode(t, srv, w, "node-b", witness.Instance{Name: "VI_1", Priority: 100})
+	waitHolder(t, w, "node-b")
+	a.sess.SetEligible(true)
+	waitHolder(t, w, "node-a")
+	a.sess.SetEligible(false)
+	waitHolder(t, w, "node-b")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if r, err := admin.Get(ctx, witness.CandidateKey(prefix, "VI_1", "node-a")); err != nil || len(r.Kvs) != 0 {
+		t.Errorf("node-a's candidacy is still published without keepalived (%v)", err)
+	}
+	if w.dual != 0 {
+		t.Errorf("%d moments with two holders", w.dual)
+	}
+	_ = b
+}
+
+// An instance in maintenance on its owner (vipctl handover wrote its
+// maintenance file) goes to the next candidate; back from maintenance, the
+// owner of higher priority takes it again.
+func TestIntegrationMaintenanceHandsOver(t *testing.T) {
+	srv := etcdtest.Start(t)
+	w := newWorld(t)
+	a := startNode(t, srv, w, "node-a", witness.Instance{Name: "VI_1", Priority: 150, Fast: true})
+	waitHolder(t, w, "node-a")
+	startNode(t, srv, w, "node-b", witness.Instance{Name: "VI_1", Priority: 100, Fast: true})
+	time.Sleep(300 * time.Millisecond)
+	waitHolder(t, w, "node-a")
+	a.sess.SetMaintenance("VI_1", true)
+	waitHolder(t, w, "node-b")
+	a.sess.SetMaintenance("VI_1", false)
+	waitHolder(t, w, "node-a")
+	if w.dual != 0 {
+		t.Errorf("%d moments with two holders", w.dual)
+	}
+}

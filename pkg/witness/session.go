@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -57,11 +58,68 @@ type Session struct {
 	RequestTimeout time.Duration
 	// HandoverWait: DefaultHandoverWait when zero.
 	HandoverWait time.Duration
+	// Ineligible starts the session without candidacies: keepalived is
+	// known to be gone (SetEligible).
+	Ineligible bool
 
 	mu    sync.Mutex
 	holds map[string]bool // instances whose track file this session set to OK
 
-	drain chan chan struct{}
+	drain    chan chan struct{}
+	eligible chan struct{} // poked (buffered) when want or maint changed
+	want     atomic.Int32  // 0 unknown (Ineligible decides), 1 eligible, 2 not
+	maint    map[string]bool
+}
+
+// SetMaintenance says whether an instance is in maintenance on this node
+// (its maintenance file, what `vipctl handover` writes, says 1): the node
+// hands it over and withdraws its candidacy for it until it says 0. It
+// never blocks.
+func (s *Session) SetMaintenance(instance string, on bool) {
+	s.mu.Lock()
+	if s.maint == nil {
+		s.maint = map[string]bool{}
+	}
+	s.maint[instance] = on
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *Session) inMaintenance(instance string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maint[instance]
+}
+
+func (s *Session) poke() {
+	select {
+	case s.eligibleCh() <- struct{}{}:
+	default:
+	}
+}
+
+// SetEligible says whether this node can serve the instances: false once
+// keepalived's VRRP process is gone (fenced's reaper released its VIPs),
+// true when a new one runs. An ineligible node hands what it holds to its
+// successors, withdraws its candidacies and claims nothing; otherwise a
+// dead keepalived would keep the key, and the instance, with nobody.
+// It never blocks.
+func (s *Session) SetEligible(ok bool) {
+	v := int32(2)
+	if ok {
+		v = 1
+	}
+	s.want.Store(v)
+	s.poke()
+}
+
+func (s *Session) eligibleCh() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.eligible == nil {
+		s.eligible = make(chan struct{}, 1)
+	}
+	return s.eligible
 }
 
 // Holds reports whether this session holds the instance's key and told
@@ -71,6 +129,11 @@ func (s *Session) Holds(instance string) bool {
 	defer s.mu.Unlock()
 	return s.holds[instance]
 }
+
+// Adopt marks an instance as held before Run, when a session replaces
+// another of the same lease (a reload): Run keeps it if the owner key is
+// still this node's under the lease, and resigns it otherwise.
+func (s *Session) Adopt(instance string) { s.setHolds(instance, true) }
 
 func (s *Session) setHolds(instance string, v bool) {
 	s.mu.Lock()
@@ -125,6 +188,10 @@ func (s *Session) Run(ctx context.Context) error {
 		s.HandoverWait = DefaultHandoverWait
 	}
 	drain := s.drainCh()
+	s.eligibleCh()
+	if w := s.want.Load(); w != 0 {
+		s.Ineligible = w == 2
+	}
 	for {
 		err := s.run(ctx, drain)
 		if ctx.Err() != nil || errors.Is(err, ErrDrained) {
@@ -141,9 +208,15 @@ func (s *Session) Run(ctx context.Context) error {
 
 // state is one instance's view, kept current by the watch.
 type state struct {
-	in      Instance
-	view    View
-	pending *pending
+	in        Instance
+	view      View
+	pending   *pending
+	withdrawn bool // this node's candidacy is withdrawn (out)
+}
+
+// out reports whether this node cannot serve the instance now.
+func (s *Session) out(instance string) bool {
+	return s.Ineligible || s.inMaintenance(instance)
 }
 
 func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
@@ -152,6 +225,11 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 	sts := map[string]*state{}
 	for _, in := range s.Instances {
 		sts[in.Name] = &state{in: in}
+		if s.out(in.Name) {
+			s.withdraw(ctx, in.Name)
+			sts[in.Name].withdrawn = true
+			continue
+		}
 		if err := s.publish(ctx, in, s.Holds(in.Name)); err != nil {
 			return err
 		}
@@ -160,8 +238,12 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	owners := s.KV.Watch(wctx, OwnersPrefix(s.Prefix), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	cands := s.KV.Watch(wctx, CandidatesPrefix(s.Prefix), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	// One watch over the whole prefix (member and fleet keys are ignored):
+	// a handover moves the owner key and deletes a candidacy in one
+	// transaction, and only one watch delivers both in one response. Two
+	// watches could show the new owner before the withdrawn candidacy, and
+	// the new owner would hand the key straight back.
+	events := s.KV.Watch(wctx, strings.TrimRight(s.Prefix, "/")+"/", clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -183,12 +265,14 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 			s.drainAll(ctx, sts)
 			close(done)
 			return ErrDrained
-		case <-timer.C:
-		case wr, ok := <-owners:
-			if err := s.apply(sts, wr, ok); err != nil {
-				return err
+		case <-s.eligible:
+			// step hands over and withdraws, or publishes again.
+			if w := s.want.Load(); w != 0 && (w == 2) != s.Ineligible {
+				s.Ineligible = w == 2
+				s.log().Info("witness: keepalived's VRRP process", "running", !s.Ineligible)
 			}
-		case wr, ok := <-cands:
+		case <-timer.C:
+		case wr, ok := <-events:
 			if err := s.apply(sts, wr, ok); err != nil {
 				return err
 			}
@@ -298,9 +382,25 @@ func (s *Session) step(ctx context.Context, st *state) error {
 			return nil
 		}
 		st.pending = nil
-		if err := s.Act.Resign(ctx, name, "witness: handed over to "+p.to); err != nil {
+		if err := s.resign(ctx, name, "witness: handed over to "+p.to); err != nil {
 			s.log().Error("witness: resign after handover", "instance", name, "error", err)
 		}
+	}
+	if s.out(name) {
+		// Withdrawn first: nobody hands the instance back meanwhile.
+		if !st.withdrawn {
+			s.log().Warn("witness: cannot serve the instance (keepalived gone or maintenance); handing over and withdrawing", "instance", name)
+			s.withdraw(ctx, name)
+			st.withdrawn = true
+		}
+		return s.giveUp(ctx, st)
+	}
+	if st.withdrawn {
+		s.log().Info("witness: candidate again", "instance", name)
+		if err := s.publish(ctx, st.in, false); err != nil {
+			return err
+		}
+		st.withdrawn = false
 	}
 	d := Decide(s.Node, int64(s.Lease), st.in, st.view)
 	held := s.Holds(name)
@@ -308,8 +408,7 @@ func (s *Session) step(ctx context.Context, st *state) error {
 	case Wait:
 		if held {
 			// The key is gone or another's while we held it: give up now.
-			s.setHolds(name, false)
-			if err := s.Act.Resign(ctx, name, "witness: owner key lost"); err != nil {
+			if err := s.resign(ctx, name, "witness: owner key lost"); err != nil {
 				s.log().Error("witness: resign", "instance", name, "error", err)
 			}
 			s.log().Warn("witness: owner key lost; resigned", "instance", name, "owner", st.view.Owner)
@@ -334,13 +433,46 @@ func (s *Session) step(ctx context.Context, st *state) error {
 	return nil
 }
 
+// permit records the holding first: the runtime's reassertion of the
+// track files (under the same lock as Permit) must not undo the OK.
 func (s *Session) permit(ctx context.Context, st *state) error {
+	s.setHolds(st.in.Name, true)
 	if err := s.Act.Permit(ctx, s, st.in.Name); err != nil {
+		s.setHolds(st.in.Name, false)
 		s.log().Warn("witness: not permitted", "instance", st.in.Name, "error", err)
 		return nil
 	}
-	s.setHolds(st.in.Name, true)
 	return s.publish(ctx, st.in, true)
+}
+
+// resign stops holding first, so that no reassertion writes OK back, then
+// releases the VIPs and writes FAULT.
+func (s *Session) resign(ctx context.Context, name, reason string) error {
+	s.setHolds(name, false)
+	return s.Act.Resign(ctx, name, reason)
+}
+
+// giveUp frees a key this ineligible node still holds: to the successor
+// if there is one, else by deleting it, so that whoever comes can claim.
+func (s *Session) giveUp(ctx context.Context, st *state) error {
+	if st.view.Owner != s.Node || st.view.OwnerLease != int64(s.Lease) {
+		return nil
+	}
+	if c, ok := Successor(s.Node, st.view.Candidates); ok {
+		return s.handOver(ctx, st, c, true)
+	}
+	if err := s.resign(ctx, st.in.Name, "witness: keepalived is gone"); err != nil {
+		return fmt.Errorf("witness: resign %s: %w", st.in.Name, err)
+	}
+	key := OwnerKey(s.Prefix, st.in.Name)
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	if _, err := s.KV.Txn(rctx).If(clientv3.Compare(clientv3.Value(key), "=", s.Node), clientv3.Compare(clientv3.LeaseValue(key), "=", s.Lease)).
+		Then(clientv3.OpDelete(key)).Commit(); err != nil {
+		return fmt.Errorf("witness: free %s: %w", key, err)
+	}
+	st.view.Owner, st.view.OwnerLease = "", 0
+	return nil
 }
 
 // claim takes the free key in one transaction.
@@ -367,16 +499,17 @@ func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw
 	name := st.in.Name
 	var err error
 	if st.in.Fast {
+		// Still "held" for the track file: keepalived stays MASTER without
+		// VIPs until the successor is ready (pending, below).
 		err = s.Act.Release(ctx, name)
 	} else {
-		err = s.Act.Resign(ctx, name, "witness: handing over to "+c.Node)
+		err = s.resign(ctx, name, "witness: handing over to "+c.Node)
 	}
 	if err != nil {
 		// Not sure the VIPs are gone: keep the key (the holder's fence
 		// and the lease cover a host that cannot release).
 		return fmt.Errorf("witness: release %s before handing it to %s: %w", name, c.Node, err)
 	}
-	s.setHolds(name, false)
 	key, ckey := OwnerKey(s.Prefix, name), CandidateKey(s.Prefix, name, c.Node)
 	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
 	defer cancel()
@@ -397,7 +530,7 @@ func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw
 	if err != nil || !resp.Succeeded {
 		// The successor went, or the request failed: make sure keepalived is
 		// out, then the key is free (deleted in the Else) or ours to retry.
-		if rerr := s.Act.Resign(ctx, name, "witness: handover to "+c.Node+" did not happen"); rerr != nil {
+		if rerr := s.resign(ctx, name, "witness: handover to "+c.Node+" did not happen"); rerr != nil {
 			s.log().Error("witness: resign", "instance", name, "error", rerr)
 		}
 		if err != nil {

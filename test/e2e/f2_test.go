@@ -50,9 +50,10 @@ func TestF2Switchovers(t *testing.T) {
 					if f.RouterConvergence == observe.None || f.RouterConvergence > 100*time.Millisecond {
 						t.Errorf("%s: router points at %s %s after the takeover, want within 100 ms", f.VIP, to, ms(f.RouterConvergence))
 					}
-					// ... and stays there (a forgotten entry is re-learnt from to).
+					// ... and stays there (a forgotten entry is re-learnt from to),
+					// from the neighbour event that showed it (both stamped on receipt).
 					for _, e := range v.TL.Events(func(e observe.Event) bool {
-						return e.Kind == observe.KindNeigh && e.Host == "router" && e.IP == f.VIP && e.MAC != "" && e.At >= f.RouterConverged && e.At <= end
+						return e.Kind == observe.KindNeigh && e.Host == "router" && e.IP == f.VIP && e.MAC != "" && e.At >= f.RouterSeen && e.At <= end
 					}) {
 						if e.MAC != toMAC {
 							t.Errorf("%s: router went back to %s (%s) at %s", f.VIP, e.MAC, e.Owner, observe.FormatAt(e.At-start))

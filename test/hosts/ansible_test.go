@@ -167,8 +167,11 @@ func (a *ansible) play(t *testing.T, playbook string, extra map[string]any, args
 	t.Helper()
 	root, _ := repo.Root()
 	a.n++
-	name := fmt.Sprintf("%02d-%s", a.n, strings.TrimSuffix(playbook, ".yml"))
-	argv := []string{"-i", a.inv, filepath.Join(root, "contrib/ansible", playbook)}
+	name := fmt.Sprintf("%02d-%s", a.n, strings.TrimSuffix(filepath.Base(playbook), ".yml"))
+	if !filepath.IsAbs(playbook) {
+		playbook = filepath.Join(root, "contrib/ansible", playbook)
+	}
+	argv := []string{"-i", a.inv, playbook}
 	if extra != nil {
 		b, _ := json.Marshal(extra)
 		p := filepath.Join(a.dir, name+".vars.json")
@@ -374,6 +377,45 @@ func TestHostsAnsible(t *testing.T) {
 		noStateChange(t, l, from, "second run")
 	})
 
+	t.Run("wait_candidate says why", func(t *testing.T) {
+		// vipkit's record has VI_1 (BACKUP or MASTER on each node) and no
+		// VI_9: no hook ever reported it, so its state is unknown and the
+		// wait fails saying so, instead of passing or timing out bare.
+		pb := filepath.Join(a.dir, "wait-candidate.yml")
+		if err := os.WriteFile(pb, []byte(`---
+- name: Wait for candidates
+  hosts: vipkit
+  gather_facts: false
+  tasks:
+    - name: Wait until the node is a candidate
+      ansible.builtin.include_role:
+        name: vipkit
+        tasks_from: wait_candidate
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		from := l.TL.Now()
+		r := a.play(t, pb, map[string]any{"vipkit_candidate_wait": 3, "vipkit_instances": []any{
+			map[string]any{"name": lab.Instance, "dev": "eth0", "vips": []string{lab.VIP4.String()}, "cluster": "main", "vrid": 51},
+			map[string]any{"name": "VI_9", "dev": "eth0", "vips": []string{"192.0.2.199"}, "cluster": "main", "vrid": 59},
+		}})
+		f := r.failed()
+		if len(f) != 2 {
+			t.Errorf("failures %q, want one per node", f)
+		}
+		for _, m := range f {
+			if !strings.Contains(m, "Fail unless every instance is a candidate, saying why") ||
+				!strings.Contains(m, "VI_9 is unknown (no hook has told vipctl") || strings.Contains(m, lab.Instance+" is") {
+				t.Errorf("failure %q, want VI_9 named unknown with the cause, %s not named", m, lab.Instance)
+			}
+		}
+		t.Logf("the play says: %s", f)
+		if c := r.changed(); len(c) > 0 {
+			t.Errorf("it changed %v", c)
+		}
+		noStateChange(t, l, from, "wait_candidate")
+	})
+
 	t.Run("one variable changed", func(t *testing.T) {
 		extra := map[string]any{"vipkit_announce": map[string]any{"refresh_for": "20s"}}
 		// Check mode with diff first: reported, not applied.
@@ -479,9 +521,9 @@ func TestHostsAnsible(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bad := strings.Replace(string(orig), `notify_master "`+Vipctl+` up`, `notify_master "/usr/bin/vipctl up`, 1)
+		bad := strings.Replace(string(orig), `notify "`+Vipctl+` notify`, `notify "/usr/bin/vipctl notify`, 1)
 		if bad == string(orig) {
-			t.Fatal("the rendered keepalived.conf has no notify_master calling " + Vipctl)
+			t.Fatal("the rendered keepalived.conf has no notify calling " + Vipctl)
 		}
 		if err := h.WriteFile("/etc/keepalived/keepalived.conf", []byte(bad), 0o644); err != nil {
 			t.Fatal(err)
@@ -497,7 +539,7 @@ func TestHostsAnsible(t *testing.T) {
 		f := strings.Join(r.failed(), "\n")
 		if s := r.Stats[nodeA.Name]; s.Failures != 1 || s.Changed != 0 ||
 			!strings.Contains(f, "Fail on vipctl check's errors, each with its fix") ||
-			!strings.Contains(f, "notify_master runs /usr/bin/vipctl, but vipctl is installed as "+Vipctl) || !strings.Contains(f, "-- fix: ") {
+			!strings.Contains(f, "notify runs /usr/bin/vipctl, but vipctl is installed as "+Vipctl) || !strings.Contains(f, "-- fix: ") {
 			t.Errorf("stats %+v, failures %s; want the play failed on vipctl check's finding with its fix", s, f)
 		}
 		t.Logf("the play says: %s", f)

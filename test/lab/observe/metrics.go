@@ -300,7 +300,12 @@ type Failover struct {
 	LostProbes     int           // probes lost in the window
 	OldAnswers     int           // probes answered by From after Fault
 
-	RouterConverged   time.Duration // router's entry for VIP first points at To's MAC
+	// RouterConverged is when the router's entry for VIP first pointed at
+	// To's MAC: the kernel stamp of the frame that moved it, when it was a
+	// gratuitous ARP or an overriding NA from To (a kernel applies those to
+	// an existing entry on receipt), else RouterSeen.
+	RouterConverged   time.Duration
+	RouterSeen        time.Duration // the router's neighbour event that showed it (stamped on receipt)
 	RouterConvergence time.Duration // RouterConverged − takeover instant
 
 	DualOwner       time.Duration            // time ≥2 hosts claimed VIP (address or local route)
@@ -392,13 +397,25 @@ func (t *Timeline) Failover(spec FailoverSpec) Failover {
 
 	if mac := t.MACOf(f.To); mac != "" {
 		if t.NeighAt(spec.Router, spec.VIP, spec.Fault) == mac {
-			f.RouterConverged = spec.Fault
+			f.RouterConverged, f.RouterSeen = spec.Fault, spec.Fault
 		} else {
 			for _, e := range t.Events(func(e Event) bool {
 				return e.Kind == KindNeigh && e.Host == spec.Router && e.IP == spec.VIP && e.MAC == mac && inWindow(e)
 			}) {
-				f.RouterConverged = e.At
+				f.RouterConverged, f.RouterSeen = e.At, e.At
 				break
+			}
+			// The neighbour event is stamped when the observer read it,
+			// late under load; the frame that moved the entry carries the
+			// kernel's time. Only while the router had an entry (a GARP or
+			// NA does not create one) and only frames it applies at once.
+			if f.RouterSeen != None && t.NeighAt(spec.Router, spec.VIP, spec.Fault) != "" {
+				for _, e := range t.Events(func(e Event) bool {
+					return e.Kind == KindFrame && e.Owner == f.To && e.At >= spec.Fault && e.At <= f.RouterSeen && overrides(e, spec.VIP)
+				}) {
+					f.RouterConverged = e.At
+					break
+				}
 			}
 		}
 		if f.RouterConverged != None && takeover != None {
@@ -438,6 +455,19 @@ func (t *Timeline) Failover(spec FailoverSpec) Failover {
 // announces reports whether a captured frame tells the segment that its
 // sender owns ip: an ARP reply or gratuitous ARP from ip, or a neighbour
 // advertisement for ip.
+// overrides reports whether e is a frame a Linux neighbour table applies
+// to an existing entry for ip on receipt: a gratuitous ARP (arp_process
+// overrides for it) or a neighbour advertisement with the override flag.
+func overrides(e Event, ip netip.Addr) bool {
+	switch e.Op {
+	case OpARPRequest:
+		return e.Gratuitous && e.IP == ip
+	case OpNA:
+		return e.Override && e.Target == ip
+	}
+	return false
+}
+
 func announces(e Event, ip netip.Addr) bool {
 	switch e.Op {
 	case OpARPReply:

@@ -78,7 +78,11 @@ func TestFailoverMetrics(t *testing.T) {
 	check("FirstNewAnswer", f.FirstNewAnswer, ms(1361))
 	check("Outage", f.Outage, ms(61))
 	check("ClientSwitch", f.ClientSwitch, ms(361))
-	check("RouterConvergence", f.RouterConvergence, ms(2)-20*time.Microsecond)
+	// The router's entry moved with node-b's GARP (kernel-stamped, 1351),
+	// not when the observer read the neighbour event (1352).
+	check("RouterSeen", f.RouterSeen, ms(1352))
+	check("RouterConverged", f.RouterConverged, ms(1351))
+	check("RouterConvergence", f.RouterConvergence, ms(1)-20*time.Microsecond)
 	// Both claim from node-b's route (1350) to node-a's release (1400).
 	check("DualOwner", f.DualOwner, ms(50))
 	check("Orphan node-b", f.Orphan["node-b"], 0) // 20 µs is below the tolerance
@@ -180,5 +184,28 @@ func TestWaitForWakesOnEvents(t *testing.T) {
 	}
 	if _, err := tl.WaitFor(context.Background(), func(e Event) bool { return false }, 10*time.Millisecond); err == nil {
 		t.Error("WaitFor without a match returned no error")
+	}
+}
+
+// Without a frame the router applies at once (only an ARP reply, which
+// the kernel may hold back during its lock time), convergence is when
+// the observer saw the entry move.
+func TestRouterConvergedWithoutOverridingFrame(t *testing.T) {
+	tl := NewTimeline()
+	tl.SetMAC(macA, "node-a")
+	tl.SetMAC(macB, "node-b")
+	tl.Add(Event{At: ms(100), Kind: KindState, Host: "node-a", Instance: "VI_1", State: "MASTER"})
+	tl.Add(Event{At: ms(100), Kind: KindState, Host: "node-b", Instance: "VI_1", State: "BACKUP"})
+	tl.Add(Event{At: ms(101), Kind: KindAddr, Host: "node-a", IP: vip, Prefix: netip.PrefixFrom(vip, 32), Dev: "eth0", Present: true})
+	tl.Add(Event{At: ms(102), Kind: KindNeigh, Host: "router", IP: vip, MAC: macA, Present: true})
+	tl.Add(Event{At: ms(1000), Kind: KindFault, Host: "node-a", Text: "fault"})
+	tl.Add(Event{At: ms(1001), Kind: KindState, Host: "node-a", Instance: "VI_1", State: "DEAD"})
+	tl.Add(Event{At: ms(1349), Kind: KindState, Host: "node-b", Instance: "VI_1", State: "MASTER"})
+	tl.Add(Event{At: ms(1350), Kind: KindAddr, Host: "node-b", IP: vip, Prefix: netip.PrefixFrom(vip, 32), Dev: "eth0", Present: true})
+	tl.Add(Event{At: ms(1351), Kind: KindFrame, Op: OpARPReply, IP: vip, Target: netip.MustParseAddr("192.0.2.1"), MAC: macB})
+	tl.Add(Event{At: ms(1360), Kind: KindNeigh, Host: "router", IP: vip, MAC: macB, Present: true})
+	f := tl.Failover(FailoverSpec{Fault: ms(1000), From: "node-a", VIP: vip, Hosts: []string{"node-a", "node-b"}, End: ms(1500)})
+	if f.RouterConverged != ms(1360) || f.RouterSeen != ms(1360) {
+		t.Fatalf("RouterConverged %v RouterSeen %v, want both 1.36s", f.RouterConverged, f.RouterSeen)
 	}
 }

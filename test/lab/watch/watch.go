@@ -251,8 +251,18 @@ func (o *Observer) WatchNeighbours(host string, ns Namespace, ips []netip.Addr, 
 	}
 	var mu sync.Mutex
 	known := map[netip.Addr]entry{}
+	// A dump and the notifications are read apart, so either can be the
+	// older: a dump must not overwrite a notification processed while it
+	// was taken (notified[ip] is the notification count when ip was last
+	// notified), nor change a MAC notifications have not reported yet (it
+	// did both, and the router seemed to flip back to the old owner for
+	// an instant).
+	var notifications uint64
+	notified := map[netip.Addr]uint64{}
 	names := linkNames(ns)
-	update := func(at time.Duration, source string, n netlink.Neigh, present bool) {
+	// update records n; a poll passes the notification count read before
+	// its dump (since), a notification passes nil.
+	update := func(at time.Duration, source string, n netlink.Neigh, present bool, since *uint64) {
 		ip, ok := netip.AddrFromSlice(n.IP)
 		if !ok || !want[ip.Unmap()] {
 			return
@@ -267,6 +277,16 @@ func (o *Observer) WatchNeighbours(host string, ns Namespace, ips []netip.Addr, 
 			}
 		}
 		mu.Lock()
+		if since == nil {
+			notifications++
+			notified[ip] = notifications
+		} else if old := known[ip]; notified[ip] > *since || (old.present && present && old.mac != e.mac) {
+			// A notification newer than this dump already said, or one
+			// about a new MAC is still on its way (the kernel notifies
+			// every change of MAC; a dump only fills in NUD states).
+			mu.Unlock()
+			return
+		}
 		old := known[ip]
 		known[ip] = e
 		mu.Unlock()
@@ -289,7 +309,7 @@ func (o *Observer) WatchNeighbours(host string, ns Namespace, ips []netip.Addr, 
 		go func() {
 			defer close(ended)
 			for u := range ch {
-				update(o.TL.Now(), "netlink", u.Neigh, u.Type == unix.RTM_NEWNEIGH)
+				update(o.TL.Now(), "netlink", u.Neigh, u.Type == unix.RTM_NEWNEIGH, nil)
 			}
 		}()
 		return ended, nil
@@ -307,6 +327,9 @@ func (o *Observer) WatchNeighbours(host string, ns Namespace, ips []netip.Addr, 
 			case <-tick.C:
 			}
 			at := o.TL.Now()
+			mu.Lock()
+			since := notifications
+			mu.Unlock()
 			seen := map[netip.Addr]bool{}
 			for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 				list, err := ns.Handle().NeighList(0, fam)
@@ -319,7 +342,7 @@ func (o *Observer) WatchNeighbours(host string, ns Namespace, ips []netip.Addr, 
 				for _, n := range list {
 					if ip, ok := netip.AddrFromSlice(n.IP); ok && want[ip.Unmap()] {
 						seen[ip.Unmap()] = true
-						update(at, "poll", n, true)
+						update(at, "poll", n, true, &since)
 					}
 				}
 			}
@@ -328,7 +351,7 @@ func (o *Observer) WatchNeighbours(host string, ns Namespace, ips []netip.Addr, 
 				gone := known[ip].present && !seen[ip]
 				mu.Unlock()
 				if gone {
-					update(at, "poll", netlink.Neigh{IP: ip.AsSlice()}, false)
+					update(at, "poll", netlink.Neigh{IP: ip.AsSlice()}, false, &since)
 				}
 			}
 		}

@@ -96,3 +96,60 @@ func TestPrivilegedAddrOrderAcrossHosts(t *testing.T) {
 		t.Errorf("%d of %d hand-overs out of order on the timeline", inverted, n)
 	}
 }
+
+// The router's entry for a VIP changes owner back and forth faster than
+// the observer polls: the recorded MACs are the ones set, in order, with
+// no flip back to an older MAC that a dump taken before a notification
+// would have brought (a false "router went back to the old owner").
+func TestPrivilegedNeighbourPollNeverRewinds(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, a, "eth0", b, "eth0")
+	tl := observe.NewTimeline()
+	o := NewObserver(tl, nil)
+	t.Cleanup(o.Close)
+	ip := netip.MustParseAddr("192.0.2.100")
+	if err := o.WatchNeighbours("router", a, []netip.Addr{ip}, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	eth0, err := a.Handle().LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	macs := []net.HardwareAddr{{0x02, 0, 0xc0, 0, 2, 0x0b}, {0x02, 0, 0xc0, 0, 2, 0x0c}}
+	const n = 300
+	for i := range n {
+		if err := a.Handle().NeighSet(&netlink.Neigh{LinkIndex: eth0.Attrs().Index, IP: ip.AsSlice(), HardwareAddr: macs[i%2], State: netlink.NUD_REACHABLE}); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 {
+			time.Sleep(2 * time.Millisecond) // let polls interleave
+		}
+	}
+	last := macs[(n-1)%2].String()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	count := func() int {
+		return len(tl.Events(func(e observe.Event) bool { return e.Kind == observe.KindNeigh && e.MAC != "" }))
+	}
+	for count() < n {
+		if ctx.Err() != nil {
+			t.Fatalf("saw %d of %d changes", count(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // polls after the last change
+	var got []string
+	for _, e := range tl.Events(func(e observe.Event) bool { return e.Kind == observe.KindNeigh && e.MAC != "" }) {
+		got = append(got, e.MAC)
+	}
+	if len(got) != n || got[len(got)-1] != last {
+		t.Fatalf("recorded %d MAC changes ending in %s, want %d ending in %s", len(got), got[len(got)-1], n, last)
+	}
+	for i, m := range got {
+		if m != macs[i%2].String() {
+			t.Fatalf("change %d recorded %s, want %s: the observer rewound", i, m, macs[i%2])
+		}
+	}
+}
