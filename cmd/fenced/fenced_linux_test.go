@@ -452,7 +452,7 @@ func TestPrivilegedFencedMetrics(t *testing.T) {
 		return n >= 3
 	})
 	for _, want := range []string{
-		`vipkit_fenced_instance_fenced{cluster="default",instance="VI_1"} 0`,
+		`vipkit_fenced_instance_fenced{cluster="default",vrrp_instance="VI_1"} 0`,
 		`vipkit_fenced_cluster_state{cluster="default",state="healthy"} 1`,
 		`vipkit_fenced_renewals_total{cluster="default",result="ok"}`,
 		`vipkit_fenced_lease_validity_remaining_seconds{cluster="default"}`,

@@ -20,7 +20,7 @@ type FleetMetrics struct {
 func NewFleetMetrics(sup *Supervisor, reg prometheus.Registerer) *FleetMetrics {
 	m := &FleetMetrics{
 		sup:    sup,
-		owners: prometheus.NewDesc("vipkit_fleet_instance_owners", "Nodes whose fleet view holds one of the instance's VIPs (fresh views only): 1 is normal, 2 or more a split brain, 0 an instance nobody serves.", []string{"instance"}, nil),
+		owners: prometheus.NewDesc("vipkit_fleet_instance_owners", "Nodes whose fleet view holds one of the instance's VIPs (fresh views only): 1 is normal, 2 or more a split brain, 0 an instance nobody serves.", []string{"vrrp_instance"}, nil),
 		stale:  prometheus.NewDesc("vipkit_fleet_stale_views", "Node views in the fleet view that are too old to be trusted (not counted as owners).", nil, nil),
 	}
 	reg.MustRegister(m)

@@ -127,7 +127,7 @@ func TestIntegrationFleetViewPublishAndWatch(t *testing.T) {
 		}
 	}
 	if v := gaugeOf(t, reg, "VI_1"); v != 2 {
-		t.Fatalf("vipkit_fleet_instance_owners{instance=VI_1} = %v during the dual ownership, want 2", v)
+		t.Fatalf("vipkit_fleet_instance_owners{vrrp_instance=VI_1} = %v during the dual ownership, want 2", v)
 	}
 	hb.set(false)
 	waitFor(t, 10*time.Second, "node-a sees one owner again", func() bool { return len(owners(a)) == 1 })
@@ -153,12 +153,12 @@ func gaugeOf(t *testing.T, reg *prometheus.Registry, instance string) float64 {
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "instance" && l.GetValue() == instance {
+				if l.GetName() == "vrrp_instance" && l.GetValue() == instance {
 					return m.GetGauge().GetValue()
 				}
 			}
 		}
 	}
-	t.Fatalf("no vipkit_fleet_instance_owners{instance=%q}", instance)
+	t.Fatalf("no vipkit_fleet_instance_owners{vrrp_instance=%q}", instance)
 	return 0
 }

@@ -76,7 +76,7 @@ func NewMetrics(sup *Supervisor, reg prometheus.Registerer) *Metrics {
 		heartbeatAge:   prometheus.NewDesc("vipkit_fenced_heartbeat_age_seconds", "Time since fenced last wrote its heartbeat; it stops while a lease holder makes no progress (and keepalived's liveness check then fails).", nil, nil),
 		margin:         prometheus.NewDesc("vipkit_fenced_margin_seconds", "The cluster's configured margin: how long before the earliest possible server expiry fenced fences.", []string{"cluster"}, nil),
 		ttl:            prometheus.NewDesc("vipkit_fenced_lease_ttl_seconds", "The TTL the server granted the cluster's lease (0 before a grant).", []string{"cluster"}, nil),
-		instanceFenced: prometheus.NewDesc("vipkit_fenced_instance_fenced", "1 when the instance is fenced (its track file says FAULT).", []string{"instance", "cluster"}, nil),
+		instanceFenced: prometheus.NewDesc("vipkit_fenced_instance_fenced", "1 when the instance is fenced (its track file says FAULT).", []string{"vrrp_instance", "cluster"}, nil),
 		clusterState:   prometheus.NewDesc("vipkit_fenced_cluster_state", "1 for the lease holder's current state.", []string{"cluster", "state"}, nil),
 		fences:         prometheus.NewDesc("vipkit_fenced_fences_total", "Fences by reason.", []string{"cluster", "reason"}, nil),
 		renewals:       prometheus.NewDesc("vipkit_fenced_renewals_total", "Lease renewals by result.", []string{"cluster", "result"}, nil),

@@ -57,7 +57,7 @@ func fleetSplit(t *testing.T, m vipkit.Mode) {
 		t.Fatal(err)
 	}
 	renew := cfg.Clusters[0].RenewEvery
-	series := `vipkit_fleet_instance_owners{instance="` + lab.Instance + `"}`
+	series := `vipkit_fleet_instance_owners{vrrp_instance="` + lab.Instance + `"}`
 
 	var (
 		mu      sync.Mutex

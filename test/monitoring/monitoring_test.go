@@ -116,7 +116,7 @@ func TestReplayRendersStalenessAndExpectations(t *testing.T) {
 func TestFlattenAsPrometheusScrapes(t *testing.T) {
 	body := []byte(`# HELP vipkit_fenced_instance_fenced x
 # TYPE vipkit_fenced_instance_fenced gauge
-vipkit_fenced_instance_fenced{cluster="main",instance="VI_1"} 1
+vipkit_fenced_instance_fenced{cluster="main",instance="VI_1",vrrp_instance="VI_1"} 1
 # HELP h x
 # TYPE h histogram
 h_bucket{le="0.5"} 1
@@ -129,10 +129,10 @@ h_count 2
 		t.Fatal(err)
 	}
 	for k, v := range map[string]float64{
-		`vipkit_fenced_instance_fenced{cluster="main",exported_instance="VI_1",instance="node-a",job="vipkit"}`: 1,
-		`h_bucket{instance="node-a",job="vipkit",le="0.5"}`:                                                     1,
-		`h_bucket{instance="node-a",job="vipkit",le="+Inf"}`:                                                    2,
-		`h_count{instance="node-a",job="vipkit"}`:                                                               2,
+		`vipkit_fenced_instance_fenced{cluster="main",exported_instance="VI_1",instance="node-a",job="vipkit",vrrp_instance="VI_1"}`: 1,
+		`h_bucket{instance="node-a",job="vipkit",le="0.5"}`:                                                                          1,
+		`h_bucket{instance="node-a",job="vipkit",le="+Inf"}`:                                                                         2,
+		`h_count{instance="node-a",job="vipkit"}`:                                                                                    2,
 	} {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
