@@ -213,6 +213,7 @@ func holdAction(name, action, state string, fn holdFunc, needSrc bool) cli.Actio
 		var h *holder.Holder
 		defer func() {
 			if h == nil && err != nil {
+				e.log.Error("vipctl "+action+" failed: "+oneLine(err), "command", action, "error", err)
 				sn.failed(runstate.New(e.stateDir))
 			}
 		}()

@@ -88,6 +88,9 @@ func (s *seen) watch(h *holder.Holder, e *env) func(error) {
 	h.Seen = s.record
 	return func(err error) {
 		if err != nil {
+			// keepalived gives hooks /dev/null for stderr: the journal is
+			// where a person finds why VipkitHookFailures fired.
+			e.log.Error("vipctl "+s.cmd+" failed: "+oneLine(err), "command", s.cmd, "error", err)
 			s.failed(runstate.New(e.stateDir))
 		}
 	}

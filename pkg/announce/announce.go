@@ -9,6 +9,7 @@ package announce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -110,15 +111,23 @@ type idler interface{ Idle() }
 
 // SendAll announces each VIP once; it tries every VIP and reports the first
 // error.
+//
+// A VIP whose address left the host meanwhile (ErrNotAssigned: keepalived
+// deletes its VIPs without vipctl's lock) is skipped, not an error: nothing
+// was announced for it, as nothing may be (I2).
 func SendAll(s Sender, vips []vip.VIP) error {
 	var first error
 	for _, v := range vips {
-		if err := s.Send(v); err != nil && first == nil {
+		if err := s.Send(v); err != nil && first == nil && !errors.Is(err, ErrNotAssigned) {
 			first = err
 		}
 	}
 	return first
 }
+
+// ErrNotAssigned reports an announcement the kernel refused because its
+// address is not assigned here (any more).
+var ErrNotAssigned = errors.New("address not assigned here")
 
 // GARPFrames builds the two gratuitous ARP frames for addr: a request
 // (sender = target = addr, target MAC broadcast, as keepalived sends) and a

@@ -1,6 +1,7 @@
 package announce
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -91,9 +92,30 @@ func (s *LinkSender) sendNA(addr netip.Addr) error {
 	}
 	cm := &ipv6.ControlMessage{HopLimit: ndp.HopLimit, Src: addr.AsSlice(), IfIndex: s.ifi.Index}
 	if err := s.nd.WriteTo(na, cm, allNodes); err != nil {
+		if (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EADDRNOTAVAIL)) && !assigned(s.ifi, addr) {
+			// The source is the VIP: the kernel refuses it (EINVAL) once
+			// the address is gone (keepalived left MASTER meanwhile).
+			err = fmt.Errorf("%w: %w", ErrNotAssigned, err)
+		}
 		return fmt.Errorf("send neighbor advertisement for %s on %s: %w", addr, s.ifi.Name, err)
 	}
 	return nil
+}
+
+// assigned reports whether addr is on ifi now (asked only after a refusal).
+func assigned(ifi *net.Interface, addr netip.Addr) bool {
+	as, err := ifi.Addrs()
+	if err != nil {
+		return true // unknown: keep the error as it is
+	}
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // forwarding reports whether dev forwards IPv6, which sets the NA's Router

@@ -1,6 +1,7 @@
 package announce
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -42,5 +43,37 @@ func TestPrivilegedAnnouncementMovesPeerCache(t *testing.T) {
 			out := peer.Exec(t, "ip", "neigh", "show", a, "dev", "eth0")
 			return strings.Contains(out, mac)
 		})
+	}
+}
+
+// keepalived deletes its VIPs without vipctl's lock: an NA for an IPv6 VIP
+// that just left is refused by the kernel (its source is the VIP) and is
+// no failure of the burst, while the IPv4 VIP next to it is announced.
+func TestPrivilegedAnnouncementOfAVIPThatLeft(t *testing.T) {
+	node, peer := netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, node, "eth0", peer, "eth0")
+	node.AddAddr(t, "eth0", "192.0.2.11/24")
+	node.AddAddr(t, "eth0", "2001:db8::11/64")
+	node.AddAddr(t, "eth0", "192.0.2.100/32")
+	var s *LinkSender
+	var single, all error
+	err := node.Do(func() error {
+		var err error
+		if s, err = NewLinkSender("eth0"); err != nil {
+			return err
+		}
+		single = s.Send(vip.MustParse("2001:db8::100"))
+		all = SendAll(s, []vip.VIP{vip.MustParse("2001:db8::100"), vip.MustParse("192.0.2.100")})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if !errors.Is(single, ErrNotAssigned) {
+		t.Fatalf("NA for an address not assigned: %v, want ErrNotAssigned", single)
+	}
+	if all != nil {
+		t.Fatalf("a burst with a VIP that left failed: %v", all)
 	}
 }

@@ -21,12 +21,16 @@ import (
 	"github.com/vipkit/vipkit/test/repo"
 )
 
-// Lab timers for the recordings: a 9 s TTL renews every 3 s, so that an
-// etcd stalled for 4.2 s makes one renewal wait longer than half the 1 s
-// margin without the local deadline (last renewal sent + 8 s) passing.
+// Lab timers for the recordings: a 9 s TTL renews every 3 s, and a
+// request waits up to 6 s, so that an etcd stalled for 4.2 s holds one
+// renewal of every node (sent 0 to 3 s into the stall, whatever the
+// node's phase) for 1.2 s or more, more than half the 1 s margin, without
+// timing it out and without the local deadline (last renewal sent + 8 s,
+// at least 5 s after the stall began) passing.
 const (
-	labTTL    = 9 * time.Second
-	labMargin = time.Second
+	labTTL     = 9 * time.Second
+	labMargin  = time.Second
+	labTimeout = 6 * time.Second
 	// Scrapes of the recordings: every second, as fast as fenced's own
 	// heartbeat; the rules assume at most 5 s.
 	scrapeEvery = time.Second
@@ -83,7 +87,7 @@ func TestLabFiresEachAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	v, err := vipkit.New(ctx, vipkit.Options{Mode: vipkit.Notify, TTL: labTTL, Margin: labMargin,
+	v, err := vipkit.New(ctx, vipkit.Options{Mode: vipkit.Notify, TTL: labTTL, Margin: labMargin, RequestTimeout: labTimeout,
 		Lab: lab.Options{Name: "monitoring"}})
 	if err != nil {
 		t.Fatal(err)

@@ -287,6 +287,9 @@ type ClusterConf struct {
 	TTL       time.Duration
 	Margin    time.Duration
 	HoldDown  time.Duration
+	// RequestTimeout is the cluster's request_timeout; fenced's default
+	// (renew_every) when zero.
+	RequestTimeout time.Duration
 }
 
 // InstanceConf is one [[instance]].
@@ -335,6 +338,9 @@ func (t TOML) String() string {
 		}
 		fmt.Fprintf(&b, "\n[[cluster]]\nname = %s\nendpoints = %s\nprefix = \"/vipkit\"\nttl = %s\nmargin = %s\nhold_down = %s\n",
 			q(c.Name), list(c.Endpoints), q(ttl.String()), q(margin.String()), q(hold.String()))
+		if c.RequestTimeout != 0 {
+			fmt.Fprintf(&b, "request_timeout = %s\n", q(c.RequestTimeout.String()))
+		}
 	}
 	for _, in := range t.Instances {
 		fmt.Fprintf(&b, "\n[[instance]]\nname = %s\ndev = \"eth0\"\nvips = %s\nown = %t\ncluster = %s\n",

@@ -56,8 +56,8 @@ type Options struct {
 	// repository when empty.
 	ContribDir string
 	// TTL and Margin replace DefaultTTL and DefaultMargin for the main
-	// cluster (both or neither).
-	TTL, Margin time.Duration
+	// cluster (both or neither); RequestTimeout sets its request_timeout.
+	TTL, Margin, RequestTimeout time.Duration
 }
 
 // Lab is a running lab with vipkit (or, with Options.Control, without).
@@ -76,7 +76,7 @@ type Lab struct {
 	vipctl string
 	fenced string
 
-	ttl, margin time.Duration
+	ttl, margin, requestTimeout time.Duration
 
 	mu       sync.Mutex
 	procs    map[string]*proc.Proc // fenced per node
@@ -120,7 +120,7 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	v = &Lab{Mode: opts.Mode, Control: opts.Control, Witness: opts.Witness && !opts.Control, log: log, procs: map[string]*proc.Proc{}, cut: map[string]bool{}, maint: map[string]bool{},
-		ttl: opts.TTL, margin: opts.Margin}
+		ttl: opts.TTL, margin: opts.Margin, requestTimeout: opts.RequestTimeout}
 	if opts.Control {
 		v.Mode = "control"
 		v.Conf = proc.ControlConfig
@@ -188,7 +188,7 @@ func (v *Lab) TOMLFor(n *lab.Node, fleet bool) TOML {
 	vips := func(a ...string) []string { return a }
 	t := TOML{
 		Node: n.Name, StateDir: n.StateDir, VRRPPIDFile: filepath.Join(n.Dir, "keepalived-vrrp.pid"),
-		Clusters: []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1], TTL: v.ttl, Margin: v.margin}},
+		Clusters: []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1], TTL: v.ttl, Margin: v.margin, RequestTimeout: v.requestTimeout}},
 		Instances: []InstanceConf{{Name: lab.Instance, VIPs: vips(lab.VIP4.String(), lab.VIP6.String()), Own: v.Mode.Own(), Cluster: "main",
 			Witness: v.Witness, Priority: n.Priority}},
 	}
