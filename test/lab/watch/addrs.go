@@ -18,7 +18,7 @@ import (
 	"github.com/vipkit/vipkit/test/lab/observe"
 )
 
-// The address events of every host are read from one netlink socket in
+// The address and route events of every host are read from one netlink socket in
 // the observer's own namespace (NETLINK_LISTEN_ALL_NSID), not one socket
 // per host. The kernel queues each notification on that socket when the
 // change happens, so the order in which they are read is the order in
@@ -32,8 +32,9 @@ import (
 type addrFeed struct {
 	f *os.File
 
-	mu    sync.Mutex
-	hosts map[int32]*addrHost // by nsid in the observer's namespace
+	mu     sync.Mutex
+	hosts  map[int32]*addrHost  // by nsid in the observer's namespace
+	routes map[int32]*routeHost // by nsid, hosts whose local routes are watched
 }
 
 // addrHost is one watched host: its name, interface names and what it
@@ -80,7 +81,7 @@ func (o *Observer) addrFeed() (*addrFeed, error) {
 			o.addrErr = err
 			return
 		}
-		o.addrs = &addrFeed{f: f, hosts: map[int32]*addrHost{}}
+		o.addrs = &addrFeed{f: f, hosts: map[int32]*addrHost{}, routes: map[int32]*routeHost{}}
 		o.onClose(func() { f.Close() })
 		o.goRun(func() { o.readAddrs(o.addrs) })
 	})
@@ -104,7 +105,8 @@ func openAllNsidSocket() (*os.File, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_LISTEN_ALL_NSID, 1); err != nil {
 		return fail("set NETLINK_LISTEN_ALL_NSID", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR}); err != nil {
+	groups := uint32(unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR | unix.RTMGRP_IPV4_ROUTE | unix.RTMGRP_IPV6_ROUTE)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
 		return fail("bind", err)
 	}
 	return os.NewFile(uintptr(fd), "netlink-addrs"), nil
@@ -161,16 +163,25 @@ func (o *Observer) readAddrs(feed *addrFeed) {
 		case errors.Is(err, unix.ENOBUFS):
 			// Notifications were dropped: what each host holds now
 			// replaces what the lost ones would have said.
-			o.note("observer", "addresses: %v, resynchronising every host", err)
+			o.note("observer", "addresses and routes: %v, resynchronising every host", err)
 			feed.mu.Lock()
 			hosts := make([]*addrHost, 0, len(feed.hosts))
 			for _, h := range feed.hosts {
 				hosts = append(hosts, h)
 			}
+			routes := make([]*routeHost, 0, len(feed.routes))
+			for _, r := range feed.routes {
+				routes = append(routes, r)
+			}
 			feed.mu.Unlock()
 			for _, h := range hosts {
 				if err := o.resync(feed, h, true); err != nil {
 					o.note(h.name, "addresses: %v", err)
+				}
+			}
+			for _, r := range routes {
+				if err := r.resync(o.TL.Now(), true); err != nil {
+					o.note(r.name, "local routes: %v", err)
 				}
 			}
 			continue
@@ -185,22 +196,27 @@ func (o *Observer) readAddrs(feed *addrFeed) {
 			continue // the observer's own namespace
 		}
 		feed.mu.Lock()
-		h := feed.hosts[id]
+		h, r := feed.hosts[id], feed.routes[id]
 		feed.mu.Unlock()
-		if h == nil {
+		if h == nil && r == nil {
 			continue // another namespace with an id here
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
-			o.note(h.name, "addresses: parse: %v", err)
+			o.note("observer", "addresses and routes: parse: %v", err)
 			continue
 		}
 		for _, m := range msgs {
-			k, ok := parseAddrMsg(m)
-			if !ok {
-				continue
+			switch m.Header.Type {
+			case unix.RTM_NEWADDR, unix.RTM_DELADDR:
+				if k, ok := parseAddrMsg(m); ok && h != nil {
+					o.recordAddr(feed, h, at, k, m.Header.Type == unix.RTM_NEWADDR, false)
+				}
+			case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
+				if rt, ok := parseRouteMsg(m); ok && r != nil {
+					r.record(at, rt, false)
+				}
 			}
-			o.recordAddr(feed, h, at, k, m.Header.Type == unix.RTM_NEWADDR, false)
 		}
 	}
 }

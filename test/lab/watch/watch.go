@@ -6,8 +6,8 @@
 // Each source stamps what it receives on the timeline's clock the moment
 // it receives it; frames and probe answers carry the kernel's receive
 // stamp instead, so a reader delayed by CPU pressure does not move them.
-// Address changes of all hosts come from one socket, in the order the
-// kernel made them (addrs.go).
+// Address and local-route changes of all hosts come from one socket, in
+// the order the kernel made them (addrs.go, routes.go).
 package watch
 
 import (
@@ -164,75 +164,6 @@ func linkNames(ns Namespace) func(int) string {
 		cache[idx] = n
 		return n
 	}
-}
-
-// WatchLocalRoutes records local-table routes to the given addresses on
-// host: the kernel's `local VIP … src VIP`, keepalived's virtual_routes and
-// vipkit's source hint. A route replaced in place (NLM_F_REPLACE) is
-// recorded as the old one's removal and the new one's addition.
-func (o *Observer) WatchLocalRoutes(host string, ns Namespace, ips []netip.Addr) error {
-	want := map[netip.Addr]bool{}
-	for _, ip := range ips {
-		want[ip] = true
-	}
-	type routeKey struct {
-		dst       netip.Addr
-		src       netip.Addr
-		proto     int
-		link      int
-		prio, tos int
-	}
-	var mu sync.Mutex
-	known := map[routeKey]bool{}
-	names := linkNames(ns)
-	return o.resubscribe(host, "local routes", func(done <-chan struct{}) (<-chan struct{}, error) {
-		ch := make(chan netlink.RouteUpdate, 256)
-		h := ns.NsHandle()
-		err := netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{
-			Namespace: &h, ListExisting: true, ReceiveBufferSize: netlinkRcvBuf, ReceiveBufferForceSize: true,
-			ErrorCallback: func(err error) { o.log.Debug("route subscription", "host", host, "err", err) },
-		})
-		if err != nil {
-			return nil, err
-		}
-		ended := make(chan struct{})
-		go func() {
-			defer close(ended)
-			for u := range ch {
-				at := o.TL.Now()
-				if u.Table != unix.RT_TABLE_LOCAL || u.Dst == nil {
-					continue
-				}
-				dst, ok := netip.AddrFromSlice(u.Dst.IP)
-				if !ok || !want[dst.Unmap()] {
-					continue
-				}
-				dst = dst.Unmap()
-				src, _ := netip.AddrFromSlice(u.Src)
-				k := routeKey{dst: dst, src: src.Unmap(), proto: int(u.Protocol), link: u.LinkIndex, prio: u.Priority, tos: u.Tos}
-				add := u.Type == unix.RTM_NEWROUTE
-				mu.Lock()
-				var events []observe.Event
-				if add && u.NlFlags&unix.NLM_F_REPLACE != 0 {
-					for old := range known {
-						if known[old] && old.dst == k.dst && old.prio == k.prio && old.tos == k.tos && old != k {
-							known[old] = false
-							events = append(events, observe.Event{At: at, Kind: observe.KindRoute, Host: host, Source: "netlink", IP: old.dst, Src: old.src, Proto: old.proto, Dev: names(old.link), Present: false, Text: "replaced"})
-						}
-					}
-				}
-				if known[k] != add {
-					known[k] = add
-					events = append(events, observe.Event{At: at, Kind: observe.KindRoute, Host: host, Source: "netlink", IP: dst, Src: k.src, Proto: k.proto, Dev: names(k.link), Present: add})
-				}
-				mu.Unlock()
-				for _, e := range events {
-					o.TL.Add(e)
-				}
-			}
-		}()
-		return ended, nil
-	})
 }
 
 // WatchNeighbours records host's neighbour entries for the given
