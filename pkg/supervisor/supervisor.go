@@ -598,15 +598,22 @@ func (s *Supervisor) Alive(maxAge time.Duration) bool {
 	return true
 }
 
+// clusterList is the running clusters, for work done without s.mu;
+// s.mu must be held.
+func (s *Supervisor) clusterList() []*cluster {
+	cs := make([]*cluster, 0, len(s.clusters))
+	for _, c := range s.clusters {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
 // RewriteTracks puts every instance's current value back where the file
 // says otherwise: keepalived overwrites its track files when it starts
 // (init_file 1 overwrite). Files that are right are not touched (I8).
 func (s *Supervisor) RewriteTracks(ctx context.Context) {
 	s.mu.Lock()
-	cs := make([]*cluster, 0, len(s.clusters))
-	for _, c := range s.clusters {
-		cs = append(cs, c)
-	}
+	cs := s.clusterList()
 	s.mu.Unlock()
 	for _, c := range cs {
 		c.mu.Lock()

@@ -131,10 +131,7 @@ func (c *cluster) drainSession(timeout time.Duration) {
 func (s *Supervisor) SetKeepalived(running bool) {
 	s.kaGone.Store(!running)
 	s.mu.Lock()
-	cs := make([]*cluster, 0, len(s.clusters))
-	for _, c := range s.clusters {
-		cs = append(cs, c)
-	}
+	cs := s.clusterList()
 	s.mu.Unlock()
 	for _, c := range cs {
 		c.mu.Lock()
@@ -158,10 +155,7 @@ func (s *Supervisor) SetMaintenance(instance string, on bool) {
 		return
 	}
 	s.maint[instance] = on
-	cs := make([]*cluster, 0, len(s.clusters))
-	for _, c := range s.clusters {
-		cs = append(cs, c)
-	}
+	cs := s.clusterList()
 	s.mu.Unlock()
 	for _, c := range cs {
 		if _, ok := c.witnessed()[instance]; !ok {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,10 +13,7 @@ import (
 
 	"github.com/vipkit/vipkit/test/lab"
 	"github.com/vipkit/vipkit/test/lab/observe"
-	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/vipkit"
-	"github.com/vipkit/vipkit/test/netnstest"
-	"github.com/vipkit/vipkit/test/repo"
 )
 
 // The labs the tests share, by key (a mode's short name, "control",
@@ -59,26 +55,7 @@ func TestMain(m *testing.M) {
 // machine, a failure under CI=true.
 func require(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end lab test: skipped with -short")
-	}
-	netnstest.Require(t)
-	var missing []string
-	if _, err := os.Stat(repo.Keepalived()); err != nil {
-		missing = append(missing, "keepalived ("+repo.Keepalived()+")")
-	}
-	for _, b := range []string{"vipctl", "fenced", "etcd"} {
-		if _, err := proc.FindBinary(b); err != nil {
-			missing = append(missing, "bin/"+b)
-		}
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		missing = append(missing, "ip")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	netnstest.Missing(t, "end-to-end test needs %s (make deps build etcd)", strings.Join(missing, ", "))
+	vipkit.Require(t, "end-to-end lab test")
 }
 
 func modeOpts(m vipkit.Mode) (string, vipkit.Options) {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,11 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vipkit/vipkit/test/lab"
-	"github.com/vipkit/vipkit/test/lab/proc"
 	"github.com/vipkit/vipkit/test/lab/vipkit"
-	"github.com/vipkit/vipkit/test/netnstest"
 	"github.com/vipkit/vipkit/test/promtool"
-	"github.com/vipkit/vipkit/test/repo"
 )
 
 // Lab timers for the recordings: a 9 s TTL renews every 3 s, and a
@@ -38,25 +33,7 @@ const (
 
 func requireLab(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("lab test: skipped with -short")
-	}
-	netnstest.Require(t)
-	var missing []string
-	if _, err := os.Stat(repo.Keepalived()); err != nil {
-		missing = append(missing, "keepalived ("+repo.Keepalived()+")")
-	}
-	for _, b := range []string{"vipctl", "fenced", "etcd"} {
-		if _, err := proc.FindBinary(b); err != nil {
-			missing = append(missing, "bin/"+b)
-		}
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		missing = append(missing, "ip")
-	}
-	if len(missing) > 0 {
-		netnstest.Missing(t, "the lab needs %s (make deps build etcd)", strings.Join(missing, ", "))
-	}
+	vipkit.Require(t, "lab test")
 	promtool.Path(t)
 }
 
