@@ -266,12 +266,7 @@ func (o *Observer) resync(feed *addrFeed, h *addrHost, replace bool) error {
 		return nil
 	}
 	feed.mu.Lock()
-	var gone []addrKey
-	for k, present := range h.known {
-		if present && !now[k] {
-			gone = append(gone, k)
-		}
-	}
+	gone := vanished(h.known, now)
 	feed.mu.Unlock()
 	for _, k := range gone {
 		o.recordAddr(feed, h, at, k, false, false)
@@ -323,4 +318,16 @@ func parseAddrMsg(m syscall.NetlinkMessage) (addrKey, bool) {
 		return addrKey{}, false
 	}
 	return addrKey{netip.PrefixFrom(ip.Unmap(), int(am.Prefixlen)), int(am.Index)}, true
+}
+
+// vanished lists what known says is present and a fresh dump (now) no
+// longer has: what notifications lost while the socket overflowed.
+func vanished[K comparable](known, now map[K]bool) []K {
+	var gone []K
+	for k, present := range known {
+		if present && !now[k] {
+			gone = append(gone, k)
+		}
+	}
+	return gone
 }

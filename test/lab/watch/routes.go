@@ -129,12 +129,7 @@ func (r *routeHost) resync(at time.Duration, replace bool) error {
 		return nil
 	}
 	r.mu.Lock()
-	var gone []routeKey
-	for k, present := range r.known {
-		if present && !now[k] {
-			gone = append(gone, k)
-		}
-	}
+	gone := vanished(r.known, now)
 	r.mu.Unlock()
 	for _, k := range gone {
 		r.record(at, routeMsg{routeKey: k, table: unix.RT_TABLE_LOCAL}, false)
