@@ -185,6 +185,9 @@ func handoverThroughFenced(c *cli.Context, e *env, in config.Instance, held map[
 	switch step {
 	case stepPlain:
 		res.Note = "this node does not hold the owner key: nothing to hand over, it stays out of the instance"
+		if h.Error != "" {
+			res.Note = "fenced did not hand it over (" + h.Error + "): the maintenance file takes it out of the instance"
+		}
 		return false, fencedstate.RemoveRequest(req)
 	case stepRefused:
 		return true, errors.Join(err, fencedstate.RemoveRequest(req))

@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -481,7 +484,57 @@ func TestWitnessVipctlHandover(t *testing.T) {
 				t.Errorf("vipctl-owned: fenced's answers %+v, want one handed over to node-b after it held", got)
 			case m.Own():
 				t.Logf("fenced on node-a: handed over to %s in %s (request to resign)", got[0].To, ms(got[0].Took))
+				vipctlRefusesAlone(t, ctx, v)
 			}
 		})
 	}
+}
+
+// vipctlRefusesAlone: with node-b and node-c in maintenance nobody else
+// is a candidate, and `vipctl handover` on the owner fails with one line
+// naming the cause and changes nothing: node-a keeps the VIPs, its
+// maintenance file is untouched, no request is left behind.
+func vipctlRefusesAlone(t *testing.T, ctx context.Context, v *vipkit.Lab) {
+	t.Helper()
+	if _, err := v.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := v.Nodes[0]
+	since := v.TL.Now()
+	for _, n := range v.Nodes[1:] {
+		if _, err := v.WriteMaint(n, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range v.Nodes[1:] {
+		key := "/vipkit/candidates/" + lab.Instance + "/" + n.Name
+		if _, err := v.WaitFor(ctx, func(e observe.Event) bool {
+			return e.Kind == observe.KindLease && e.Key == key && e.Text == "delete" && e.At >= since
+		}, 10*time.Second); err != nil {
+			t.Fatalf("%s never withdrew its candidacy in maintenance: %v", n.Name, err)
+		}
+	}
+	// node-a's session hears the withdrawals from the same watch.
+	waitLab(t, ctx, v, v.TL.Now()+300*time.Millisecond)
+	maint := filepath.Join(a.StateDir, lab.Instance+".maint")
+	before, _ := os.ReadFile(maint)
+	at := v.TL.Now()
+	out, err := v.Vipctl(ctx, a, "handover", "--json", lab.Instance)
+	if err == nil || !strings.Contains(out, "vipctl: handover "+lab.Instance+": no other node is a candidate") {
+		t.Fatalf("vipctl handover with no other candidate: %v, output %q; want a failure naming the cause", err, out)
+	}
+	end := v.TL.Now() + 500*time.Millisecond
+	waitLab(t, ctx, v, end)
+	if after, _ := os.ReadFile(maint); string(after) != string(before) {
+		t.Errorf("refused handover changed the maintenance file: %q, was %q", after, before)
+	}
+	if _, err := os.Stat(fencedstate.RequestFile(maint)); !os.IsNotExist(err) {
+		t.Errorf("refused handover left its request behind (%v)", err)
+	}
+	for _, ip := range v.VIPs() {
+		if claimEnd(v.TL, a.Name, ip, at, end) != observe.None {
+			t.Errorf("node-a let go of %s after a refused handover", ip)
+		}
+	}
+	t.Logf("alone: %s", strings.TrimSpace(out))
 }
