@@ -2,8 +2,14 @@ package announce
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv6"
 
 	"github.com/vipkit/vipkit/pkg/vip"
 	"github.com/vipkit/vipkit/test/netnstest"
@@ -75,5 +81,71 @@ func TestPrivilegedAnnouncementOfAVIPThatLeft(t *testing.T) {
 	}
 	if all != nil {
 		t.Fatalf("a burst with a VIP that left failed: %v", all)
+	}
+}
+
+// The host gets no copy of its own neighbour advertisement: with multicast
+// loopback on, the kernel walks the link's whole multicast list (a
+// solicited-node group per IPv6 VIP) for every NA it sends, which made
+// announcing N VIPs cost N x N. The peer must still receive it.
+func TestPrivilegedAdvertisementIsNotLoopedBack(t *testing.T) {
+	node, peer := netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, node, "eth0", peer, "eth0")
+	node.AddAddr(t, "eth0", "2001:db8::11/64")
+	peer.AddAddr(t, "eth0", "2001:db8::1/64")
+	node.AddAddr(t, "eth0", "2001:db8::100/128")
+	listen := func(ns *netnstest.NS) *ipv6.PacketConn {
+		t.Helper()
+		var pc *ipv6.PacketConn
+		if err := ns.Do(func() error {
+			c, err := icmp.ListenPacket("ip6:ipv6-icmp", "::")
+			if err != nil {
+				return err
+			}
+			pc = c.IPv6PacketConn()
+			var f ipv6.ICMPFilter
+			f.SetAll(true)
+			f.Accept(ipv6.ICMPTypeNeighborAdvertisement)
+			return pc.SetICMPFilter(&f)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc
+	}
+	local, remote := listen(node), listen(peer)
+	var s *LinkSender
+	if err := node.Do(func() error {
+		var err error
+		if s, err = NewLinkSender("eth0"); err != nil {
+			return err
+		}
+		return s.Send(vip.MustParse("2001:db8::100"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	target := netip.MustParseAddr("2001:db8::100")
+	// received reports whether an NA for target arrives on pc within d.
+	received := func(pc *ipv6.PacketConn, d time.Duration) bool {
+		b := make([]byte, 1500)
+		pc.SetReadDeadline(time.Now().Add(d))
+		for {
+			n, _, _, err := pc.ReadFrom(b)
+			if err != nil {
+				return false
+			}
+			if m, err := ndp.ParseMessage(b[:n]); err == nil {
+				if na, ok := m.(*ndp.NeighborAdvertisement); ok && na.TargetAddress == target {
+					return true
+				}
+			}
+		}
+	}
+	if !received(remote, 2*time.Second) {
+		t.Fatal("the peer received no neighbour advertisement for 2001:db8::100")
+	}
+	if received(local, 200*time.Millisecond) {
+		t.Fatal("the announcing host received a copy of its own advertisement: multicast loopback is on")
 	}
 }

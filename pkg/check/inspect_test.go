@@ -172,6 +172,10 @@ func TestInspect(t *testing.T) {
 			want: []want{{Error, "vrrp_instance VI_1", "the notify FIFO's script is not `/usr/local/sbin/vipctl fifo`", ""}}},
 		{name: "told twice", edit: []string{"    track_process {", "    notify \"/usr/local/sbin/vipctl notify\"\n    track_process {"},
 			want: []want{{Warning, "vrrp_instance VI_1", "more than once (notify, notify_master/backup/fault/stop)", ""}}},
+		{name: "notify FIFO beside the per-state hooks", edit: []string{"    enable_script_security\n", "    enable_script_security\n    vrrp_notify_fifo /run/vipkit/keepalived.fifo\n    vrrp_notify_fifo_script \"/usr/local/sbin/vipctl fifo --config /etc/vipkit/vipkit.toml\"\n"}},
+		{name: "notify FIFO beside two kinds of hook", edit: []string{"    enable_script_security\n", "    enable_script_security\n    vrrp_notify_fifo /run/vipkit/keepalived.fifo\n    vrrp_notify_fifo_script \"/usr/local/sbin/vipctl fifo\"\n",
+			"    track_process {", "    notify \"/usr/local/sbin/vipctl notify\"\n    track_process {"},
+			want: []want{{Warning, "vrrp_instance VI_1", "more than once (notify, notify_master/backup/fault/stop, the notify FIFO)", ""}}},
 		{name: "stale vipctl path", edit: []string{`notify_master "/usr/local/sbin/vipctl up`, `notify_master "/usr/sbin/vipctl up`},
 			want: []want{
 				{Error, "vrrp_instance VI_1", "notify_master runs /usr/sbin/vipctl, but vipctl is installed as /usr/local/sbin/vipctl", "keepalived.conf:33"},

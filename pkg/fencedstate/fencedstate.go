@@ -29,7 +29,50 @@ type Snapshot struct {
 	// it in etcd (its own included, straight from its last sample): what
 	// `vipctl fleet` shows. Empty before the first sample.
 	Fleet []Seen `json:"fleet,omitempty"`
+	// Handovers are fenced's answers to `vipctl handover` requests for
+	// witnessed instances (RequestFile), the last one per instance.
+	Handovers []Handover `json:"handovers,omitempty"`
 }
+
+// Handover is fenced's answer to one `vipctl handover` request: the
+// request's ID and what the witness did (pkg/witness Outcome:
+// "handed-over", "not-held", "no-successor", "failed").
+type Handover struct {
+	Instance string `json:"instance"`
+	ID       string `json:"id"`
+	Outcome  string `json:"outcome"`
+	// To is the successor the key went to (or was meant to).
+	To string `json:"to,omitempty"`
+	// SuccessorHeld: the successor said it held the instance (keepalived
+	// BACKUP) before this node resigned, so VRRP's priority-0 advert moves
+	// it at once; otherwise this node resigned at the bound.
+	SuccessorHeld bool          `json:"successor_held,omitempty"`
+	Took          time.Duration `json:"took_ns"`
+	Error         string        `json:"error,omitempty"`
+}
+
+// A handover's outcomes (pkg/witness Outcome).
+const (
+	HandedOver  = "handed-over"  // the key moved; this node resigned and withdrew
+	NotHeld     = "not-held"     // this node does not hold the instance: nothing changed
+	NoSuccessor = "no-successor" // no other node is a candidate: nothing changed
+	Failed      = "failed"       // the key did not move; this node resigned and withdrew
+)
+
+// HandoverFor is the answer to request id for instance, if fenced gave one.
+func (s Snapshot) HandoverFor(instance, id string) (Handover, bool) {
+	for _, h := range s.Handovers {
+		if h.Instance == instance && h.ID == id {
+			return h, true
+		}
+	}
+	return Handover{}, false
+}
+
+// RequestFile is where `vipctl handover` asks fenced to hand a witnessed
+// instance over (its content: the request's ID), beside the instance's
+// maintenance file, which fenced watches already.
+func RequestFile(maintenanceFile string) string { return maintenanceFile + ".handover" }
 
 // Cluster is one etcd cluster's lease holder.
 type Cluster struct {

@@ -288,26 +288,38 @@ func (h *Holder) hold(ctx context.Context, reqs []Request, action string) ([]Out
 			log.Info("holding VIP", "src", src.String(), "own", req.Own)
 		}
 	}
+	var aerr error
+	if action == runstate.ActionUp {
+		aerr = h.announceHeld(ctx, tx, reqs, held)
+	}
+	// Announce first, settle after: the kernel's IPv6 local routes come
+	// from its DAD worker, which a busy host runs milliseconds after the
+	// address was added, while an announcement needs only the address (a
+	// NODAD address is never tentative). Waiting for them held back even
+	// the IPv4 VIPs' ARP, and the router with them.
 	for _, w := range vs {
 		if err := w.Settle(); err != nil {
-			return out, h.saveAfter(tx, err)
+			return out, h.saveAfter(tx, errors.Join(aerr, err))
 		}
 	}
-	if action == runstate.ActionUp {
-		// A new up replaces any refresher of these VIPs, even with none of
-		// its own.
-		if err := h.stopUnreferenced(tx); err != nil {
-			return out, h.saveAfter(tx, err)
-		}
-		for i, req := range reqs {
-			if len(held[i]) > 0 {
-				if err := h.announce(ctx, tx, req, held[i], held[i]); err != nil {
-					return out, h.saveAfter(tx, err)
-				}
+	return out, h.saveAfter(tx, aerr)
+}
+
+// announceHeld announces what an up holds, each request with its own
+// schedule. A new up replaces any refresher of these VIPs, even with none
+// of its own.
+func (h *Holder) announceHeld(ctx context.Context, tx *runstate.Tx, reqs []Request, held [][]vip.VIP) error {
+	if err := h.stopUnreferenced(tx); err != nil {
+		return err
+	}
+	for i, req := range reqs {
+		if len(held[i]) > 0 {
+			if err := h.announce(ctx, tx, req, held[i], held[i]); err != nil {
+				return err
 			}
 		}
 	}
-	return out, h.saveAfter(tx, nil)
+	return nil
 }
 
 // saveAfter writes whatever was recorded, also after a failure, so that the

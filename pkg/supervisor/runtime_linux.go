@@ -34,6 +34,11 @@ import (
 	"github.com/vipkit/vipkit/pkg/vip"
 )
 
+// handoverAnswerWithin bounds a requested handover in fenced: an etcd
+// round trip or two, the successor's answer (witness.DefaultHandoverWait);
+// vipctl waits a little longer (cmd/vipctl handoverWait).
+const handoverAnswerWithin = 3 * time.Second
+
 // Runtime is fenced as a whole: the lease holders (Supervisor), the route
 // guard, the keepalived reaper, the defender, the state file, the heartbeat
 // and the systemd notifications. Run runs it; Reload applies a new
@@ -286,14 +291,32 @@ func (r *Runtime) startGuards(ctx context.Context, cfg *config.Config, m *Metric
 	if len(g.Maints) > 0 {
 		// A witnessed instance in maintenance (vipctl handover wrote 1) is
 		// handed over by the witness; at 0 this node is a candidate again.
+		// A request file beside it is vipctl handover asking for the fast
+		// path (docs/witness.md): answered once per request ID, in
+		// fenced.json; an instance handed over that way stays in
+		// maintenance while the request is there (vipctl writes 1, then
+		// removes it).
 		read := func() {
 			for name, path := range g.Maints {
 				v, ok, err := trackfile.Read(path)
-				r.Sup.SetMaintenance(name, err == nil && ok && v != 0)
+				id, rerr := fencedstate.ReadRequest(fencedstate.RequestFile(path))
+				if rerr != nil {
+					log.Warn("handover request not read: "+rerr.Error(), "instance", name, "error", rerr)
+				}
+				h, seen := r.Sup.HandoverAnswer(name)
+				if askFenced(id, h, seen) {
+					hctx, cancel := context.WithTimeout(ctx, handoverAnswerWithin)
+					h, seen = r.Sup.Handover(hctx, name, id), true
+					cancel()
+				}
+				r.Sup.SetMaintenance(name, keptOut(err == nil && ok && v != 0, id, h, seen))
 			}
 		}
 		read()
 		paths := slices.Collect(maps.Values(g.Maints))
+		for _, p := range slices.Clone(paths) {
+			paths = append(paths, fencedstate.RequestFile(p))
+		}
 		if changed, err := guard.WatchFiles(ctx, paths); err != nil {
 			log.Error("maintenance files of witnessed instances are not watched: "+err.Error(), "error", err)
 		} else {

@@ -74,6 +74,10 @@ func (s *Supervisor) Snapshot() fencedstate.Snapshot {
 		snap.State = "starting"
 	}
 	snap.Fleet = s.fleet(cs)
+	for _, h := range s.handovers {
+		snap.Handovers = append(snap.Handovers, h)
+	}
+	sort.Slice(snap.Handovers, func(i, j int) bool { return snap.Handovers[i].Instance < snap.Handovers[j].Instance })
 	sort.Slice(snap.Clusters, func(i, j int) bool { return snap.Clusters[i].Name < snap.Clusters[j].Name })
 	sort.Slice(snap.Instances, func(i, j int) bool { return snap.Instances[i].Name < snap.Instances[j].Name })
 	return snap

@@ -67,14 +67,17 @@ type Supervisor struct {
 	OnFence func(cluster string, took time.Duration)
 	OnRenew func(cluster string, latency, margin time.Duration)
 
-	applyMu  sync.Mutex
-	fencing  atomic.Int32    // fences in progress (Fencing)
-	kaGone   atomic.Bool     // keepalived's VRRP process exited (SetKeepalived)
-	maint    map[string]bool // witnessed instances in maintenance here (SetMaintenance), under mu
-	mu       sync.Mutex
-	cfg      *config.Config
-	clusters map[string]*cluster
-	wg       sync.WaitGroup
+	applyMu sync.Mutex
+	fencing atomic.Int32    // fences in progress (Fencing)
+	kaGone  atomic.Bool     // keepalived's VRRP process exited (SetKeepalived)
+	maint   map[string]bool // witnessed instances in maintenance here (SetMaintenance), under mu
+	// handovers are the answers to vipctl handover's requests, by
+	// instance (Handover), under mu.
+	handovers map[string]fencedstate.Handover
+	mu        sync.Mutex
+	cfg       *config.Config
+	clusters  map[string]*cluster
+	wg        sync.WaitGroup
 }
 
 // cluster is one running holder and the instances it fences.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vipkit/vipkit/pkg/config"
 	"github.com/vipkit/vipkit/pkg/fence"
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/pkg/lease"
 	"github.com/vipkit/vipkit/pkg/witness"
 )
@@ -155,19 +156,90 @@ func (s *Supervisor) SetMaintenance(instance string, on bool) {
 		return
 	}
 	s.maint[instance] = on
+	s.mu.Unlock()
+	if _, sess := s.sessionFor(instance); sess != nil {
+		sess.SetMaintenance(instance, on)
+	}
+}
+
+// sessionFor is the cluster that witnesses instance (nil if none does)
+// and its current session (nil while its lease is not healthy).
+func (s *Supervisor) sessionFor(instance string) (*cluster, *witness.Session) {
+	s.mu.Lock()
 	cs := s.clusterList()
 	s.mu.Unlock()
 	for _, c := range cs {
-		if _, ok := c.witnessed()[instance]; !ok {
-			continue
-		}
-		c.mu.Lock()
-		sess := c.sess
-		c.mu.Unlock()
-		if sess != nil {
-			sess.SetMaintenance(instance, on)
+		if _, ok := c.witnessed()[instance]; ok {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c, c.sess
 		}
 	}
+	return nil, nil
+}
+
+// Handover serves `vipctl handover`'s request id for a witnessed
+// instance: the session hands it to its successor now, or refuses (not
+// held here, no other candidate), and the answer is recorded for
+// fenced.json, where vipctl waits for it. A handover that moved the key,
+// or failed half-way, leaves the instance in maintenance here (withdrawn)
+// until its maintenance file says 0.
+func (s *Supervisor) Handover(ctx context.Context, instance, id string) fencedstate.Handover {
+	start := time.Now()
+	r := witness.HandoverResult{Outcome: witness.NotHeld}
+	switch c, sess := s.sessionFor(instance); {
+	case c == nil:
+		r.Err = fmt.Errorf("hand over %s: not a witnessed instance of this node", instance)
+	case sess == nil:
+		r.Err = fmt.Errorf("hand over %s: cluster %s's lease is not healthy (the instance is in FAULT here)", instance, c.cfg.Name)
+	default:
+		r = sess.Handover(ctx, instance)
+	}
+	h := fencedstate.Handover{Instance: instance, ID: id, Outcome: string(r.Outcome), To: r.To, SuccessorHeld: r.SuccessorHeld, Took: time.Since(start)}
+	if r.Err != nil {
+		h.Error = r.Err.Error()
+	}
+	s.mu.Lock()
+	if s.handovers == nil {
+		s.handovers = map[string]fencedstate.Handover{}
+	}
+	s.handovers[instance] = h
+	if r.Outcome == witness.HandedOver || r.Outcome == witness.Failed {
+		if s.maint == nil {
+			s.maint = map[string]bool{}
+		}
+		s.maint[instance] = true
+	}
+	s.mu.Unlock()
+	s.log().Info("handover requested by vipctl", "instance", instance, "id", id, "outcome", h.Outcome, "to", h.To,
+		"successor_held", h.SuccessorHeld, "took", h.Took, "error", h.Error)
+	s.changed()
+	return h
+}
+
+// askFenced reports whether request id (from the request file; "" when
+// there is none) still needs an answer, given the last one recorded.
+func askFenced(id string, last fencedstate.Handover, answered bool) bool {
+	return id != "" && (!answered || last.ID != id)
+}
+
+// keptOut is whether a witnessed instance stays out of the running
+// here: its maintenance file says so (file), or vipctl's request id was
+// answered by a handover that moved the key or resigned trying (vipctl
+// writes the file, then removes the request).
+func keptOut(file bool, id string, last fencedstate.Handover, answered bool) bool {
+	if file {
+		return true
+	}
+	return id != "" && answered && last.ID == id && (last.Outcome == fencedstate.HandedOver || last.Outcome == fencedstate.Failed)
+}
+
+// HandoverAnswer is the last answer recorded for instance.
+func (s *Supervisor) HandoverAnswer(instance string) (fencedstate.Handover, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.handovers[instance]
+	return h, ok
 }
 
 func (s *Supervisor) inMaintenance(instance string) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -329,4 +330,75 @@ func TestIntegrationMaintenanceHandsOver(t *testing.T) {
 	if w.dual != 0 {
 		t.Errorf("%d moments with two holders", w.dual)
 	}
+}
+
+// A requested handover (vipctl handover through fenced) refuses, changing
+// nothing, on a node that does not hold the instance and when nobody else
+// is a candidate; otherwise the fast path in its order: the owner
+// releases, the successor is permitted, then the owner resigns. The owner
+// stays withdrawn until its maintenance ends, then preempts.
+func TestIntegrationRequestedHandover(t *testing.T) {
+	srv := etcdtest.Start(t)
+	w := newWorld(t)
+	admin := srv.Client(t)
+	a := startNode(t, srv, w, "node-a", witness.Instance{Name: "VI_1", Priority: 150, Fast: true})
+	waitHolder(t, w, "node-a")
+	ask := func(n *node, inst string) witness.HandoverResult {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return n.sess.Handover(ctx, inst)
+	}
+	for _, tt := range []struct {
+		name string
+		r    witness.HandoverResult
+		want witness.Outcome
+	}{
+		{"alone", ask(a, "VI_1"), witness.NoSuccessor},
+		{"not witnessed here", ask(a, "VI_9"), witness.NotHeld},
+	} {
+		if tt.r.Outcome != tt.want {
+			t.Errorf("%s: outcome %s (%v), want %s", tt.name, tt.r.Outcome, tt.r.Err, tt.want)
+		}
+	}
+	if o, l := owner(t, admin); o != "node-a" || l != int64(a.lease) {
+		t.Fatalf("a refused handover changed the owner key to %q under %x", o, l)
+	}
+	waitHolder(t, w, "node-a")
+	b := startNode(t, srv, w, "node-b", witness.Instance{Name: "VI_1", Priority: 100, Fast: true})
+	time.Sleep(300 * time.Millisecond)
+	waitHolder(t, w, "node-a")
+	if r := ask(b, "VI_1"); r.Outcome != witness.NotHeld {
+		t.Errorf("handover on node-b, which does not hold VI_1: %s (%v), want %s", r.Outcome, r.Err, witness.NotHeld)
+	}
+	w.mu.Lock()
+	from := len(w.log)
+	w.mu.Unlock()
+	r := ask(a, "VI_1")
+	if r.Outcome != witness.HandedOver || r.To != "node-b" || r.Err != nil {
+		t.Fatalf("handover: %+v, want handed over to node-b", r)
+	}
+	if !r.SuccessorHeld {
+		t.Errorf("node-a resigned before node-b said it held VI_1 (took %s)", r.Took)
+	}
+	w.mu.Lock()
+	got := slices.Clone(w.log[from:])
+	w.mu.Unlock()
+	if want := []string{"release node-a", "permit node-b", "resign node-a"}; !slices.Equal(got[:min(3, len(got))], want) {
+		t.Errorf("handover events %v, want %v first", got, want)
+	}
+	// Withdrawn: node-a, of higher priority, does not take it back.
+	time.Sleep(300 * time.Millisecond)
+	waitHolder(t, w, "node-b")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if g, err := admin.Get(ctx, witness.CandidateKey(prefix, "VI_1", "node-a")); err != nil || len(g.Kvs) != 0 {
+		t.Errorf("node-a's candidacy is still published after the handover (%v)", err)
+	}
+	a.sess.SetMaintenance("VI_1", false)
+	waitHolder(t, w, "node-a")
+	if w.dual != 0 {
+		t.Errorf("%d moments with two holders", w.dual)
+	}
+	t.Logf("handover took %s (release to resign)", r.Took)
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 )
 
 // KV is the part of clientv3 a session uses; *clientv3.Client has it.
@@ -66,6 +68,7 @@ type Session struct {
 	holds map[string]bool // instances whose track file this session set to OK
 
 	drain    chan chan struct{}
+	hand     chan handoverReq
 	eligible chan struct{} // poked (buffered) when want or maint changed
 	want     atomic.Int32  // 0 unknown (Ineligible decides), 1 eligible, 2 not
 	maint    map[string]bool
@@ -171,6 +174,104 @@ func (s *Session) drainCh() chan chan struct{} {
 	return s.drain
 }
 
+// Outcome is what a requested handover (Session.Handover) came to.
+type Outcome string
+
+const (
+	// HandedOver: the key moved to To and this node withdrew; on the fast
+	// path it resigned once To held the instance (SuccessorHeld) or at the
+	// bound.
+	HandedOver Outcome = fencedstate.HandedOver
+	// NotHeld: this node does not hold the instance; nothing changed.
+	NotHeld Outcome = fencedstate.NotHeld
+	// NoSuccessor: no other node is a candidate; nothing changed.
+	NoSuccessor Outcome = fencedstate.NoSuccessor
+	// Failed: the key did not move (the successor's candidacy changed, or
+	// etcd failed); this node resigned and withdrew, so the key is free
+	// or goes with its lease.
+	Failed Outcome = fencedstate.Failed
+)
+
+// HandoverResult is the answer to Session.Handover.
+type HandoverResult struct {
+	Outcome Outcome
+	To      string
+	// SuccessorHeld: the successor said it holds the instance (its track
+	// file OK: keepalived BACKUP) before this node resigned.
+	SuccessorHeld bool
+	// Took is from the request to this node's resign.
+	Took time.Duration
+	Err  error
+}
+
+type handoverReq struct {
+	instance string
+	reply    chan HandoverResult
+}
+
+// Handover hands a held instance to its successor now and withdraws this
+// node's candidacy for it, as a planned stop does for every instance
+// (`vipctl handover`): the VIPs go first (released on the fast path),
+// then the key moves, then, once the successor holds or at the bound,
+// this node resigns. It refuses, changing nothing, when this node does
+// not hold the instance or no other node is a candidate. The instance
+// stays withdrawn (SetMaintenance true) until SetMaintenance(false).
+func (s *Session) Handover(ctx context.Context, instance string) HandoverResult {
+	req := handoverReq{instance: instance, reply: make(chan HandoverResult, 1)}
+	select {
+	case s.handCh() <- req:
+	case <-ctx.Done():
+		return HandoverResult{Outcome: NotHeld, Err: fmt.Errorf("hand over %s: the witness session is busy: %w", instance, ctx.Err())}
+	}
+	select {
+	case r := <-req.reply:
+		return r
+	case <-ctx.Done():
+		return HandoverResult{Outcome: Failed, Err: fmt.Errorf("hand over %s: no answer: %w", instance, ctx.Err())}
+	}
+}
+
+func (s *Session) handCh() chan handoverReq {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hand == nil {
+		s.hand = make(chan handoverReq)
+	}
+	return s.hand
+}
+
+// handOverNow serves one Handover request inside Run.
+func (s *Session) handOverNow(ctx context.Context, sts map[string]*state, name string) HandoverResult {
+	start := time.Now()
+	st := sts[name]
+	if st == nil {
+		return HandoverResult{Outcome: NotHeld, Err: fmt.Errorf("hand over %s: not a witnessed instance of this session", name)}
+	}
+	if !s.Holds(name) || st.view.Owner != s.Node || st.view.OwnerLease != int64(s.Lease) {
+		return HandoverResult{Outcome: NotHeld}
+	}
+	c, ok := Successor(s.Node, st.view.Candidates)
+	if !ok {
+		return HandoverResult{Outcome: NoSuccessor}
+	}
+	// Out before the key moves: the next step must neither publish this
+	// node's candidacy again nor take the instance back.
+	s.SetMaintenance(name, true)
+	s.log().Info("witness: handing the owner key over on request", "instance", name, "to", c.Node)
+	err := s.handOver(ctx, st, c, true)
+	if err == nil && st.view.Owner != c.Node {
+		err = fmt.Errorf("hand over %s to %s: its candidacy changed meanwhile; resigned, the key is free", name, c.Node)
+	}
+	if err != nil {
+		// The candidacy may still be there (a failed request): the next
+		// step withdraws it, and frees a key still ours.
+		return HandoverResult{Outcome: Failed, To: c.Node, Took: time.Since(start), Err: err}
+	}
+	st.withdrawn = true // the transaction deleted the candidacy
+	held := s.settle(ctx, sts)
+	return HandoverResult{Outcome: HandedOver, To: c.Node, SuccessorHeld: held[name], Took: time.Since(start)}
+}
+
 // pending is a fast handover waiting for the successor.
 type pending struct {
 	to    string
@@ -189,6 +290,7 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 	drain := s.drainCh()
 	s.eligibleCh()
+	s.handCh()
 	if w := s.want.Load(); w != 0 {
 		s.Ineligible = w == 2
 	}
@@ -265,6 +367,8 @@ func (s *Session) run(ctx context.Context, drain chan chan struct{}) error {
 			s.drainAll(ctx, sts)
 			close(done)
 			return ErrDrained
+		case req := <-s.hand:
+			req.reply <- s.handOverNow(ctx, sts, req.instance)
 		case <-s.eligible:
 			// step hands over and withdraws, or publishes again.
 			if w := s.want.Load(); w != 0 && (w == 2) != s.Ineligible {
@@ -369,12 +473,7 @@ func (s *Session) step(ctx context.Context, st *state) error {
 	name := st.in.Name
 	if p := st.pending; p != nil {
 		// A fast handover: resign once the successor holds, or at the bound.
-		done := time.Now().After(p.until)
-		for _, c := range st.view.Candidates {
-			if c.Node == p.to && c.Holds {
-				done = true
-			}
-		}
+		done := time.Now().After(p.until) || successorHolds(st.view, p.to)
 		if st.view.Owner != p.to {
 			done = true // the successor lost it already: resign at once
 		}
@@ -566,19 +665,32 @@ func (s *Session) drainAll(ctx context.Context, sts map[string]*state) {
 			s.log().Error("witness: hand over on stop", "instance", name, "error", err)
 		}
 	}
-	// Wait for the fast handovers' successors, within their bound; step
-	// resigns each once its successor holds.
+	s.settle(ctx, sts)
+}
+
+// settle waits for the fast handovers' successors, within their bound:
+// step resigns each once its successor holds, and the rest at the bound.
+// It reports, by instance, the handovers whose successor said it held
+// the instance before this node resigned.
+func (s *Session) settle(ctx context.Context, sts map[string]*state) map[string]bool {
+	held := map[string]bool{}
+	check := func() {
+		for name, st := range sts {
+			if p := st.pending; p != nil && st.view.Owner == p.to && successorHolds(st.view, p.to) {
+				held[name] = true
+			}
+			if st.pending != nil {
+				_ = s.step(ctx, st)
+			}
+		}
+	}
 	deadline := time.Now().Add(s.HandoverWait)
 	for anyPending(sts) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 		if _, err := s.load(ctx, sts); err != nil {
 			break
 		}
-		for _, st := range sts {
-			if st.pending != nil {
-				_ = s.step(ctx, st)
-			}
-		}
+		check()
 	}
 	for _, st := range sts {
 		if st.pending != nil {
@@ -586,6 +698,16 @@ func (s *Session) drainAll(ctx context.Context, sts map[string]*state) {
 			_ = s.step(ctx, st)
 		}
 	}
+	return held
+}
+
+func successorHolds(v View, node string) bool {
+	for _, c := range v.Candidates {
+		if c.Node == node && c.Holds {
+			return true
+		}
+	}
+	return false
 }
 
 func anyPending(sts map[string]*state) bool {

@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vipkit/vipkit/pkg/fencedstate"
 	"github.com/vipkit/vipkit/test/lab"
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/vipkit"
@@ -411,11 +415,15 @@ func TestWitnessPlannedHandover(t *testing.T) {
 }
 
 // TestWitnessVipctlHandover: `vipctl handover VI_1` on the owner (what the
-// Ansible role's rolling maintenance runs) releases the VIPs and writes the
-// maintenance file; fenced sees it, hands the owner key to node-b and
-// withdraws; `--undo` makes node-a a candidate again and it preempts.
-// Without the witness knowing the maintenance file, the key would stay
-// with node-a and nobody would take over. Zero overlap both ways.
+// Ansible role's rolling maintenance runs), then `--undo` (node-a preempts
+// back). vipctl-owned VIPs take the fast path through fenced: fenced
+// releases them, moves the owner key to node-b, waits until node-b's
+// keepalived left FAULT, then puts node-a's into FAULT, so node-b takes
+// over after its skew time. Before that path existed vipctl put keepalived
+// into FAULT first and node-b waited its master-down interval (381 ms at
+// 0.1 s adverts): the limit below sits between the two. keepalived-owned
+// VIPs still take that path (the maintenance file, seen by fenced). Zero
+// overlap both ways, and the router converges on the new owner.
 func TestWitnessVipctlHandover(t *testing.T) {
 	ctx := context.Background()
 	for _, m := range []vipkit.Mode{vipkit.Hooks, vipkit.Owned} {
@@ -425,6 +433,15 @@ func TestWitnessVipctlHandover(t *testing.T) {
 			r, err := v.Run(ctx, vipkit.Handover)
 			if err != nil {
 				t.Fatalf("handover: %v", err)
+			}
+			ka := v.KeepalivedVersion
+			// The goal is the skew time plus a few etcd round trips. Room
+			// for a loaded machine (200 ms, or half an advert at 1 s
+			// adverts: 806 ms seen once on 2.2.7 with skew 609 ms), still
+			// well below the master-down interval the old path waited.
+			limit := m.MasterDown(ka) + 500*time.Millisecond
+			if m.Own() {
+				limit = m.Skew(ka) + max(200*time.Millisecond, (m.MasterDown(ka)-m.Skew(ka))/6)
 			}
 			for _, back := range []bool{false, true} {
 				for _, f := range failovers(r.Result, back) {
@@ -438,9 +455,86 @@ func TestWitnessVipctlHandover(t *testing.T) {
 					if f.DualOwner != 0 {
 						t.Errorf("back=%v %s: dual-owner %s", back, f.VIP, ms(f.DualOwner))
 					}
-					t.Logf("back=%v %s: takeover %s, client outage %s", back, f.VIP, ms(f.Takeover), ms(f.Outage))
+					if f.RouterConverged == observe.None {
+						t.Errorf("back=%v %s: the router never pointed at %s", back, f.VIP, want)
+					}
+					if f.Takeover > limit {
+						t.Errorf("back=%v %s: takeover %s after the command, want at most %s", back, f.VIP, ms(f.Takeover), ms(limit))
+					}
+					t.Logf("back=%v %s: takeover %s after the command (skew %s, master-down %s), router converged %s after it, client outage %s",
+						back, f.VIP, ms(f.Takeover), ms(m.Skew(ka)), ms(m.MasterDown(ka)), ms(f.RouterConvergence), ms(f.Outage))
 				}
+			}
+			// fenced's own account on node-a: the fast path ran, and
+			// node-b said it held the instance before node-a resigned.
+			st, err := v.ReadFencedState(v.Nodes[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []fencedstate.Handover
+			for _, h := range st.Handovers {
+				if h.Instance == lab.Instance {
+					got = append(got, h)
+				}
+			}
+			switch {
+			case !m.Own() && len(got) != 0:
+				t.Errorf("keepalived-owned: fenced answered a fast handover request %+v; vipctl must take the maintenance file's path", got)
+			case m.Own() && (len(got) != 1 || got[0].Outcome != fencedstate.HandedOver || got[0].To != "node-b" || !got[0].SuccessorHeld):
+				t.Errorf("vipctl-owned: fenced's answers %+v, want one handed over to node-b after it held", got)
+			case m.Own():
+				t.Logf("fenced on node-a: handed over to %s in %s (request to resign)", got[0].To, ms(got[0].Took))
+				vipctlRefusesAlone(t, ctx, v)
 			}
 		})
 	}
+}
+
+// vipctlRefusesAlone: with node-b and node-c in maintenance nobody else
+// is a candidate, and `vipctl handover` on the owner fails with one line
+// naming the cause and changes nothing: node-a keeps the VIPs, its
+// maintenance file is untouched, no request is left behind.
+func vipctlRefusesAlone(t *testing.T, ctx context.Context, v *vipkit.Lab) {
+	t.Helper()
+	if _, err := v.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := v.Nodes[0]
+	since := v.TL.Now()
+	for _, n := range v.Nodes[1:] {
+		if _, err := v.WriteMaint(n, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range v.Nodes[1:] {
+		key := "/vipkit/candidates/" + lab.Instance + "/" + n.Name
+		if _, err := v.WaitFor(ctx, func(e observe.Event) bool {
+			return e.Kind == observe.KindLease && e.Key == key && e.Text == "delete" && e.At >= since
+		}, 10*time.Second); err != nil {
+			t.Fatalf("%s never withdrew its candidacy in maintenance: %v", n.Name, err)
+		}
+	}
+	// node-a's session hears the withdrawals from the same watch.
+	waitLab(t, ctx, v, v.TL.Now()+300*time.Millisecond)
+	maint := filepath.Join(a.StateDir, lab.Instance+".maint")
+	before, _ := os.ReadFile(maint)
+	at := v.TL.Now()
+	out, err := v.Vipctl(ctx, a, "handover", "--json", lab.Instance)
+	if err == nil || !strings.Contains(out, "vipctl: handover "+lab.Instance+": no other node is a candidate") {
+		t.Fatalf("vipctl handover with no other candidate: %v, output %q; want a failure naming the cause", err, out)
+	}
+	end := v.TL.Now() + 500*time.Millisecond
+	waitLab(t, ctx, v, end)
+	if after, _ := os.ReadFile(maint); string(after) != string(before) {
+		t.Errorf("refused handover changed the maintenance file: %q, was %q", after, before)
+	}
+	if _, err := os.Stat(fencedstate.RequestFile(maint)); !os.IsNotExist(err) {
+		t.Errorf("refused handover left its request behind (%v)", err)
+	}
+	for _, ip := range v.VIPs() {
+		if claimEnd(v.TL, a.Name, ip, at, end) != observe.None {
+			t.Errorf("node-a let go of %s after a refused handover", ip)
+		}
+	}
+	t.Logf("alone: %s", strings.TrimSpace(out))
 }
