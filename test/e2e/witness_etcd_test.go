@@ -118,7 +118,12 @@ func TestWitnessEtcdMembers(t *testing.T) {
 		}
 		outcome := "node-a kept the VIPs"
 		if len(fs) > 0 {
-			outcome = fmt.Sprintf("node-a fenced with %s left on its lease (%s); node-b took over %s after the fault", ms(fs[0].Lead), fs[0].Reason, ms(takeover(v, v.Nodes[1], at)-at))
+			outcome = fmt.Sprintf("node-a fenced with %s left on its lease (%s)", ms(fs[0].Lead), fs[0].Reason)
+			for _, n := range v.Nodes {
+				if b := takeover(v, n, at); b != observe.None {
+					outcome += fmt.Sprintf("; %s MASTER %s after the fault", n.Name, ms(b-at))
+				}
+			}
 		}
 		t.Logf("%s (the leader) SIGSTOPped for %s: %s; new leader %s; dual-owner 0", v.EtcdMemberName(i), ms(hold), outcome, v.EtcdMemberName(etcdLeader(t, ctx, v)))
 	})
