@@ -145,6 +145,59 @@ func TestWitnessSplitBrainThreeNodes(t *testing.T) {
 	})
 }
 
+// TestWitnessNodeCutFromPeers: the owner cut from the other two nodes
+// (each node still reaching etcd and the router; the other two still
+// hear each other). With the witness node-a keeps the VIPs and nobody
+// else holds them; the control (no witness) shows that the cut cuts VRRP:
+// node-b, no longer hearing node-a, takes the VIPs too.
+func TestWitnessNodeCutFromPeers(t *testing.T) {
+	ctx := context.Background()
+	const hold = 3 * time.Second
+	cut := func(t *testing.T, v *vipkit.Lab) (from, to time.Duration) {
+		t.Helper()
+		from, err := v.CutPeers(v.Nodes[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitLab(t, ctx, v, from+hold)
+		if _, err := v.Lab.CutPeers(v.Nodes[0], false); err != nil {
+			t.Fatal(err)
+		}
+		to = v.TL.Now() + time.Second
+		waitLab(t, ctx, v, to)
+		return from, to
+	}
+	t.Run("witness", func(t *testing.T) {
+		key, opts := witnessOpts(vipkit.Hooks)
+		v := shared(t, ctx, key, opts)
+		from, to := cut(t, v)
+		for _, ip := range v.VIPs() {
+			if d := dualOwner(v, ip, from, to); d != 0 {
+				t.Errorf("%s: dual-owner %s during the cut", ip, ms(d))
+			}
+			if c := claimed(v, v.Nodes[0].Name, ip, from, to); c < to-from-time.Millisecond {
+				t.Errorf("%s: node-a held it only %s of %s", ip, ms(c), ms(to-from))
+			}
+			t.Logf("%s: node-a cut from node-b and node-c for %s: dual-owner 0, node-a held it throughout", ip, ms(hold))
+		}
+	})
+	t.Run("control", func(t *testing.T) {
+		key, opts := control3Opts()
+		v := shared(t, ctx, key, opts)
+		from, to := cut(t, v)
+		for _, ip := range v.VIPs() {
+			d := dualOwner(v, ip, from, to)
+			if d < hold/2 {
+				t.Errorf("%s: without the witness dual-owner time was only %s: the cut did not cut VRRP", ip, ms(d))
+			}
+			t.Logf("%s: control dual-owner %s of a %s cut", ip, ms(d), ms(hold))
+		}
+		if c := claimed(v, v.Nodes[2].Name, lab.VIP4, from, to); c != 0 {
+			t.Errorf("node-c held %s for %s: node-b and node-c did not hear each other", lab.VIP4, ms(c))
+		}
+	})
+}
+
 // takeover is when node n first became MASTER or held ip after since.
 func takeover(v *vipkit.Lab, n *lab.Node, since time.Duration) time.Duration {
 	at := observe.None
