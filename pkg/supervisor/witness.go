@@ -313,6 +313,11 @@ func (w witnessAct) Permit(_ context.Context, s *witness.Session, name string) e
 	if c.fenced.Load() || c.sess != s {
 		return fmt.Errorf("permit %s: the cluster fenced or the session was superseded", name)
 	}
+	if !s.Holds(name) {
+		// A pre-grant's bound ran out between the session's decision and
+		// this lock: its resign comes next and must stay the last word.
+		return fmt.Errorf("permit %s: the session no longer holds it", name)
+	}
 	in, ok := c.member(name)
 	if !ok {
 		return fmt.Errorf("permit %s: not an instance of cluster %s", name, c.cfg.Name)
