@@ -273,15 +273,17 @@ func (s *Session) handOverNow(ctx context.Context, sts map[string]*state, name s
 	// Out before the key moves: the next step must neither publish this
 	// node's candidacy again nor take the instance back.
 	s.SetMaintenance(name, true)
-	st.withdrawn = true
 	s.log().Info("witness: handing the owner key over on request", "instance", name, "to", c.Node)
 	err := s.handOver(ctx, st, c, true, true)
 	if err == nil && st.view.Owner != c.Node {
 		err = fmt.Errorf("hand over %s to %s: its candidacy changed meanwhile; resigned, the key is free", name, c.Node)
 	}
 	if err != nil {
+		// The candidacy may still be there (a failed request): the next
+		// step withdraws it, and frees a key still ours.
 		return HandoverResult{Outcome: Failed, To: c.Node, Took: time.Since(start), Err: err}
 	}
+	st.withdrawn = true // the transaction deleted the candidacy
 	held := s.settle(ctx, sts)
 	return HandoverResult{Outcome: HandedOver, To: c.Node, SuccessorHeld: held[name] || st.accepted, Took: time.Since(start)}
 }
