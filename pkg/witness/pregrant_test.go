@@ -270,3 +270,48 @@ func TestIntegrationPregrantFallback(t *testing.T) {
 	}
 	t.Logf("fallback: request to resign and move %s (the owner's wait %s)", r.Took, witness.DefaultHandoverWait)
 }
+
+// A session stopped during a pre-grant (the runtime's stopSession: a
+// fence, a lease no longer healthy, a reload) hands its pre-grants to the
+// caller, which writes FAULT; the stopped session's bound does not fire
+// afterwards over what the next session writes.
+func TestIntegrationPregrantEndedByStop(t *testing.T) {
+	srv := etcdtest.Start(t)
+	const bound = 500 * time.Millisecond // room to call EndPregrants before it fires
+	w := newVRRPWorld(t, 10*time.Second)
+	tune := func(s *witness.Session) { s.HandoverWait, s.PregrantBound = 2*time.Second, bound }
+	a := startNodeWith(t, srv, w, "node-a", kaOwned(150), tune)
+	waitHolder(t, w, "node-a")
+	b := startNodeWith(t, srv, w, "node-b", kaOwned(100), tune)
+	time.Sleep(300 * time.Millisecond)
+	waitHolder(t, w, "node-a")
+	stall := make(chan struct{})
+	w.mu.Lock()
+	w.stall["node-a"] = stall
+	w.mu.Unlock()
+	from := w.mark()
+	res := make(chan witness.HandoverResult, 1)
+	go func() { res <- ask(t, a) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(w.since(from), "backup node-b") && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	got := b.sess.EndPregrants()
+	if !slices.Equal(got, []string{"VI_1"}) {
+		t.Fatalf("EndPregrants = %v, want [VI_1] (events %v)", got, w.since(from))
+	}
+	if b.sess.Holds("VI_1") {
+		t.Error("after EndPregrants node-b's session still says it holds VI_1")
+	}
+	_ = act{w, "node-b"}.Resign(context.Background(), "VI_1", "stopSession")
+	time.Sleep(2 * bound)
+	if got, want := w.since(from), []string{"backup node-b", "resign node-b"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v: the ended pre-grant's bound must not fire", got, want)
+	}
+	close(stall)
+	<-res
+	waitHolder(t, w, "node-b")
+	if w.dual != 0 {
+		t.Errorf("%d moments with two holders", w.dual)
+	}
+}

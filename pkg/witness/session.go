@@ -344,6 +344,26 @@ func (s *Session) endPregrant(name string, p *pregrant, keep bool) bool {
 	return true
 }
 
+// EndPregrants ends every pre-grant at once and returns their instances,
+// whose track files the caller must set to FAULT: the session is being
+// stopped (a fence, a lease no longer healthy, a reload), and its
+// successor must not inherit an OK without the key, nor this session's
+// bound fire over what the next one writes.
+func (s *Session) EndPregrants() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for name, p := range s.pre {
+		delete(s.pre, name)
+		s.holds[name] = false
+		if p.timer.Stop() {
+			s.tasks.Done()
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
 func (s *Session) pregrantOf(name string) *pregrant {
 	s.mu.Lock()
 	defer s.mu.Unlock()
