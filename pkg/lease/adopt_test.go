@@ -156,6 +156,10 @@ func TestAdoptFencesAtHandedDeadline(t *testing.T) {
 			c.Adopt = &lease.HandedLease{Cluster: "c1", Prefix: "/vipkit", LeaseID: 9, TTL: ttl, Expiry: deadline + margin, Deadline: deadline}
 		})
 		_, _ = adoptCalls(t, r) // never answered
+		hedge := t0 + (deadline-t0)/2
+		r.waitTimer(hedge)
+		r.clock.Set(hedge)
+		r.cli.Next(t, leasetest.OpKeepAlive) // the hedge, never answered either
 		r.waitTimer(deadline)
 		r.clock.Set(deadline - time.Nanosecond)
 		r.fencer.None(t)

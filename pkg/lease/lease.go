@@ -243,7 +243,8 @@ type held struct {
 	expiry   time.Duration // earliest possible server expiry: last acked send + ttl
 	deadline time.Duration // expiry - margin: the local validity
 	next     time.Duration // next renewal
-	renewing bool
+	inflight int           // renewal attempts not answered yet (at most 2)
+	hedgeAt  time.Duration // a second attempt goes out then if the first still hangs
 	// holdFrom starts the hold-down; -1 after a failed renewal, until the
 	// next success restarts it. Unused once Healthy.
 	holdFrom  time.Duration

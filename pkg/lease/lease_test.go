@@ -251,6 +251,10 @@ func TestDeadlineFromSendTime(t *testing.T) {
 	r.waitTimer(t0 + 2*renew)
 	r.clock.Set(t0 + 2*renew)
 	r.cli.Next(t, leasetest.OpKeepAlive) // never answered
+	hedge := t0 + 2*renew + (deadline-t0-2*renew)/2
+	r.waitTimer(hedge)
+	r.clock.Set(hedge)
+	r.cli.Next(t, leasetest.OpKeepAlive) // the hedge, never answered either
 	r.waitTimer(deadline)
 	r.clock.Set(deadline - time.Nanosecond)
 	r.fencer.None(t)
@@ -641,4 +645,56 @@ func TestProgressAndMemberRecord(t *testing.T) {
 			t.Fatal("no progress after ProgressEvery")
 		}
 	}
+}
+
+// A renewal that hangs (a frozen member of several: its connection stays
+// up, nothing answers) gets a second attempt beside it once half the
+// validity left at its send is gone; the hedge's answer keeps the lease,
+// and the first attempt's later failure changes nothing. A slow answer to
+// the first attempt still counts: it keeps its whole timeout.
+func TestRenewHedgedWhileAttemptHangs(t *testing.T) {
+	r := start(t, nil)
+	r.healthy(1)
+	at := t0 + renew
+	deadline := t0 + ttl - margin
+	r.waitTimer(at)
+	r.clock.Set(at)
+	first := r.cli.Next(t, leasetest.OpKeepAlive)
+	checkRPC(t, first, renew)
+	hedge := at + (deadline-at)/2
+	r.waitTimer(hedge)
+	r.clock.Set(hedge - time.Nanosecond)
+	r.cli.NoCall(t)
+	r.clock.Set(hedge)
+	second := r.cli.Next(t, leasetest.OpKeepAlive)
+	checkRPC(t, second, deadline-hedge)
+	r.clock.Set(hedge + 10*time.Millisecond)
+	second.KeepAlive(5)
+	s := r.waitFor("renewal", func(s lease.Status) bool { return s.RenewalsOK == 2 })
+	if s.State != lease.Healthy || s.ValidUntil != hedge+ttl-margin {
+		t.Fatalf("after the hedge: %+v, want healthy until %s", s, hedge+ttl-margin)
+	}
+	first.Fail(context.DeadlineExceeded)
+	r.waitFor("failed renewal", func(s lease.Status) bool { return s.RenewalsFailed == 1 })
+	r.cli.NoCall(t) // no retry: the hedge renewed
+	// The next renewal counts from the hedge's send.
+	r.waitTimer(hedge + renew)
+
+	// Only one hedge: a third attempt waits for one of the two to end.
+	r.clock.Set(hedge + renew)
+	first = r.cli.Next(t, leasetest.OpKeepAlive)
+	deadline = hedge + ttl - margin
+	at = hedge + renew
+	r.clock.Set(at + (deadline-at)/2)
+	second = r.cli.Next(t, leasetest.OpKeepAlive)
+	r.clock.Set(deadline - time.Millisecond)
+	r.cli.NoCall(t)
+	// The first, slow, answers: its renewal counts.
+	first.KeepAlive(5)
+	s = r.waitFor("slow renewal", func(s lease.Status) bool { return s.RenewalsOK == 3 })
+	if s.State != lease.Healthy || s.ValidUntil != at+ttl-margin {
+		t.Fatalf("after the slow answer: %+v, want healthy until %s", s, at+ttl-margin)
+	}
+	second.Fail(context.DeadlineExceeded)
+	r.waitFor("failed renewal", func(s lease.Status) bool { return s.RenewalsFailed == 2 })
 }

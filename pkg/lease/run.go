@@ -107,7 +107,7 @@ func (h *Holder) tick(now time.Duration) {
 		}
 		return
 	}
-	if !l.renewing && now >= h.renewDue(l) {
+	if l.inflight == 0 && now >= h.renewDue(l) || l.inflight == 1 && now >= l.hedgeAt {
 		h.renew(now, l)
 	}
 }
@@ -137,8 +137,11 @@ func (h *Holder) nextWake(now time.Duration) time.Duration {
 	}
 	if l := h.lease; l != nil {
 		at = min(at, l.deadline)
-		if !l.renewing {
+		switch l.inflight {
+		case 0:
 			at = min(at, h.renewDue(l))
+		case 1:
+			at = min(at, l.hedgeAt)
 		}
 	} else if !h.acquiring {
 		at = min(at, h.nextAcquire)
@@ -260,10 +263,23 @@ func (h *Holder) acquired(now time.Duration, ev event) {
 	h.log.Info("lease granted", "lease_id", fmt.Sprintf("%x", ev.lease), "ttl", ev.ttl, "key", h.key, "hold_down", h.cfg.Cluster.HoldDown)
 }
 
+// minHedge is the least validity a second renewal attempt must have left.
+const minHedge = 100 * time.Millisecond
+
 // renew sends one KeepAliveOnce, bounded by the request timeout and by the
-// validity left: an answer after the deadline is useless.
+// validity left: an answer after the deadline is useless. When the first
+// attempt has not answered once half of that validity is gone, a second
+// one goes out beside it (a hedge; clientv3's round robin sends it through
+// another member): a frozen member keeps its connection up and answers
+// nothing, so the first could hang until the deadline although the rest of
+// the cluster would renew, while a merely slow cluster still gets its whole
+// timeout.
 func (h *Holder) renew(now time.Duration, l *held) {
-	l.renewing = true
+	l.inflight++
+	l.hedgeAt = l.deadline // no third attempt
+	if left := l.deadline - now; l.inflight == 1 && left/2 >= minHedge {
+		l.hedgeAt = now + left/2
+	}
 	id := l.id
 	timeout := min(h.cfg.Cluster.RequestTimeout, l.deadline-now)
 	h.spawn(func() {
@@ -279,8 +295,14 @@ func (h *Holder) renew(now time.Duration, l *held) {
 }
 
 func (h *Holder) renewed(now time.Duration, l *held, ev event) {
-	l.renewing = false
+	l.inflight--
+	// A failure of an attempt sent before the last acknowledged one (the
+	// hedge answered first) changes nothing.
+	stale := ev.err != nil && !errors.Is(ev.err, rpctypes.ErrLeaseNotFound) && ev.sent+l.ttl < l.expiry
 	switch {
+	case stale:
+		h.counters.RenewalsFailed++
+		h.log.Debug("renewal attempt failed after a later one succeeded", "lease_id", fmt.Sprintf("%x", l.id), "err", ev.err)
 	case ev.err == nil && ev.ttl > 0:
 		// Acknowledged renewals only: a timed-out one took its timeout,
 		// not a round trip, and an etcd outage is not a slow etcd.
@@ -294,7 +316,7 @@ func (h *Holder) renewed(now time.Duration, l *held, ev event) {
 			h.publish()
 			h.cfg.OnRenew(ev.latency)
 		}
-		l.next = ev.sent + h.cfg.Cluster.RenewEvery
+		l.next = max(l.next, ev.sent+h.cfg.Cluster.RenewEvery)
 		if h.state == Healthy {
 			return
 		}
@@ -310,7 +332,7 @@ func (h *Holder) renewed(now time.Duration, l *held, ev event) {
 		h.counters.RenewalsFailed++
 		// Space attempts from their send times: a renewal that timed out is
 		// retried at once with what validity is left, fast failures do not
-		// spin.
+		// spin. (While a hedge is out, the retry waits for its answer.)
 		l.next = max(now, ev.sent+h.retry)
 		if h.state != Healthy {
 			l.holdFrom = -1 // the hold-down restarts after the next success

@@ -74,12 +74,53 @@ var witnessFaults = []witnessFault{
 		}
 		return func() error { _, err := v.SetPort(n, true); return err }, nil
 	}},
-	{"etcd SIGSTOP", func(v *vipkit.Lab, _ *lab.Node) (func() error, error) {
+	{"node cut from the other nodes", func(v *vipkit.Lab, n *lab.Node) (func() error, error) {
+		_, err := v.CutPeers(n)
+		return nil, err // Reset heals
+	}},
+	{"etcd member SIGSTOP", func(v *vipkit.Lab, _ *lab.Node) (func() error, error) {
+		i, err := etcdVictim(v)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := v.PauseEtcdMember(i); err != nil {
+			return nil, err
+		}
+		return func() error { _, err := v.ResumeEtcdMember(i); return err }, nil
+	}},
+	{"etcd member SIGKILL, restarted on its data dir", func(v *vipkit.Lab, _ *lab.Node) (func() error, error) {
+		i, err := etcdVictim(v)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := v.KillEtcdMember(i); err != nil {
+			return nil, err
+		}
+		return func() error { _, err := v.RestartEtcdMember(i); return err }, nil
+	}},
+	{"all of etcd SIGSTOP", func(v *vipkit.Lab, _ *lab.Node) (func() error, error) {
 		if _, err := v.PauseEtcd(); err != nil {
 			return nil, err
 		}
 		return func() error { _, err := v.ResumeEtcd(); return err }, nil
 	}},
+}
+
+// victimRNG picks the etcd member a fault hits; seeded with the run's seed.
+var victimRNG *rand.Rand
+
+// etcdVictim is the member an etcd member fault hits: the leader half of
+// the time (etcd's Status says which), else any member.
+func etcdVictim(v *vipkit.Lab) (int, error) {
+	if victimRNG.IntN(2) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if i, err := v.EtcdLeader(ctx); err == nil {
+			return i, nil
+		}
+		// No leader to be found (all of etcd frozen): any member.
+	}
+	return victimRNG.IntN(v.EtcdMembers()), nil
 }
 
 // unguarded reports whether faults a and b on one node leave it with no
@@ -91,9 +132,12 @@ func unguarded(a, b string) bool {
 }
 
 // TestWitnessRandomFaults runs a randomized schedule of one or two
-// overlapping faults per run (partitions between nodes and between a node
-// and etcd, SIGSTOP and SIGKILL of keepalived and fenced, link flaps,
-// SIGSTOP of etcd) on the three-node witness lab, and checks the
+// overlapping faults per run (partitions between nodes, all of them split
+// or one cut from the other two, and between a node and etcd; SIGSTOP and
+// SIGKILL of keepalived and fenced; link flaps; SIGSTOP of one member of
+// the 3-member etcd cluster, SIGKILL of one (restarted on its data dir),
+// the leader half of the time, and SIGSTOP of all of them) on the
+// three-node witness lab, and checks the
 // observer's timeline of each run, from the first fault to the steady
 // state after it: never two nodes holding a VIP (I9). A violation prints
 // the schedule, the seed and the timeline around it. Takeovers (the first
@@ -110,6 +154,7 @@ func TestWitnessRandomFaults(t *testing.T) {
 	}
 	t.Logf("seed %d (-witness.seed), %d runs", seed, *witnessRuns)
 	rng := rand.New(rand.NewPCG(seed, 0))
+	victimRNG = rand.New(rand.NewPCG(seed, 1))
 	var takeovers []time.Duration
 	violations := 0
 	for run := range *witnessRuns {

@@ -158,9 +158,11 @@ func takeover(v *vipkit.Lab, n *lab.Node, since time.Duration) time.Duration {
 	return at
 }
 
-// ownerPut is when the owner key was last written to node's name at or
-// after since (the lab watches /vipkit/ in etcd from the etcd host).
-func ownerPut(v *vipkit.Lab, node string, since time.Duration) time.Duration {
+// ownerPut is when the owner key was first written at or after since (the
+// lab watches /vipkit/ in etcd from the etcd host). The timeline records
+// keys and leases, not values: callers pick a since after which only the
+// node they expect can write it.
+func ownerPut(v *vipkit.Lab, since time.Duration) time.Duration {
 	at := observe.None
 	for _, e := range v.TL.Events(func(e observe.Event) bool {
 		return e.Kind == observe.KindLease && e.Key == "/vipkit/owners/"+lab.Instance && e.Text == "put" && e.At >= since
@@ -168,7 +170,6 @@ func ownerPut(v *vipkit.Lab, node string, since time.Duration) time.Duration {
 		at = e.At
 		break
 	}
-	_ = node
 	return at
 }
 
@@ -224,7 +225,7 @@ func TestWitnessOwnerFaults(t *testing.T) {
 		if f.Expired == observe.None || f.Tracked == observe.None || f.Tracked >= f.Expired || f.Released == observe.None || f.Released >= f.Expired {
 			t.Errorf("the owner did not fence before its lease expired: released %s, track %s, expired %s", observe.FormatAt(f.Released), observe.FormatAt(f.Tracked), observe.FormatAt(f.Expired))
 		}
-		claim := ownerPut(v, "node-b", at)
+		claim := ownerPut(v, at)
 		t.Logf("takeover %s after the cut (bound TTL %s + etcd loop 500 ms + master-down %s + 100 ms); fence lead %s; owner key to node-b %s after the expiry; MASTER %s after the claim",
 			ms(took), ms(ttl), ms(down), ms(f.Lead), ms(claim-f.Expired), ms(at+took-claim))
 	})
@@ -405,7 +406,7 @@ func TestWitnessPlannedHandover(t *testing.T) {
 			}
 			end = v.TL.Now() + 500*time.Millisecond
 			waitLab(t, ctx, v, end)
-			claimAt := ownerPut(v, a.Name, back)
+			claimAt := ownerPut(v, back)
 			for _, ip := range v.VIPs() {
 				if d := dualOwner(v, ip, back, end); d != 0 {
 					t.Errorf("preemption: %s dual-owner %s", ip, ms(d))

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"syscall"
@@ -122,20 +124,182 @@ func (l *Lab) ForgetNeighbours() (time.Duration, error) {
 	return at, l.Topo.ForgetNeighbours(l.VIPs()...)
 }
 
-// PauseEtcd freezes the etcd server (SIGSTOP): connections stay open but
-// nothing is answered.
+// PauseEtcd freezes all of etcd (SIGSTOP to every member): connections
+// stay open but nothing is answered.
 func (l *Lab) PauseEtcd() (time.Duration, error) {
-	return l.Signal("etcd", l.Etcd(), syscall.SIGSTOP)
+	return l.signalEtcd(syscall.SIGSTOP, "all of etcd frozen", l.etcdMembers()...)
 }
 
-// ResumeEtcd thaws it.
+// ResumeEtcd thaws every member.
 func (l *Lab) ResumeEtcd() (time.Duration, error) {
-	return l.Signal("etcd", l.Etcd(), syscall.SIGCONT)
+	return l.signalEtcd(syscall.SIGCONT, "all of etcd thawed", l.etcdMembers()...)
 }
 
-// KillEtcd SIGKILLs the etcd server.
+// KillEtcd SIGKILLs every member.
 func (l *Lab) KillEtcd() (time.Duration, error) {
-	return l.Signal("etcd", l.Etcd(), syscall.SIGKILL)
+	return l.signalEtcd(syscall.SIGKILL, "all of etcd killed", l.etcdMembers()...)
+}
+
+// EtcdMembers is the number of members of the lab's etcd cluster.
+func (l *Lab) EtcdMembers() int { return len(l.etcdMembers()) }
+
+// EtcdMemberName is member i's name ("etcd", "etcd-2", ...).
+func (l *Lab) EtcdMemberName(i int) string { return l.etcdMembers()[i].spec.Name }
+
+// PauseEtcdMember freezes member i (SIGSTOP).
+func (l *Lab) PauseEtcdMember(i int) (time.Duration, error) {
+	return l.signalEtcd(syscall.SIGSTOP, "", l.etcdMembers()[i])
+}
+
+// ResumeEtcdMember thaws member i (SIGCONT).
+func (l *Lab) ResumeEtcdMember(i int) (time.Duration, error) {
+	return l.signalEtcd(syscall.SIGCONT, "", l.etcdMembers()[i])
+}
+
+// KillEtcdMember SIGKILLs member i; RestartEtcdMember brings it back.
+func (l *Lab) KillEtcdMember(i int) (time.Duration, error) {
+	return l.signalEtcd(syscall.SIGKILL, "", l.etcdMembers()[i])
+}
+
+// signalEtcd signals members (one mark on the timeline: text, or the
+// signal and the member when empty) and keeps track of the frozen ones.
+func (l *Lab) signalEtcd(sig syscall.Signal, text string, ms ...*etcdMember) (time.Duration, error) {
+	if len(ms) == 0 {
+		return 0, fmt.Errorf("signal %s to etcd: not started", signalName(sig))
+	}
+	if text == "" {
+		text = fmt.Sprintf("%s %s", signalName(sig), ms[0].p.Name)
+	}
+	at := l.TL.Mark(observe.KindFault, "etcd", text)
+	var errs []error
+	for _, m := range ms {
+		l.mu.Lock()
+		p := m.p
+		switch sig {
+		case syscall.SIGSTOP:
+			m.paused = true
+		case syscall.SIGCONT, syscall.SIGKILL:
+			m.paused = false
+		}
+		l.mu.Unlock()
+		if len(ms) > 1 && !p.Running() {
+			continue // all of etcd: the members that run (one may be killed)
+		}
+		if err := p.Signal(sig); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return at, errors.Join(errs...)
+}
+
+// RestartEtcdMember starts member i again on its data dir, as a node
+// restarts a crashed member: it rejoins the cluster and catches up. It
+// does not wait for that (the cluster may have no quorum without it);
+// RecoverEtcd does. Restarting a running member is an error.
+func (l *Lab) RestartEtcdMember(i int) (time.Duration, error) {
+	m := l.etcdMembers()[i]
+	l.mu.Lock()
+	old := m.p
+	l.mu.Unlock()
+	if old.Running() {
+		return 0, fmt.Errorf("restart %s: still running (pid %d)", old.Name, old.PID)
+	}
+	at := l.TL.Mark(observe.KindFault, "etcd", "restart "+old.Name+" on its data dir")
+	e := m.spec
+	e.Rejoin = true
+	p, err := l.launchEtcd(e)
+	if err != nil {
+		return at, err
+	}
+	l.mu.Lock()
+	m.p, m.paused = p, false
+	l.mu.Unlock()
+	return at, nil
+}
+
+// RecoverEtcd undoes what the etcd faults left: it thaws frozen members,
+// restarts dead ones on their data dirs and waits until every member is
+// healthy.
+func (l *Lab) RecoverEtcd(ctx context.Context) error {
+	var errs []error
+	for i, m := range l.etcdMembers() {
+		l.mu.Lock()
+		p, paused := m.p, m.paused
+		l.mu.Unlock()
+		switch {
+		case !p.Running():
+			if _, err := l.RestartEtcdMember(i); err != nil {
+				errs = append(errs, err)
+			}
+		case paused:
+			if _, err := l.ResumeEtcdMember(i); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, m := range l.etcdMembers() {
+		l.mu.Lock()
+		p := m.p
+		l.mu.Unlock()
+		if err := l.waitEtcdHealthy(ctx, m.spec, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("recover etcd: %w", err)
+	}
+	return nil
+}
+
+// EtcdLeader asks every running member that is not frozen for its status
+// (etcd's maintenance Status, from the etcd host) and returns the index of
+// the member that leads. A frozen member would not answer.
+func (l *Lab) EtcdLeader(ctx context.Context) (int, error) {
+	dial, err := l.EtcdDialer("etcd")
+	if err != nil {
+		return -1, err
+	}
+	ms := l.etcdMembers()
+	var errs []error
+	for i, m := range ms {
+		l.mu.Lock()
+		p, paused := m.p, m.paused
+		l.mu.Unlock()
+		if paused || !p.Running() {
+			continue
+		}
+		url := m.spec.ClientURLs()[0]
+		st, err := etcdStatus(ctx, url, dial)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if st.Leader == 0 {
+			errs = append(errs, fmt.Errorf("%s knows no leader", m.spec.Name))
+			continue
+		}
+		if st.Leader == st.Header.MemberId {
+			return i, nil
+		}
+	}
+	return -1, fmt.Errorf("find the etcd leader: no member says it leads: %w", errors.Join(errs...))
+}
+
+// CutPeers cuts node n from the other nodes, both ways, while every node
+// keeps etcd and the router (topo.CutPeers); on=false heals it.
+func (l *Lab) CutPeers(n *Node, on bool) (time.Duration, error) {
+	text := n.Name + " cut from the other nodes"
+	if !on {
+		text = n.Name + " back with the other nodes"
+	}
+	var peers []string
+	for _, o := range l.Nodes {
+		if o != n {
+			peers = append(peers, o.Name)
+		}
+	}
+	at := l.TL.Mark(observe.KindFault, "switch", text)
+	return at, l.Topo.CutPeers(n.Name, peers, on)
 }
 
 // Failover derives the failover metrics for one VIP from the timeline:

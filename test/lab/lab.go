@@ -28,6 +28,10 @@ import (
 	"syscall"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
 	"github.com/vipkit/vipkit/pkg/keepalived"
 	"github.com/vipkit/vipkit/test/lab/observe"
 	"github.com/vipkit/vipkit/test/lab/proc"
@@ -79,6 +83,10 @@ type Options struct {
 	// Keepalived is the keepalived binary every node runs; repo.Keepalived()
 	// ($VIPKIT_KEEPALIVED, else Debian's 2.2.7) when empty.
 	Keepalived string
+	// EtcdMembers is the size of the lab's etcd cluster StartEtcd starts
+	// (1 when zero; at most 3). Every member runs on the etcd host, on an
+	// address of its own (EtcdMemberAddrs).
+	EtcdMembers int
 }
 
 // Node is one keepalived host of the lab with its own files: both nodes
@@ -131,9 +139,10 @@ type Lab struct {
 	mu        sync.Mutex
 	inUse     map[netip.Addr]bool // VIPs the running configs mention
 	procs     []*proc.Proc
-	etcd      *proc.Proc
-	etcdDirs  []string     // data dirs of the etcd servers, removed by Close
-	etcdProcs []*proc.Proc // the etcd servers, stopped last by Close
+	etcdSize  int
+	etcd      []*etcdMember // the lab's cluster (StartEtcd)
+	etcdDirs  []string      // data dirs of the etcd servers, removed by Close
+	etcdProcs []*proc.Proc  // the etcd servers, stopped last by Close
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -164,6 +173,12 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 	if opts.Keepalived == "" {
 		opts.Keepalived = repo.Keepalived()
 	}
+	if opts.EtcdMembers == 0 {
+		opts.EtcdMembers = 1
+	}
+	if opts.EtcdMembers < 1 || opts.EtcdMembers > len(EtcdMemberAddrs) {
+		return nil, fmt.Errorf("create lab: etcd member count %d out of range 1..%d", opts.EtcdMembers, len(EtcdMemberAddrs))
+	}
 	kaVersion, err := repo.KeepalivedVersion(opts.Keepalived)
 	if err != nil {
 		return nil, fmt.Errorf("create lab: %w", err)
@@ -171,7 +186,7 @@ func New(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create lab results dir %s: %w", dir, err)
 	}
-	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt, fromLog: opts.StatesFromLog, noProbes: opts.NoProbes,
+	l = &Lab{Prefix: opts.Prefix, Dir: dir, TL: observe.NewTimeline(), log: log, advertInt: opts.AdvertInt, fromLog: opts.StatesFromLog, noProbes: opts.NoProbes, etcdSize: opts.EtcdMembers,
 		Keepalived: opts.Keepalived, KeepalivedVersion: kaVersion}
 	if !opts.NoSignalHandler {
 		register(l)
@@ -520,17 +535,60 @@ func (l *Lab) track(host string, p *proc.Proc) {
 	}()
 }
 
-// StartEtcd starts the etcd server in the etcd namespace and waits until
-// it reports healthy.
+// EtcdMemberAddrs are the addresses (IPv4, IPv6) of the members of the
+// lab's etcd cluster on the etcd host: the first is the host's own.
+// 192.0.2.21 is StartEtcdServer's.
+var EtcdMemberAddrs = [][2]netip.Addr{
+	{topo.Etcd4, topo.Etcd6},
+	{netip.MustParseAddr("192.0.2.22"), netip.MustParseAddr("2001:db8::22")},
+	{netip.MustParseAddr("192.0.2.23"), netip.MustParseAddr("2001:db8::23")},
+}
+
+// etcdMember is one member of the lab's etcd cluster.
+type etcdMember struct {
+	spec   proc.Etcd
+	p      *proc.Proc
+	paused bool // SIGSTOPped by the lab, not yet SIGCONTed
+}
+
+// StartEtcd starts the lab's etcd cluster in the etcd namespace
+// (Options.EtcdMembers members: "etcd" on the host's own addresses, then
+// "etcd-2", "etcd-3") and waits until every member reports healthy.
 func (l *Lab) StartEtcd(ctx context.Context) error {
-	e := proc.Etcd{NS: l.Topo.Etcd.NS.Name, Dir: filepath.Join(l.Dir, "etcd"), Addr4: l.Topo.Etcd.Addr4, Addr6: l.Topo.Etcd.Addr6, Clock: l.TL.Now}
-	p, err := l.startEtcd(ctx, e)
-	if err != nil {
-		return err
+	var specs []proc.Etcd
+	var cluster []string
+	for i := range l.etcdSize {
+		a := EtcdMemberAddrs[i]
+		e := proc.Etcd{Name: "etcd", NS: l.Topo.Etcd.NS.Name, Dir: filepath.Join(l.Dir, "etcd"), Addr4: a[0], Addr6: a[1], Clock: l.TL.Now}
+		if i > 0 {
+			e.Name = fmt.Sprintf("etcd-%d", i+1)
+			e.Dir = filepath.Join(l.Dir, e.Name)
+			if err := l.Topo.AddEtcdAddrs(a[0], a[1]); err != nil {
+				return fmt.Errorf("start %s: %w", e.Name, err)
+			}
+		}
+		specs = append(specs, e)
+		cluster = append(cluster, e.Name+"="+e.PeerURL())
 	}
-	l.mu.Lock()
-	l.etcd = p
-	l.mu.Unlock()
+	for _, e := range specs {
+		if len(specs) > 1 {
+			e.Cluster = strings.Join(cluster, ",")
+		}
+		p, err := l.launchEtcd(e)
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.etcd = append(l.etcd, &etcdMember{spec: e, p: p})
+		l.mu.Unlock()
+	}
+	// A member is healthy once the cluster has a leader: all of them run
+	// before the first can be.
+	for _, m := range l.etcdMembers() {
+		if err := l.waitEtcdHealthy(ctx, m.spec, m.p); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -554,15 +612,34 @@ func (l *Lab) StartEtcdServer(ctx context.Context, name string, addr4 netip.Addr
 
 // startEtcd starts an etcd server and waits until it reports healthy.
 func (l *Lab) startEtcd(ctx context.Context, e proc.Etcd) (*proc.Proc, error) {
+	p, err := l.launchEtcd(e)
+	if err != nil {
+		return nil, err
+	}
+	return p, l.waitEtcdHealthy(ctx, e, p)
+}
+
+// launchEtcd starts an etcd server: Close stops it, last, and removes its
+// data.
+func (l *Lab) launchEtcd(e proc.Etcd) (*proc.Proc, error) {
 	p, err := proc.StartEtcd(e)
 	if err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
-	l.etcdDirs = append(l.etcdDirs, filepath.Join(e.Dir, "data"))
+	if !slices.Contains(l.etcdDirs, filepath.Join(e.Dir, "data")) {
+		l.etcdDirs = append(l.etcdDirs, filepath.Join(e.Dir, "data"))
+	}
 	l.etcdProcs = append(l.etcdProcs, p)
 	l.mu.Unlock()
 	l.track("etcd", p)
+	return p, nil
+}
+
+// waitEtcdHealthy polls the server's /health from the etcd host until it
+// says true (for a member: the cluster has a leader and this member hears
+// it), for up to 30 s.
+func (l *Lab) waitEtcdHealthy(ctx context.Context, e proc.Etcd, p *proc.Proc) error {
 	client := &http.Client{Transport: &http.Transport{DialContext: l.Topo.Etcd.NS.DialContext}, Timeout: time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	url := e.ClientURLs()[0] + "/health"
@@ -574,15 +651,15 @@ func (l *Lab) startEtcd(ctx context.Context, e proc.Etcd) (*proc.Proc, error) {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"health":"true"`) {
 				l.TL.Mark(observe.KindProcess, "etcd", p.Name+" healthy")
-				return p, nil
+				return nil
 			}
 			err = fmt.Errorf("status %s: %s", resp.Status, body)
 		}
 		if !p.Running() {
-			return nil, fmt.Errorf("start %s: exited before healthy: %v (see %s)", p.Name, p.Err(), filepath.Join(e.Dir, "etcd.log"))
+			return fmt.Errorf("start %s: exited before healthy: %v (see %s)", p.Name, p.Err(), filepath.Join(e.Dir, "etcd.log"))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("start %s: not healthy at %s: %w", p.Name, url, err)
+			return fmt.Errorf("start %s: not healthy at %s: %w", p.Name, url, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -612,16 +689,36 @@ func (l *Lab) WatchEtcdAt(label string, endpoints []string, prefix string) error
 	return l.Obs.WatchEtcd(label, endpoints, prefix, dial)
 }
 
-// Etcd is the etcd process, nil before StartEtcd.
+// Etcd is the process of the lab's (first) etcd member, nil before
+// StartEtcd.
 func (l *Lab) Etcd() *proc.Proc {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.etcd
+	if ms := l.etcdMembers(); len(ms) > 0 {
+		return ms[0].p
+	}
+	return nil
 }
 
-// EtcdEndpoints are the client URLs of the lab's etcd.
+func (l *Lab) etcdMembers() []*etcdMember {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.etcd)
+}
+
+// EtcdEndpoints are the client URLs of the lab's etcd: every member's
+// IPv4 URL, then the first member's IPv6 one.
 func (l *Lab) EtcdEndpoints() []string {
-	return proc.Etcd{Addr4: l.Topo.Etcd.Addr4, Addr6: l.Topo.Etcd.Addr6}.ClientURLs()
+	urls := l.EtcdEndpoints4()
+	return append(urls, proc.Etcd{Addr4: l.Topo.Etcd.Addr4, Addr6: l.Topo.Etcd.Addr6}.ClientURLs()[1])
+}
+
+// EtcdEndpoints4 are the IPv4 client URLs of every member of the lab's
+// etcd (Options.EtcdMembers of them), what fenced is configured with.
+func (l *Lab) EtcdEndpoints4() []string {
+	var urls []string
+	for i := range l.etcdSize {
+		urls = append(urls, proc.Etcd{Addr4: EtcdMemberAddrs[i][0]}.ClientURLs()[0])
+	}
+	return urls
 }
 
 // EtcdDialer dials from inside host's namespace, for an etcd client (or
@@ -633,6 +730,27 @@ func (l *Lab) EtcdDialer(host string) (func(ctx context.Context, addr string) (n
 		return nil, err
 	}
 	return func(ctx context.Context, addr string) (net.Conn, error) { return h.NS.DialContext(ctx, "tcp", addr) }, nil
+}
+
+// etcdStatus is one member's answer to etcd's maintenance Status.
+func etcdStatus(ctx context.Context, url string, dial func(ctx context.Context, addr string) (net.Conn, error)) (*clientv3.StatusResponse, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{url},
+		DialTimeout: time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd status of %s: %w", url, err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := cli.Status(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("etcd status of %s: %w", url, err)
+	}
+	return st, nil
 }
 
 // WaitFor waits for an event on the lab's timeline (see

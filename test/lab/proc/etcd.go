@@ -41,7 +41,8 @@ func isExec(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// Etcd describes the lab's single-member etcd server.
+// Etcd describes one etcd server of the lab: a single-member cluster, or
+// one member of a cluster (Cluster).
 type Etcd struct {
 	Name   string // member name and process name, "etcd" when empty
 	NS     string // full namespace name
@@ -50,6 +51,12 @@ type Etcd struct {
 	Addr6  netip.Addr // optional second listener
 	Binary string     // FindBinary("etcd") when empty
 	Clock  func() time.Duration
+	// Cluster is --initial-cluster (name=peerURL,...) when the server is
+	// one member of several; empty for a single-member cluster.
+	Cluster string
+	// Rejoin keeps the data dir of an earlier run of this member: etcd
+	// rejoins its cluster with it and ignores the --initial-* flags.
+	Rejoin bool
 	// ExtraArgs are appended (e.g. tuning flags of a scenario).
 	ExtraArgs []string
 }
@@ -69,8 +76,15 @@ func (e Etcd) ClientURLs() []string {
 	return urls
 }
 
-// StartEtcd starts a fresh single-member cluster (new data dir). The
-// caller waits for readiness (the lab polls /health from the namespace).
+// PeerURL is the member's peer endpoint (IPv4).
+func (e Etcd) PeerURL() string {
+	return fmt.Sprintf("http://%s", netip.AddrPortFrom(e.Addr4, EtcdPeerPort))
+}
+
+// StartEtcd starts a fresh single-member cluster (new data dir), or with
+// Cluster a member of a new cluster, or with Rejoin a member again on its
+// data dir. The caller waits for readiness (the lab polls /health from the
+// namespace).
 func StartEtcd(e Etcd) (*Proc, error) {
 	if e.Name == "" {
 		e.Name = "etcd"
@@ -86,13 +100,19 @@ func StartEtcd(e Etcd) (*Proc, error) {
 		return nil, errors.New("start etcd: no IPv4 listen address")
 	}
 	data := filepath.Join(e.Dir, "data")
-	if err := os.RemoveAll(data); err != nil {
-		return nil, fmt.Errorf("start %s: clear data dir %s: %w", e.Name, data, err)
+	if !e.Rejoin {
+		if err := os.RemoveAll(data); err != nil {
+			return nil, fmt.Errorf("start %s: clear data dir %s: %w", e.Name, data, err)
+		}
 	}
 	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start %s: create dir %s: %w", e.Name, e.Dir, err)
 	}
-	peer := fmt.Sprintf("http://%s", netip.AddrPortFrom(e.Addr4, EtcdPeerPort))
+	peer := e.PeerURL()
+	cluster := e.Cluster
+	if cluster == "" {
+		cluster = e.Name + "=" + peer
+	}
 	clients := e.ClientURLs()
 	listen := clients[0]
 	for _, u := range clients[1:] {
@@ -105,7 +125,7 @@ func StartEtcd(e Etcd) (*Proc, error) {
 		"--advertise-client-urls", clients[0],
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", e.Name + "=" + peer,
+		"--initial-cluster", cluster,
 		"--initial-cluster-state", "new",
 		"--log-level", "warn",
 	}

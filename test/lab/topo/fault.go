@@ -51,7 +51,7 @@ func (t *Topology) CutEtcd(host string, m CutMethod) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range []netip.Addr{t.Etcd.Addr4, t.Etcd.Addr6} {
+	for _, a := range t.EtcdAddrs() {
 		switch m {
 		case CutBlackhole:
 			r := &netlink.Route{Dst: hostNet(a), Type: unix.RTN_BLACKHOLE}
@@ -82,7 +82,7 @@ func (t *Topology) RestoreEtcd(host string) error {
 		return err
 	}
 	var errs []error
-	for _, a := range []netip.Addr{t.Etcd.Addr4, t.Etcd.Addr6} {
+	for _, a := range t.EtcdAddrs() {
 		r := &netlink.Route{Dst: hostNet(a), Type: unix.RTN_BLACKHOLE}
 		if err := h.NS.nl.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("restore %s to etcd: delete blackhole route %s: %w", host, a, err))
@@ -114,6 +114,73 @@ func (t *Topology) IsolatePorts(on bool, hosts ...string) error {
 		}
 		if err := t.Switch.nl.LinkSetIsolated(p, on); err != nil {
 			return fmt.Errorf("set isolation %t on switch port %s: %w", on, h.Port, err)
+		}
+	}
+	return nil
+}
+
+// CutPeers cuts host from each of peers, both ways, while every one of
+// them keeps the router, etcd and the rest of the segment (bridge port
+// isolation cannot do this: an isolated port still reaches every port
+// that is not). Each side gets blackhole routes to the other's addresses,
+// so nothing it sends them leaves, and strict reverse-path filtering on
+// its interface, so an IPv4 packet from them fails the source check and is
+// dropped: VRRP adverts (multicast, IPv4 here) included. What still
+// passes: ARP and IPv6 neighbour discovery, and IPv6 packets the peers
+// send (IPv6 routing has no source check). on=false undoes it and puts
+// reverse-path filtering back to off, the lab's setting.
+func (t *Topology) CutPeers(host string, peers []string, on bool) error {
+	h, err := t.Host(host)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range peers {
+		p, err := t.Host(name)
+		if err != nil {
+			return err
+		}
+		for _, pair := range [][2]*Host{{h, p}, {p, h}} {
+			if err := blackholeHost(pair[0], pair[1], on); err != nil {
+				errs = append(errs, fmt.Errorf("cut %s from %s: %w", host, name, err))
+			}
+		}
+	}
+	if t.peerCuts == nil {
+		t.peerCuts = map[[2]string]bool{}
+	}
+	for _, name := range peers {
+		t.peerCuts[[2]string{host, name}] = on
+		t.peerCuts[[2]string{name, host}] = on
+	}
+	// Filtering stays on wherever another cut still needs it.
+	for _, name := range append([]string{host}, peers...) {
+		x, _ := t.Host(name)
+		rp := "0"
+		for pair, cut := range t.peerCuts {
+			if cut && pair[0] == name {
+				rp = "1"
+			}
+		}
+		// The effective value is the higher of "all" and the interface's.
+		if err := x.NS.Sysctl("net.ipv4.conf."+x.Dev+".rp_filter", rp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// blackholeHost adds (or, with on false, deletes) blackhole routes on
+// from to both addresses of to.
+func blackholeHost(from, to *Host, on bool) error {
+	for _, a := range []netip.Addr{to.Addr4, to.Addr6} {
+		r := &netlink.Route{Dst: hostNet(a), Type: unix.RTN_BLACKHOLE}
+		if on {
+			if err := from.NS.nl.RouteReplace(r); err != nil {
+				return fmt.Errorf("add blackhole route %s on %s: %w", a, from.Name, err)
+			}
+		} else if err := from.NS.nl.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("delete blackhole route %s on %s: %w", a, from.Name, err)
 		}
 	}
 	return nil

@@ -78,8 +78,10 @@ type Topology struct {
 	Nodes  []*Host
 	Etcd   *Host
 
-	log *slog.Logger
-	all []*NS
+	log       *slog.Logger
+	etcdExtra []netip.Addr       // AddEtcdAddrs: cut with Etcd's own
+	peerCuts  map[[2]string]bool // CutPeers in force, both directions
+	all       []*NS
 }
 
 // NodeName is the lab name of the i-th node (0 → node-a).
@@ -326,6 +328,26 @@ func (t *Topology) AddAddr(host string, p netip.Prefix) error {
 		return err
 	}
 	return addAddrs(h.NS, h.Dev, p)
+}
+
+// AddEtcdAddrs adds addresses to the etcd host for more members of the
+// lab's etcd cluster: CutEtcd cuts them with the host's own. Call it
+// before any cut.
+func (t *Topology) AddEtcdAddrs(a4, a6 netip.Addr) error {
+	if err := t.AddAddr(t.Etcd.Name, netip.PrefixFrom(a4, ServerNet4.Bits())); err != nil {
+		return err
+	}
+	if err := t.AddAddr(t.Etcd.Name, netip.PrefixFrom(a6, ServerNet6.Bits())); err != nil {
+		return err
+	}
+	t.etcdExtra = append(t.etcdExtra, a4, a6)
+	return nil
+}
+
+// EtcdAddrs are the addresses CutEtcd cuts: the etcd host's own and those
+// of AddEtcdAddrs.
+func (t *Topology) EtcdAddrs() []netip.Addr {
+	return append([]netip.Addr{t.Etcd.Addr4, t.Etcd.Addr6}, t.etcdExtra...)
 }
 
 // defaultRoutes points both families of a host at the router.

@@ -47,7 +47,10 @@ type Options struct {
 	// Witness makes VI_1 witnessed (docs/witness.md): every node's
 	// vipkit.toml says witness = true with the node's keepalived priority;
 	// the steady state is node-a MASTER and every other node in FAULT.
-	// Lab.Nodes = 3 adds node-c (priority 50) for claims among three.
+	// Lab.Nodes = 3 adds node-c (priority 50) for claims among three, and
+	// runs the lab's etcd as a 3-member cluster (unless
+	// Lab.EtcdMembers says otherwise), whose members the faults can stop
+	// or kill one at a time.
 	Witness bool
 	// Lab passes options to lab.New (Name, ResultsDir, Logger, ...);
 	// AdvertInt defaults to the mode's.
@@ -81,6 +84,7 @@ type Lab struct {
 	mu       sync.Mutex
 	procs    map[string]*proc.Proc // fenced per node
 	cut      map[string]bool       // nodes cut from etcd
+	parted   map[string]bool       // nodes cut from the other nodes
 	maint    map[string]bool       // nodes whose maintenance file says 1
 	isolated bool
 }
@@ -110,6 +114,9 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build vipkit lab: %w", err)
 	}
+	if opts.Witness && lo.Nodes == 3 && lo.EtcdMembers == 0 {
+		lo.EtcdMembers = 3
+	}
 	if opts.Control {
 		lo.AdvertInt = ""
 	} else if lo.AdvertInt == "" {
@@ -119,7 +126,7 @@ func New(ctx context.Context, opts Options) (v *Lab, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	v = &Lab{Mode: opts.Mode, Control: opts.Control, Witness: opts.Witness && !opts.Control, log: log, procs: map[string]*proc.Proc{}, cut: map[string]bool{}, maint: map[string]bool{},
+	v = &Lab{Mode: opts.Mode, Control: opts.Control, Witness: opts.Witness && !opts.Control, log: log, procs: map[string]*proc.Proc{}, cut: map[string]bool{}, parted: map[string]bool{}, maint: map[string]bool{},
 		ttl: opts.TTL, margin: opts.Margin, requestTimeout: opts.RequestTimeout}
 	if opts.Control {
 		v.Mode = "control"
@@ -188,7 +195,7 @@ func (v *Lab) TOMLFor(n *lab.Node, fleet bool) TOML {
 	vips := func(a ...string) []string { return a }
 	t := TOML{
 		Node: n.Name, StateDir: n.StateDir, VRRPPIDFile: filepath.Join(n.Dir, "keepalived-vrrp.pid"),
-		Clusters: []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints()[:1], TTL: v.ttl, Margin: v.margin, RequestTimeout: v.requestTimeout}},
+		Clusters: []ClusterConf{{Name: "main", Endpoints: v.EtcdEndpoints4(), TTL: v.ttl, Margin: v.margin, RequestTimeout: v.requestTimeout}},
 		Instances: []InstanceConf{{Name: lab.Instance, VIPs: vips(lab.VIP4.String(), lab.VIP6.String()), Own: v.Mode.Own(), Cluster: "main",
 			Witness: v.Witness, Priority: n.Priority}},
 	}
@@ -424,18 +431,31 @@ func (v *Lab) WaitUntil(ctx context.Context, cond func() bool, within time.Durat
 }
 
 // Reset brings the lab back to the steady state after a scenario: the
-// nodes hear each other and etcd again, maintenance ends, fenced and
-// keepalived run on every node; then it waits for the steady state. It
-// returns the master.
+// nodes hear each other and etcd again, every etcd member runs (thawed,
+// or restarted on its data dir) and is healthy, maintenance ends, fenced
+// and keepalived run on every node; then it waits for the steady state.
+// It returns the master.
 func (v *Lab) Reset(ctx context.Context) (*lab.Node, error) {
 	since := v.TL.Now()
 	v.mu.Lock()
-	isolated, cut, maint := v.isolated, v.cut, v.maint
-	v.isolated, v.cut, v.maint = false, map[string]bool{}, map[string]bool{}
+	isolated, cut, parted, maint := v.isolated, v.cut, v.parted, v.maint
+	v.isolated, v.cut, v.parted, v.maint = false, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	v.mu.Unlock()
 	var errs []error
 	if isolated {
 		if _, err := v.IsolatePeers(false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, n := range v.Nodes {
+		if parted[n.Name] {
+			if _, err := v.Lab.CutPeers(n, false); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if !v.Control {
+		if err := v.RecoverEtcd(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -488,6 +508,15 @@ func (v *Lab) CutEtcd(n *lab.Node) (time.Duration, error) {
 	v.cut[n.Name] = true
 	v.mu.Unlock()
 	return v.Lab.CutEtcd(n, topo.CutNeighbour)
+}
+
+// CutPeers cuts node n from the other nodes, both ways; each still
+// reaches etcd and the router (lab.Lab.CutPeers). Reset heals it.
+func (v *Lab) CutPeers(n *lab.Node) (time.Duration, error) {
+	v.mu.Lock()
+	v.parted[n.Name] = true
+	v.mu.Unlock()
+	return v.Lab.CutPeers(n, true)
 }
 
 // Isolate splits the nodes from each other (bridge port isolation); Reset
