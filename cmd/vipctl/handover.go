@@ -43,15 +43,16 @@ func handoverCommand() *cli.Command {
 then writes 1 to its maintenance track file, so keepalived leaves MASTER with no moment
 in which two hosts hold the VIP (I3). --undo writes 0: the instance may be elected again.
 
-A witnessed vipctl-owned instance (witness = true, own = true) held here is handed over
-through fenced instead (docs/witness.md): fenced releases the VIPs in the same order,
-moves the owner key to the next candidate, waits until that node's keepalived left FAULT
-(BACKUP), and only then puts this node's keepalived into FAULT, so the successor takes
-over after its skew time instead of its master-down interval. vipctl waits for fenced's
-answer, then writes the maintenance file. It fails, changing nothing, when fenced is not
-running or no other node is a candidate. A witnessed keepalived-owned instance takes the
-plain path (keepalived cannot stay MASTER without its VIPs): the successor waits its
-master-down interval.
+A witnessed instance (witness = true) held here is handed over through fenced instead
+(docs/witness.md), so that the successor's keepalived is BACKUP, not FAULT, when this
+node's resigns, and takes over after its skew time instead of its master-down interval.
+vipctl-owned (own = true): fenced releases the VIPs in the same order, moves the owner
+key to the next candidate, waits until that node left FAULT, then puts this node into
+FAULT. keepalived-owned: fenced offers the key to the next candidate (of lower priority),
+waits until it left FAULT, then puts this node into FAULT (VIPs removed first) and moves
+the key; a successor that does not answer in time waits its master-down interval. vipctl
+waits for fenced's answer, then writes the maintenance file. It fails, changing nothing,
+when fenced is not running or no other node is a candidate.
 
 The instance's keepalived config must track the maintenance file with weight 0
 (see contrib/keepalived).
@@ -106,14 +107,11 @@ Examples:
 			if err != nil {
 				return err
 			}
-			if in.Witness && in.Own && !inMaint {
+			if in.Witness && !inMaint {
 				done, err := handoverThroughFenced(c, e, in, held, &res)
 				if err != nil || done {
 					return err
 				}
-			}
-			if in.Witness && !in.Own {
-				res.Note = "keepalived-owned witnessed instance: keepalived is in FAULT before the owner key moves, so the successor takes over after its master-down interval (docs/witness.md)"
 			}
 			if err := handoverPlain(c, e, in, held, &res); err != nil {
 				return err
@@ -151,8 +149,9 @@ func handoverPlain(c *cli.Context, e *env, in config.Instance, held map[netip.Ad
 	return nil
 }
 
-// handoverThroughFenced asks fenced to hand a witnessed vipctl-owned
-// instance over on the fast path and waits for its answer. done is false
+// handoverThroughFenced asks fenced to hand a witnessed instance over on
+// the fast path (vipctl-owned) or the pre-grant (keepalived-owned) and
+// waits for its answer. done is false
 // when the plain path must run instead: this node does not hold the
 // instance (it only has to stay out of it).
 func handoverThroughFenced(c *cli.Context, e *env, in config.Instance, held map[netip.Addr]bool, res *handoverResult) (done bool, err error) {
@@ -275,7 +274,7 @@ type handoverResult struct {
 	Released        []string `json:"released"`
 	MaintenanceFile string   `json:"maintenance_file"`
 	// Path is how the instance was handed over: "fast" through fenced
-	// (a witnessed vipctl-owned instance held here), "maintenance" by
+	// (a witnessed instance held here), "maintenance" by
 	// the maintenance file alone.
 	Path     string `json:"path,omitempty"`
 	HandedTo string `json:"handed_to,omitempty"`

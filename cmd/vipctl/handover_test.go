@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,24 +80,31 @@ func TestWaitAnswer(t *testing.T) {
 	}
 }
 
-// A witnessed vipctl-owned instance is handed over through fenced: without
-// a live fenced, vipctl fails with one line naming the cause and changes
-// nothing (no maintenance file, no request left behind).
+// A witnessed instance (vipctl- or keepalived-owned) is handed over
+// through fenced: without a live fenced, vipctl fails with one line naming
+// the cause and changes nothing (no maintenance file, no request left
+// behind).
 func TestHandoverWitnessedNeedsFenced(t *testing.T) {
-	for _, tt := range []struct {
+	type tc struct {
 		name  string
+		own   bool
 		state *fencedstate.Snapshot
 		cause string
-	}{
-		{"no state file", nil, "fenced is not running here"},
-		{"stopped", &fencedstate.Snapshot{State: "stopped", PID: os.Getpid()}, "fenced stopped"},
-		{"not fenced's process", &fencedstate.Snapshot{State: "healthy", PID: os.Getpid()}, "is not running"},
-	} {
+	}
+	var tests []tc
+	for _, own := range []bool{true, false} {
+		tests = append(tests,
+			tc{fmt.Sprintf("own=%v/no state file", own), own, nil, "fenced is not running here"},
+			tc{fmt.Sprintf("own=%v/stopped", own), own, &fencedstate.Snapshot{State: "stopped", PID: os.Getpid()}, "fenced stopped"},
+			tc{fmt.Sprintf("own=%v/not fenced's process", own), own, &fencedstate.Snapshot{State: "healthy", PID: os.Getpid()}, "is not running"})
+	}
+	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg := filepath.Join(dir, "vipkit.toml")
 			doc := "state_dir = \"" + dir + "\"\n[[cluster]]\nname = \"c\"\nendpoints = [\"http://192.0.2.20:2379\"]\n" +
-				"[[instance]]\nname = \"VI_1\"\ndev = \"vkt-none0\"\nvips = [\"192.0.2.100\"]\ncluster = \"c\"\nown = true\nwitness = true\npriority = 150\n"
+				"[[instance]]\nname = \"VI_1\"\ndev = \"vkt-none0\"\nvips = [\"192.0.2.100\"]\ncluster = \"c\"\nwitness = true\npriority = 150\n" +
+				fmt.Sprintf("own = %v\n", tt.own)
 			if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -692,12 +692,19 @@ func effectiveWeight(r keepalived.TrackRef, blockWeight int) int {
 // (witness.DefaultHandoverWait; pkg/check stays free of etcd).
 const witnessHandoverWait = 0.1
 
+// witnessPregrantBound is how long a successor keeps its track file OK on
+// an owner's offer without the owner key (witness.DefaultPregrantBound).
+const witnessPregrantBound = 0.15
+
 // witness checks what a witnessed instance needs from keepalived.conf
 // (docs/witness.md, "Timing"): the same priority and preemption as the
-// claims follow, and on a fast handover (vipctl-owned) a master-down
-// interval longer than the owner's wait for its successor, so that the
-// old owner's keepalived, MASTER without VIPs meanwhile, cannot be elected
-// again before its track file says FAULT.
+// claims follow; on a fast handover (vipctl-owned) a master-down interval
+// longer than the owner's wait for its successor, so that the old owner's
+// keepalived, MASTER without VIPs meanwhile, cannot be elected again
+// before its track file says FAULT; on a pre-grant (keepalived-owned) a
+// master-down interval longer than twice the successor's bound, so that a
+// successor that stops hearing the owner is in FAULT again before it
+// could elect itself.
 func (x *inspector) witness(ei ExpectedInstance, in *keepalived.Instance) {
 	subject := "vrrp_instance " + ei.Name
 	prio := in.Priority
@@ -723,8 +730,12 @@ func (x *inspector) witness(ei ExpectedInstance, in *keepalived.Instance) {
 			"raise advert_int of %s to at least 0.1", ei.Name)
 	}
 	if !ei.Own {
-		x.add(Info, subject, in.Pos, fmt.Sprintf("the witnessed %s has keepalived-owned VIPs: a planned handover resigns before the key moves, and the successor takes over after its master-down interval (%.2fs), not its skew time", ei.Name, down),
-			"for handovers as fast as without the witness, let vipctl own the VIPs (own = true)")
+		if down <= 2*witnessPregrantBound {
+			x.add(Error, subject, in.Pos, fmt.Sprintf("master-down interval %.3fs of the witnessed %s is not above twice the witness's pre-grant bound (%.2fs): a successor out of FAULT on an offer could elect itself before the bound puts it back", down, ei.Name, witnessPregrantBound),
+				"raise advert_int of %s to at least 0.1", ei.Name)
+		}
+		x.add(Info, subject, in.Pos, fmt.Sprintf("the witnessed %s has keepalived-owned VIPs: a planned handover to a node of lower priority is pre-granted (its successor takes over after its skew time, %.3fs); a preemption by a node of higher priority resigns before the key moves, and that node takes over after its master-down interval (%.2fs)", ei.Name, adv*float64(256-prio)/256, down),
+			"for preemption as fast as without the witness, let vipctl own the VIPs (own = true)")
 	}
 }
 

@@ -135,12 +135,12 @@ func TestInspect(t *testing.T) {
 
 		// Witness.
 		{name: "witness matches, track_process only", expect: func(e *Expect) { e.Instances[0].Witness, e.Instances[0].Priority = true, 100 },
-			want: []want{{Info, "vrrp_instance VI_1", "a planned handover resigns before the key moves", ""}, {Warning, "vrrp_instance VI_1", "a hung fenced (stopped, not dead)", ""}}},
+			want: []want{{Info, "vrrp_instance VI_1", "a planned handover to a node of lower priority is pre-granted", ""}, {Warning, "vrrp_instance VI_1", "a hung fenced (stopped, not dead)", ""}}},
 		{name: "witness with fenced_alive within the margin", prepend: aliveScript, edit: []string{"    track_process {\n", "    track_script {\n        fenced_alive\n    }\n    track_process {\n"},
 			expect: func(e *Expect) {
 				e.Instances[0].Witness, e.Instances[0].Priority, e.Instances[0].Margin = true, 100, 1500*time.Millisecond
 			},
-			want: []want{{Info, "vrrp_instance VI_1", "a planned handover resigns before the key moves", ""}}},
+			want: []want{{Info, "vrrp_instance VI_1", "a planned handover to a node of lower priority is pre-granted", ""}}},
 		{name: "witness with fenced_alive slower than the margin", prepend: aliveScript, edit: []string{"    track_process {\n", "    track_script {\n        fenced_alive\n    }\n    track_process {\n"},
 			expect: func(e *Expect) {
 				e.Instances[0].Witness, e.Instances[0].Priority, e.Instances[0].Margin = true, 100, time.Second
@@ -460,6 +460,28 @@ func TestWitnessTiming(t *testing.T) {
 		}
 		if got != tt.bad {
 			t.Errorf("advert_int %v priority %d: timing error %v, want %v (issues %v)", tt.advert, tt.prio, got, tt.bad, x.issues)
+		}
+	}
+}
+
+// The pre-grant's bound (keepalived-owned) against the successor's
+// master-down interval: more than twice the bound.
+func TestWitnessPregrantTiming(t *testing.T) {
+	for _, tt := range []struct {
+		advert float64
+		prio   int
+		bad    bool
+	}{{1, 100, false}, {0.1, 100, false}, {0.1, 254, false}, {0.08, 200, true}, {0.05, 1, true}} {
+		x := &inspector{}
+		x.witness(ExpectedInstance{Name: "VI_1", Witness: true, Priority: tt.prio}, &keepalived.Instance{Name: "VI_1", Priority: tt.prio, AdvertInt: tt.advert})
+		got := false
+		for _, is := range x.issues {
+			if is.Severity == Error && strings.Contains(is.Message, "pre-grant bound") {
+				got = true
+			}
+		}
+		if got != tt.bad {
+			t.Errorf("advert_int %v priority %d: pre-grant timing error %v, want %v (issues %v)", tt.advert, tt.prio, got, tt.bad, x.issues)
 		}
 	}
 }

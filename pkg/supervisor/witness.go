@@ -103,12 +103,34 @@ func (c *cluster) startSession(id int64, held ...string) {
 }
 
 // stopSession cancels the session without waiting (its Permit waits for
-// c.mu, which the caller may hold). Called with c.mu held.
+// c.mu, which the caller may hold), after putting the instances it
+// pre-granted back into FAULT. Called with c.mu held.
 func (c *cluster) stopSession() {
+	if c.sess != nil {
+		c.endPregrants(c.sess)
+	}
 	if c.sessCancel != nil {
 		c.sessCancel()
 	}
 	c.sess, c.sessCancel = nil, nil
+}
+
+// endPregrants writes FAULT for the instances s accepted an offer of and
+// does not hold yet (docs/witness.md, the pre-grant): a stopped session's
+// bound would otherwise run on, over what the next session writes.
+// Called with c.mu held.
+func (c *cluster) endPregrants(s *witness.Session) {
+	for _, name := range s.EndPregrants() {
+		in, ok := c.member(name)
+		if !ok {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), max(c.cfg.Margin, time.Second))
+		if err := c.act.Fence(ctx, []fence.Instance{in}, "witness: session ended during a pre-grant"); err != nil {
+			c.log.Error("end a pre-grant", "instance", name, "error", err)
+		}
+		cancel()
+	}
 }
 
 // drainSession hands the held instances to their successors before a
@@ -268,6 +290,7 @@ func (c *cluster) setWitnessed(w map[string]witness.Instance) {
 	c.wit.Store(&w)
 	if old := c.sess; old != nil {
 		id := int64(old.Lease)
+		c.endPregrants(old)
 		// The new session starts from what the old one held (same lease):
 		// it keeps what is still its own without a FAULT flap, and resigns
 		// at once what is not (a fast handover in progress).
@@ -312,6 +335,11 @@ func (w witnessAct) Permit(_ context.Context, s *witness.Session, name string) e
 	defer c.mu.Unlock()
 	if c.fenced.Load() || c.sess != s {
 		return fmt.Errorf("permit %s: the cluster fenced or the session was superseded", name)
+	}
+	if !s.Holds(name) {
+		// A pre-grant's bound ran out between the session's decision and
+		// this lock: its resign comes next and must stay the last word.
+		return fmt.Errorf("permit %s: the session no longer holds it", name)
 	}
 	in, ok := c.member(name)
 	if !ok {

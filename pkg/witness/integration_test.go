@@ -30,6 +30,19 @@ type world struct {
 	vips map[string]bool // node holds the VIPs
 	log  []string
 	dual int
+
+	// vrrp models keepalived-owned VIPs (pregrant_test.go): a node whose
+	// track file says OK while a node of higher priority holds the VIPs
+	// is BACKUP, takes them the moment that node resigns (its priority-0
+	// advert, no skew), and after down elects itself anyway (the owner's
+	// adverts lost: the worst case). Otherwise a track file at OK takes
+	// the VIPs at once.
+	vrrp   bool
+	prio   map[string]int
+	down   time.Duration
+	epoch  map[string]int
+	stall  map[string]chan struct{} // a node's Resign waits for it
+	refuse map[string]bool          // a node's Permit fails
 }
 
 func newWorld(t *testing.T) *world {
@@ -46,10 +59,13 @@ type act struct {
 	node string
 }
 
-func (a act) Permit(_ context.Context, _ *witness.Session, in string) error {
+func (a act) Permit(_ context.Context, s *witness.Session, in string) error {
 	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.vrrp {
+		return w.permitVRRP(s, a.node, in)
+	}
 	for n, held := range w.vips {
 		if held && n != a.node {
 			w.dual++
@@ -73,9 +89,19 @@ func (a act) Release(_ context.Context, in string) error {
 func (a act) Resign(_ context.Context, in, reason string) error {
 	w := a.w
 	w.mu.Lock()
+	stall := w.stall[a.node]
+	w.mu.Unlock()
+	if stall != nil {
+		<-stall
+	}
+	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.vips[a.node], w.ok[a.node] = false, false
 	w.event("resign %s", a.node)
+	if w.vrrp {
+		w.epoch[a.node]++
+		w.priorityZero(a.node)
+	}
 	return nil
 }
 
@@ -104,6 +130,12 @@ type node struct {
 
 func startNode(t *testing.T, srv *etcdtest.Server, w *world, name string, in witness.Instance) *node {
 	t.Helper()
+	return startNodeWith(t, srv, w, name, in, nil)
+}
+
+// startNodeWith lets tune set the session's fields before it runs.
+func startNodeWith(t *testing.T, srv *etcdtest.Server, w *world, name string, in witness.Instance, tune func(*witness.Session)) *node {
+	t.Helper()
 	cli := srv.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -117,6 +149,9 @@ func startNode(t *testing.T, srv *etcdtest.Server, w *world, name string, in wit
 		KV: cli, Act: act{w, name}, Prefix: prefix, Node: name, Lease: g.ID,
 		Instances: []witness.Instance{in}, RequestTimeout: 2 * time.Second,
 		Log: slog.New(slog.NewTextHandler(t.Output(), nil)).With("node", name),
+	}
+	if tune != nil {
+		tune(n.sess)
 	}
 	go func() { n.done <- n.sess.Run(sctx) }()
 	t.Cleanup(n.stop)
@@ -188,6 +223,11 @@ func TestIntegrationClaimsFollowPriorities(t *testing.T) {
 	for _, fast := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fast=%v", fast), func(t *testing.T) {
 			w := newWorld(t)
+			if !fast {
+				// keepalived-owned: the planned stop is pre-granted, which
+				// only the VRRP model tells apart from an overlap.
+				w = newVRRPWorld(t, 10*time.Second)
+			}
 			admin := srv.Client(t)
 			clean(t, admin)
 			inst := func(p int) witness.Instance { return witness.Instance{Name: "VI_1", Priority: p, Fast: fast} }

@@ -30,7 +30,8 @@ var _ KV = (*clientv3.Client)(nil)
 type Actuator interface {
 	// Permit writes OK to the instance's track file. It must refuse (return
 	// an error, write nothing) once the cluster has fenced or the session
-	// was superseded.
+	// was superseded, or when s.Holds(instance) is false at the write (a
+	// pre-grant's bound ran out meanwhile and its resign is next).
 	Permit(ctx context.Context, s *Session, instance string) error
 	// Release removes the instance's VIPs and route hints and leaves
 	// keepalived as it is.
@@ -45,6 +46,14 @@ type Actuator interface {
 // (docs/witness.md, checked by fenced check).
 const DefaultHandoverWait = 100 * time.Millisecond
 
+// DefaultPregrantBound (W) bounds how long a successor that accepted an
+// offer keeps its track file OK without the owner key: then it writes
+// FAULT again. keepalived's master-down interval of the instance
+// (3 × advert_int + skew) must be more than twice W (fenced check), so a
+// successor whose owner's adverts stop reaching it is in FAULT again
+// before it could elect itself (docs/witness.md, "The pre-grant").
+const DefaultPregrantBound = 150 * time.Millisecond
+
 // Session runs the witness for one lease of one cluster: it exists while
 // the cluster's lease holder is healthy, and ends (its context cancelled)
 // when the holder fences, which writes FAULT for every instance itself.
@@ -58,14 +67,20 @@ type Session struct {
 	Log       *slog.Logger
 	// RequestTimeout bounds each etcd request.
 	RequestTimeout time.Duration
-	// HandoverWait: DefaultHandoverWait when zero.
+	// HandoverWait: DefaultHandoverWait when zero. It also bounds how long
+	// an owner waits for a successor to accept its offer.
 	HandoverWait time.Duration
+	// PregrantBound: DefaultPregrantBound when zero.
+	PregrantBound time.Duration
 	// Ineligible starts the session without candidacies: keepalived is
 	// known to be gone (SetEligible).
 	Ineligible bool
 
 	mu    sync.Mutex
 	holds map[string]bool // instances whose track file this session set to OK
+	pre   map[string]*pregrant
+	taken map[string]int64 // by instance, the revision of the last offer accepted
+	tasks sync.WaitGroup   // the pre-grants' bounds
 
 	drain    chan chan struct{}
 	hand     chan handoverReq
@@ -126,7 +141,8 @@ func (s *Session) eligibleCh() chan struct{} {
 }
 
 // Holds reports whether this session holds the instance's key and told
-// keepalived so: the track file's right value is OK exactly then.
+// keepalived so, or accepted an offer of it (a pre-grant, bounded): the
+// track file's right value is OK exactly then.
 func (s *Session) Holds(instance string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -258,7 +274,7 @@ func (s *Session) handOverNow(ctx context.Context, sts map[string]*state, name s
 	// node's candidacy again nor take the instance back.
 	s.SetMaintenance(name, true)
 	s.log().Info("witness: handing the owner key over on request", "instance", name, "to", c.Node)
-	err := s.handOver(ctx, st, c, true)
+	err := s.handOver(ctx, st, c, true, true)
 	if err == nil && st.view.Owner != c.Node {
 		err = fmt.Errorf("hand over %s to %s: its candidacy changed meanwhile; resigned, the key is free", name, c.Node)
 	}
@@ -269,7 +285,95 @@ func (s *Session) handOverNow(ctx context.Context, sts map[string]*state, name s
 	}
 	st.withdrawn = true // the transaction deleted the candidacy
 	held := s.settle(ctx, sts)
-	return HandoverResult{Outcome: HandedOver, To: c.Node, SuccessorHeld: held[name], Took: time.Since(start)}
+	return HandoverResult{Outcome: HandedOver, To: c.Node, SuccessorHeld: held[name] || st.accepted, Took: time.Since(start)}
+}
+
+// pregrant is an accepted offer: the track file says OK without the key
+// until the key comes, the offer ends, or the bound runs out.
+type pregrant struct {
+	rev   int64
+	timer *time.Timer
+}
+
+// accept records the pre-grant and arms its bound before the track file
+// is written: the bound counts from before keepalived can leave FAULT.
+// The bound's resign runs on its own (a timer), so that a session busy
+// with a slow etcd request still keeps it.
+func (s *Session) accept(ctx context.Context, name string, rev int64) *pregrant {
+	p := &pregrant{rev: rev}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pre == nil {
+		s.pre, s.taken = map[string]*pregrant{}, map[string]int64{}
+	}
+	if s.holds == nil {
+		s.holds = map[string]bool{}
+	}
+	s.pre[name], s.taken[name], s.holds[name] = p, rev, true
+	s.tasks.Add(1)
+	p.timer = time.AfterFunc(s.PregrantBound, func() {
+		defer s.tasks.Done()
+		if !s.endPregrant(name, p, false) {
+			return
+		}
+		s.log().Warn("witness: the owner key did not come within the pre-grant's bound; back to FAULT", "instance", name, "bound", s.PregrantBound)
+		if err := s.Act.Resign(context.WithoutCancel(ctx), name, "witness: pre-grant expired"); err != nil {
+			s.log().Error("witness: resign after the pre-grant's bound", "instance", name, "error", err)
+		}
+		s.poke()
+	})
+	return p
+}
+
+// endPregrant ends p if it is still the instance's pre-grant: the key
+// came (keep: the holding stays) or it did not (the holding ends; the
+// caller resigns). False when it ended already (the bound resigned).
+func (s *Session) endPregrant(name string, p *pregrant, keep bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pre[name] != p {
+		return false
+	}
+	delete(s.pre, name)
+	if !keep {
+		s.holds[name] = false
+	}
+	if p.timer.Stop() {
+		s.tasks.Done()
+	}
+	return true
+}
+
+// EndPregrants ends every pre-grant at once and returns their instances,
+// whose track files the caller must set to FAULT: the session is being
+// stopped (a fence, a lease no longer healthy, a reload), and its
+// successor must not inherit an OK without the key, nor this session's
+// bound fire over what the next one writes.
+func (s *Session) EndPregrants() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for name, p := range s.pre {
+		delete(s.pre, name)
+		s.holds[name] = false
+		if p.timer.Stop() {
+			s.tasks.Done()
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+func (s *Session) pregrantOf(name string) *pregrant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pre[name]
+}
+
+func (s *Session) offerTaken(name string, rev int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.taken[name] == rev
 }
 
 // pending is a fast handover waiting for the successor.
@@ -288,6 +392,11 @@ func (s *Session) Run(ctx context.Context) error {
 	if s.HandoverWait <= 0 {
 		s.HandoverWait = DefaultHandoverWait
 	}
+	if s.PregrantBound <= 0 {
+		s.PregrantBound = DefaultPregrantBound
+	}
+	// A pre-grant's bound outlives no Run: it fires (or was stopped).
+	defer s.tasks.Wait()
 	drain := s.drainCh()
 	s.eligibleCh()
 	s.handCh()
@@ -314,6 +423,7 @@ type state struct {
 	view      View
 	pending   *pending
 	withdrawn bool // this node's candidacy is withdrawn (out)
+	accepted  bool // the successor accepted this node's last offer
 }
 
 // out reports whether this node cannot serve the instance now.
@@ -399,6 +509,7 @@ func (s *Session) load(ctx context.Context, sts map[string]*state) (int64, error
 	resp, err := s.KV.Txn(rctx).Then(
 		clientv3.OpGet(OwnersPrefix(s.Prefix), clientv3.WithPrefix()),
 		clientv3.OpGet(CandidatesPrefix(s.Prefix), clientv3.WithPrefix()),
+		clientv3.OpGet(OffersPrefix(s.Prefix), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return 0, fmt.Errorf("witness: read owners and candidates under %s: %w", s.Prefix, err)
@@ -408,7 +519,7 @@ func (s *Session) load(ctx context.Context, sts map[string]*state) (int64, error
 	}
 	for _, r := range resp.Responses {
 		for _, kv := range r.GetResponseRange().Kvs {
-			s.set(sts, string(kv.Key), kv.Value, kv.Lease, false)
+			s.set(sts, string(kv.Key), kv.Value, kv.Lease, kv.ModRevision, false)
 		}
 	}
 	return resp.Header.Revision, nil
@@ -423,13 +534,13 @@ func (s *Session) apply(sts map[string]*state, wr clientv3.WatchResponse, ok boo
 		return fmt.Errorf("witness: watch under %s: %w", s.Prefix, err)
 	}
 	for _, ev := range wr.Events {
-		s.set(sts, string(ev.Kv.Key), ev.Kv.Value, ev.Kv.Lease, ev.Type == clientv3.EventTypeDelete)
+		s.set(sts, string(ev.Kv.Key), ev.Kv.Value, ev.Kv.Lease, ev.Kv.ModRevision, ev.Type == clientv3.EventTypeDelete)
 	}
 	return nil
 }
 
 // set records one key's value (or its deletion) in the view it belongs to.
-func (s *Session) set(sts map[string]*state, key string, value []byte, lease int64, deleted bool) {
+func (s *Session) set(sts map[string]*state, key string, value []byte, lease, rev int64, deleted bool) {
 	if rest, ok := strings.CutPrefix(key, OwnersPrefix(s.Prefix)); ok {
 		st := sts[rest]
 		if st == nil {
@@ -439,6 +550,15 @@ func (s *Session) set(sts map[string]*state, key string, value []byte, lease int
 			st.view.Owner, st.view.OwnerLease = "", 0
 		} else {
 			st.view.Owner, st.view.OwnerLease = string(value), lease
+		}
+		return
+	}
+	if rest, ok := strings.CutPrefix(key, OffersPrefix(s.Prefix)); ok {
+		if st := sts[rest]; st != nil {
+			st.view.Offer = Offer{}
+			if !deleted {
+				st.view.Offer = Offer{To: string(value), Lease: lease, Rev: rev}
+			}
 		}
 		return
 	}
@@ -485,6 +605,30 @@ func (s *Session) step(ctx context.Context, st *state) error {
 			s.log().Error("witness: resign after handover", "instance", name, "error", err)
 		}
 	}
+	if p := s.pregrantOf(name); p != nil {
+		// An accepted offer: the key comes (hold), or the offer stays
+		// as it was (wait, the bound runs), or it ended without the key
+		// (FAULT again at once).
+		d := Decide(s.Node, int64(s.Lease), st.in, st.view)
+		switch {
+		case d.Action == Hold || d.Action == HandOver:
+			if s.endPregrant(name, p, true) {
+				s.log().Info("witness: the offered owner key came", "instance", name)
+				if err := s.publish(ctx, st.in, true); err != nil {
+					return err
+				}
+			}
+		case d.Action == Accept && st.view.Offer.Rev == p.rev && !s.out(name):
+			return nil
+		default:
+			if s.endPregrant(name, p, false) {
+				s.log().Warn("witness: the offer ended without the owner key; back to FAULT", "instance", name, "owner", st.view.Owner)
+				if err := s.Act.Resign(ctx, name, "witness: offer withdrawn"); err != nil {
+					s.log().Error("witness: resign", "instance", name, "error", err)
+				}
+			}
+		}
+	}
 	if s.out(name) {
 		// Withdrawn first: nobody hands the instance back meanwhile.
 		if !st.withdrawn {
@@ -503,7 +647,26 @@ func (s *Session) step(ctx context.Context, st *state) error {
 	}
 	d := Decide(s.Node, int64(s.Lease), st.in, st.view)
 	held := s.Holds(name)
+	if d.Action == Accept && (held || s.offerTaken(name, st.view.Offer.Rev)) {
+		// Held without a pre-grant (a session adopting another's) or an
+		// offer accepted once already: nothing to accept.
+		d.Action = Wait
+	}
 	switch d.Action {
+	case Accept:
+		s.log().Info("witness: accepting the owner's offer: out of FAULT as BACKUP, bounded", "instance", name, "owner", st.view.Owner, "bound", s.PregrantBound)
+		p := s.accept(ctx, name, st.view.Offer.Rev)
+		if err := s.Act.Permit(ctx, s, name); err != nil {
+			s.endPregrant(name, p, false)
+			s.log().Warn("witness: not permitted", "instance", name, "error", err)
+			return nil
+		}
+		key := CandidateKey(s.Prefix, name, s.Node)
+		rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+		defer cancel()
+		if _, err := s.KV.Put(rctx, key, Candidacy{Priority: st.in.Priority, Ready: true}.Encode(), clientv3.WithLease(s.Lease)); err != nil {
+			return fmt.Errorf("witness: say ready in %s: %w", key, err)
+		}
 	case Wait:
 		if held {
 			// The key is gone or another's while we held it: give up now.
@@ -527,7 +690,7 @@ func (s *Session) step(ctx context.Context, st *state) error {
 		}
 	case HandOver:
 		s.log().Info("witness: handing the owner key over", "instance", name, "to", d.To.Node, "to_priority", d.To.Priority, "priority", st.in.Priority)
-		return s.handOver(ctx, st, d.To, false)
+		return s.handOver(ctx, st, d.To, false, false)
 	}
 	return nil
 }
@@ -558,7 +721,7 @@ func (s *Session) giveUp(ctx context.Context, st *state) error {
 		return nil
 	}
 	if c, ok := Successor(s.Node, st.view.Candidates); ok {
-		return s.handOver(ctx, st, c, true)
+		return s.handOver(ctx, st, c, true, false)
 	}
 	if err := s.resign(ctx, st.in.Name, "witness: keepalived is gone"); err != nil {
 		return fmt.Errorf("witness: resign %s: %w", st.in.Name, err)
@@ -594,8 +757,19 @@ func (s *Session) claim(ctx context.Context, name string) (bool, error) {
 // lease and c's candidacy is still under the lease it was read with. With
 // withdraw (a planned stop) this node's candidacy goes in the same
 // transaction: the successor must not hand it straight back.
-func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw bool) error {
+//
+// With offer (a planned handover: fenced's stop, `vipctl handover`) to a
+// successor of lower priority on a keepalived-owned instance, the owner
+// first offers the key (the pre-grant) and waits, within HandoverWait,
+// for the successor to leave FAULT: then its resign's priority-0 advert
+// reaches a BACKUP, which takes over after its skew time. Without the
+// successor's answer it goes on as without an offer.
+func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw, offer bool) error {
 	name := st.in.Name
+	st.accepted = false
+	if offer && Offerable(st.in, c) {
+		st.accepted = s.offer(ctx, st, c)
+	}
 	var err error
 	if st.in.Fast {
 		// Still "held" for the track file: keepalived stays MASTER without
@@ -606,13 +780,16 @@ func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw
 	}
 	if err != nil {
 		// Not sure the VIPs are gone: keep the key (the holder's fence
-		// and the lease cover a host that cannot release).
+		// and the lease cover a host that cannot release). An accepted
+		// offer ends with the offer, or at the successor's bound.
+		s.dropOffer(ctx, name)
 		return fmt.Errorf("witness: release %s before handing it to %s: %w", name, c.Node, err)
 	}
 	key, ckey := OwnerKey(s.Prefix, name), CandidateKey(s.Prefix, name, c.Node)
 	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
 	defer cancel()
-	then := []clientv3.Op{clientv3.OpPut(key, c.Node, clientv3.WithLease(clientv3.LeaseID(c.Lease)))}
+	okey := OfferKey(s.Prefix, name)
+	then := []clientv3.Op{clientv3.OpPut(key, c.Node, clientv3.WithLease(clientv3.LeaseID(c.Lease))), clientv3.OpDelete(okey)}
 	if withdraw {
 		then = append(then, clientv3.OpDelete(CandidateKey(s.Prefix, name, s.Node)))
 	}
@@ -624,7 +801,7 @@ func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw
 		Else(clientv3.OpTxn([]clientv3.Cmp{
 			clientv3.Compare(clientv3.Value(key), "=", s.Node),
 			clientv3.Compare(clientv3.LeaseValue(key), "=", s.Lease)},
-			[]clientv3.Op{clientv3.OpDelete(key)}, nil)).
+			[]clientv3.Op{clientv3.OpDelete(key)}, nil), clientv3.OpDelete(okey)).
 		Commit()
 	if err != nil || !resp.Succeeded {
 		// The successor went, or the request failed: make sure keepalived is
@@ -650,6 +827,54 @@ func (s *Session) handOver(ctx context.Context, st *state, c Candidate, withdraw
 	return s.publish(ctx, st.in, false)
 }
 
+// offer pre-grants the handover to c, under this node's lease and only
+// while it owns the key and c's candidacy is under the lease it was read
+// with, and waits up to HandoverWait for c to say it is ready.
+func (s *Session) offer(ctx context.Context, st *state, c Candidate) bool {
+	name := st.in.Name
+	key, okey, ckey := OwnerKey(s.Prefix, name), OfferKey(s.Prefix, name), CandidateKey(s.Prefix, name, c.Node)
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	resp, err := s.KV.Txn(rctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", s.Node),
+			clientv3.Compare(clientv3.LeaseValue(key), "=", s.Lease),
+			clientv3.Compare(clientv3.LeaseValue(ckey), "=", c.Lease)).
+		Then(clientv3.OpPut(okey, c.Node, clientv3.WithLease(s.Lease))).
+		Commit()
+	if err != nil || !resp.Succeeded {
+		s.log().Warn("witness: could not offer the handover; handing over without it", "instance", name, "to", c.Node, "error", err)
+		return false
+	}
+	wctx, wcancel := context.WithTimeout(ctx, s.HandoverWait)
+	defer wcancel()
+	for wr := range s.KV.Watch(wctx, ckey, clientv3.WithRev(resp.Header.Revision+1)) {
+		if wr.Err() != nil {
+			break
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete || ev.Kv.Lease != c.Lease {
+				return false
+			}
+			if cd, err := ParseCandidacy(ev.Kv.Value); err == nil && cd.Ready {
+				s.log().Info("witness: the successor accepted the offer", "instance", name, "to", c.Node)
+				return true
+			}
+		}
+	}
+	s.log().Warn("witness: the successor did not accept the offer in time; handing over without it", "instance", name, "to", c.Node, "wait", s.HandoverWait)
+	return false
+}
+
+// dropOffer deletes this node's offer (best effort: it goes with the
+// lease, and the successor's bound ends an accepted one anyway).
+func (s *Session) dropOffer(ctx context.Context, name string) {
+	rctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	if _, err := s.KV.Txn(rctx).Then(clientv3.OpDelete(OfferKey(s.Prefix, name))).Commit(); err != nil {
+		s.log().Warn("witness: withdraw the offer", "instance", name, "error", err)
+	}
+}
+
 // drainAll hands every held instance to its successor, for a planned stop.
 func (s *Session) drainAll(ctx context.Context, sts map[string]*state) {
 	for _, name := range s.names() {
@@ -661,7 +886,7 @@ func (s *Session) drainAll(ctx context.Context, sts map[string]*state) {
 			s.withdraw(ctx, name)
 			continue
 		}
-		if err := s.handOver(ctx, st, c, true); err != nil {
+		if err := s.handOver(ctx, st, c, true, true); err != nil {
 			s.log().Error("witness: hand over on stop", "instance", name, "error", err)
 		}
 	}

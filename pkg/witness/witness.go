@@ -43,6 +43,13 @@ type Instance struct {
 	Fast bool
 }
 
+// Offerable says whether the owner of in may pre-grant a planned handover
+// to c (docs/witness.md, "The pre-grant"): keepalived-owned VIPs, where
+// the owner cannot stay MASTER without them, and a successor of lower
+// priority, which as BACKUP keeps hearing the owner's adverts and waits.
+// A successor of equal or higher priority would preempt the owner at once.
+func Offerable(in Instance, c Candidate) bool { return !in.Fast && c.Priority < in.Priority }
+
 // OwnerKey is where the owner of an instance is recorded, under its lease.
 func OwnerKey(prefix, instance string) string {
 	return strings.TrimRight(prefix, "/") + "/owners/" + instance
@@ -57,6 +64,14 @@ func CandidateKey(prefix, instance, node string) string {
 	return CandidatesPrefix(prefix) + instance + "/" + node
 }
 
+// OfferKey is where an owner offers a planned handover of an instance to
+// its successor, under the owner's lease: the value is the successor's
+// node name.
+func OfferKey(prefix, instance string) string { return OffersPrefix(prefix) + instance }
+
+// OffersPrefix holds every offer.
+func OffersPrefix(prefix string) string { return strings.TrimRight(prefix, "/") + "/offers/" }
+
 // CandidatesPrefix holds every candidacy.
 func CandidatesPrefix(prefix string) string {
 	return strings.TrimRight(prefix, "/") + "/candidates/"
@@ -68,6 +83,10 @@ type Candidacy struct {
 	// Holds is set once the node holds the owner key and its track file
 	// says OK: what an owner handing over waits for before it resigns.
 	Holds bool `json:"holds"`
+	// Ready answers an offer addressed to this node: its track file says
+	// OK without the key (keepalived BACKUP behind the owner). Only an
+	// update written after the offer counts.
+	Ready bool `json:"ready,omitempty"`
 }
 
 // Encode renders a candidacy.
@@ -96,12 +115,20 @@ type Candidate struct {
 	Holds    bool
 }
 
+// Offer is an owner's offer of a planned handover.
+type Offer struct {
+	To    string // the successor, "" when there is no offer
+	Lease int64  // the lease the offer key is attached to: the owner's
+	Rev   int64  // the offer's modification revision
+}
+
 // View is what etcd says about one instance.
 type View struct {
 	// Owner is the owner key's value, "" when the key does not exist.
 	Owner      string
 	OwnerLease int64
 	Candidates []Candidate
+	Offer      Offer
 }
 
 // Best is the candidate that should hold a free key: the highest priority,
@@ -130,10 +157,13 @@ const (
 	Hold
 	// HandOver: this node holds the key and must hand it to Decision.To.
 	HandOver
+	// Accept the owner's offer: leave FAULT (track file OK) without the
+	// key, as BACKUP behind an owner of higher priority, for a bounded time.
+	Accept
 )
 
 func (a Action) String() string {
-	return [...]string{"wait", "claim", "hold", "hand-over"}[a]
+	return [...]string{"wait", "claim", "hold", "hand-over", "accept"}[a]
 }
 
 // Decision is an Action and, for HandOver, the successor.
@@ -164,7 +194,31 @@ func Decide(self string, lease int64, in Instance, v View) Decision {
 		}
 		return Decision{Action: Hold}
 	}
+	if acceptable(self, lease, in, v) {
+		return Decision{Action: Accept}
+	}
 	return Decision{Action: Wait}
+}
+
+// acceptable: the offer names this node and comes from the current owner
+// (under the owner's lease), this node's candidacy is published under its
+// lease, and the owner's published priority is strictly above this
+// node's, so that as BACKUP it keeps hearing the owner and does not
+// preempt it.
+func acceptable(self string, lease int64, in Instance, v View) bool {
+	if in.Fast || v.Owner == "" || v.Owner == self || v.Offer.To != self || v.Offer.Lease != v.OwnerLease {
+		return false
+	}
+	var mine, owner bool
+	for _, c := range v.Candidates {
+		switch {
+		case c.Node == self:
+			mine = c.Lease == lease
+		case c.Node == v.Owner:
+			owner = c.Lease == v.OwnerLease && c.Priority > in.Priority
+		}
+	}
+	return mine && owner
 }
 
 // Successor is the candidate a stopping owner hands the key to: the best
