@@ -17,18 +17,19 @@ import (
 )
 
 // TestWitnessEtcdMembers: the witness over the three-node lab's 3-member
-// etcd cluster. While the cluster keeps quorum a member's fault is none of
-// the nodes': through (a) the leader SIGKILLed and, longer than the lease
-// TTL later, restarted on its data dir (it rejoins), and (b) a follower
-// SIGSTOPped for longer than the TTL, node-a keeps the VIPs: its fenced
-// does not fence (track file 0 throughout, no fence in its log), its
-// keepalived stays MASTER, no other node holds them. The leader SIGSTOPped
-// is an outage until a new one is elected: no dual owner, and a fence, if
-// the lab's short lease does not ride it out, before the lease could
-// expire. (c) Two of the three members stopped (quorum lost): every node
-// fails closed (each fenced fences with time left on its lease, node-a
-// gives the VIPs up before the lease could expire, nobody else takes
-// them), and the lab is steady again once the members are thawed.
+// etcd cluster. A follower SIGSTOPped for longer than the lease TTL is
+// none of the nodes' business (the cluster keeps quorum and a leader):
+// node-a keeps the VIPs, its fenced does not fence (track file 0
+// throughout, no fence in its log), its keepalived stays MASTER, no other
+// node holds them. The leader SIGKILLed (and, longer than the TTL later,
+// restarted on its data dir: it rejoins) or SIGSTOPped is an outage until
+// a new one is elected: no dual owner, and a fence, when the lab's short
+// lease does not ride the election out, before the lease could expire;
+// each run logs which it was. Two of the three members stopped (quorum
+// lost): every node fails closed (each fenced fences with time left on
+// its lease, node-a gives the VIPs up before the lease could expire,
+// nobody else takes them), and the lab is steady again once the members
+// are thawed.
 func TestWitnessEtcdMembers(t *testing.T) {
 	ctx := context.Background()
 	key, opts := witnessOpts(vipkit.Hooks)
@@ -52,11 +53,9 @@ func TestWitnessEtcdMembers(t *testing.T) {
 		rejoined := v.TL.Now()
 		end := rejoined + time.Second
 		waitLab(t, ctx, v, end)
-		if !ownerKept(t, v, logs, at, end) {
-			return
-		}
-		t.Logf("leader %s SIGKILLed at %s, restarted %s later, healthy again %s after the restart; new leader %s; node-a kept the VIPs throughout",
-			v.EtcdMemberName(leader), observe.FormatAt(at), ms(back-at), ms(rejoined-back), v.EtcdMemberName(etcdLeader(t, ctx, v)))
+		outcome := leaderLost(t, v, logs, at, end)
+		t.Logf("leader %s SIGKILLed at %s, restarted %s later, healthy again %s after the restart; new leader %s; %s",
+			v.EtcdMemberName(leader), observe.FormatAt(at), ms(back-at), ms(rejoined-back), v.EtcdMemberName(etcdLeader(t, ctx, v)), outcome)
 	})
 	t.Run("follower-stopped", func(t *testing.T) {
 		v := shared(t, ctx, key, opts)
@@ -79,14 +78,6 @@ func TestWitnessEtcdMembers(t *testing.T) {
 			t.Logf("%s (a follower) SIGSTOPped for %s (TTL %s); node-a kept the VIPs throughout", v.EtcdMemberName(i), ms(hold), ms(vipkit.DefaultTTL))
 		}
 	})
-	// The leader frozen is an outage of the whole cluster until the others
-	// elect a new one: 1 to 2 election timeouts (1 s each by default), and
-	// renewals sent before that hang on the old leader. The lab's lease
-	// (TTL 3 s, margin 1 s, a renewal every second) leaves 1 to 2 s of
-	// validity after the last acknowledged renewal, so whether the owner
-	// rides it out depends on where the fault falls (docs/witness.md,
-	// "Timing"). What must hold either way: no second owner, and a fence,
-	// if any, before the lease could expire.
 	t.Run("leader-stopped", func(t *testing.T) {
 		v := shared(t, ctx, key, opts)
 		i := etcdLeader(t, ctx, v)
@@ -104,28 +95,8 @@ func TestWitnessEtcdMembers(t *testing.T) {
 		}
 		end := v.TL.Now() + time.Second
 		waitLab(t, ctx, v, end)
-		for _, ip := range v.VIPs() {
-			if d := dualOwner(v, ip, at, end); d != 0 {
-				t.Errorf("%s: dual-owner %s", ip, ms(d))
-			}
-		}
-		a := v.Nodes[0]
-		fs := fencesSince(t, v, a, logs[a.Name])
-		for _, f := range fs {
-			if f.Lead <= 0 {
-				t.Errorf("node-a's fenced fenced %s after its lease's deadline", ms(-f.Lead))
-			}
-		}
-		outcome := "node-a kept the VIPs"
-		if len(fs) > 0 {
-			outcome = fmt.Sprintf("node-a fenced with %s left on its lease (%s)", ms(fs[0].Lead), fs[0].Reason)
-			for _, n := range v.Nodes {
-				if b := takeover(v, n, at); b != observe.None {
-					outcome += fmt.Sprintf("; %s MASTER %s after the fault", n.Name, ms(b-at))
-				}
-			}
-		}
-		t.Logf("%s (the leader) SIGSTOPped for %s: %s; new leader %s; dual-owner 0", v.EtcdMemberName(i), ms(hold), outcome, v.EtcdMemberName(etcdLeader(t, ctx, v)))
+		outcome := leaderLost(t, v, logs, at, end)
+		t.Logf("%s (the leader) SIGSTOPped for %s: %s; new leader %s", v.EtcdMemberName(i), ms(hold), outcome, v.EtcdMemberName(etcdLeader(t, ctx, v)))
 	})
 	t.Run("quorum-lost", func(t *testing.T) {
 		v := shared(t, ctx, key, opts)
@@ -170,6 +141,12 @@ func TestWitnessEtcdMembers(t *testing.T) {
 				t.Errorf("%s: fenced did not fence without quorum", n.Name)
 				continue
 			}
+			if fs[0].Msg == lostUnfenced {
+				// Still in its hold-down after an earlier fault: fenced
+				// already, it only drops the lease.
+				t.Logf("%s: fenced was still fenced (hold-down) and lost its lease (%s: %s)", n.Name, fs[0].Reason, fs[0].Detail)
+				continue
+			}
 			if fs[0].Lead <= 0 {
 				t.Errorf("%s: fenced fenced %s after its lease's deadline (%s)", n.Name, ms(-fs[0].Lead), fs[0].Reason)
 			}
@@ -181,6 +158,39 @@ func TestWitnessEtcdMembers(t *testing.T) {
 		}
 		t.Logf("%s and %s SIGSTOPped for %s; steady again (%s MASTER) %s after the thaw", v.EtcdMemberName(leader), v.EtcdMemberName(other), ms(hold), m.Name, ms(v.TL.Now()-thaw))
 	})
+}
+
+// leaderLost checks what must hold when the etcd leader goes, an outage
+// of the whole cluster until the others elect a new one (1 to 2 election
+// timeouts, 1 s each by default): no dual owner, and a fence, if the lab's
+// lease does not ride the outage out (TTL 3 s, margin 1 s, a renewal every
+// second leave 1 to 2 s of validity after the last acknowledged renewal:
+// docs/witness.md, "Timing"), before the lease could expire. It returns
+// what happened to the owner.
+func leaderLost(t *testing.T, v *vipkit.Lab, logs map[string]int64, at, end time.Duration) string {
+	t.Helper()
+	for _, ip := range v.VIPs() {
+		if d := dualOwner(v, ip, at, end); d != 0 {
+			t.Errorf("%s: dual-owner %s", ip, ms(d))
+		}
+	}
+	a := v.Nodes[0]
+	fs := fencesSince(t, v, a, logs[a.Name])
+	for _, f := range fs {
+		if f.Msg == "fenced" && f.Lead <= 0 {
+			t.Errorf("node-a's fenced fenced %s after its lease's deadline", ms(-f.Lead))
+		}
+	}
+	if len(fs) == 0 {
+		return "node-a kept the VIPs, dual-owner 0"
+	}
+	outcome := fmt.Sprintf("node-a fenced with %s left on its lease (%s)", ms(fs[0].Lead), fs[0].Reason)
+	for _, n := range v.Nodes {
+		if b := takeover(v, n, at); b != observe.None {
+			outcome += fmt.Sprintf("; %s MASTER %s after the fault", n.Name, ms(b-at))
+		}
+	}
+	return outcome + "; dual-owner 0"
 }
 
 // etcdLeader is the index of the lab etcd's leader.
@@ -242,13 +252,16 @@ func ownerKept(t *testing.T, v *vipkit.Lab, logs map[string]int64, from, to time
 }
 
 // fenceLine is fenced's log line for a fence ("fenced", with how long
-// before the lease's local deadline it came).
+// before the lease's local deadline it came), or for a lease lost while the
+// holder was fenced already (lostUnfenced: in its hold-down).
 type fenceLine struct {
 	Msg    string        `json:"msg"`
 	Reason string        `json:"reason"`
 	Detail string        `json:"detail"`
 	Lead   time.Duration `json:"lead"`
 }
+
+const lostUnfenced = "lease lost before unfencing"
 
 // fencedLogOffsets are the sizes of every node's fenced log now: what
 // fencesSince reads after.
@@ -281,7 +294,7 @@ func fencesSince(t *testing.T, v *vipkit.Lab, n *lab.Node, offset int64) []fence
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		var l fenceLine
-		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "fenced" && l.Reason != "" {
+		if json.Unmarshal(sc.Bytes(), &l) == nil && (l.Msg == "fenced" || l.Msg == lostUnfenced) && l.Reason != "" {
 			out = append(out, l)
 		}
 	}
