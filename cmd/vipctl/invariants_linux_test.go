@@ -213,15 +213,17 @@ func (c *capture) stop() []time.Time {
 }
 
 // I2: a down with a refresher running returns at once (not after the
-// refresher's next tick), nothing is announced after it returned, and no
-// vipctl process is left.
+// refresher's next round), nothing is announced after it returned, and no
+// vipctl process is left. The refresher sends a burst of five 60 ms apart,
+// then one a second: down comes between, so a down that waited for the
+// refresher's next round would take 0.8 s, far beyond the bound, which
+// leaves a loaded machine room (165 ms seen with a 40 ms refresher at load 5).
 func TestPrivilegedDownSilencesRefresherAtOnce(t *testing.T) {
 	for _, vip := range []string{"192.0.2.100", "2001:db8::100"} {
 		t.Run(vip, func(t *testing.T) {
 			h := newHost(t)
 			cap := startCapture(t, h.peer, vip)
-			// Refresh every 40 ms for a minute: down must not wait for it.
-			h.ok(t, "up", "--own", "--count", "1", "--refresh-every", "40ms", "--refresh-for", "1m", "--dev", "eth0", vip)
+			h.ok(t, "up", "--own", "--count", "5", "--interval", "60ms", "--refresh-every", "1s", "--refresh-for", "1m", "--dev", "eth0", vip)
 			time.Sleep(400 * time.Millisecond)
 			if len(h.refresherPIDs(t)) != 1 {
 				t.Fatalf("refresher processes = %v, want one", h.refresherPIDs(t))
@@ -230,7 +232,7 @@ func TestPrivilegedDownSilencesRefresherAtOnce(t *testing.T) {
 			h.ok(t, "down", "--own", "--dev", "eth0", vip)
 			returned := time.Now()
 			took := returned.Sub(start)
-			time.Sleep(500 * time.Millisecond) // ~12 refresh periods
+			time.Sleep(1200 * time.Millisecond) // past the refresher's next round
 			frames := cap.stop()
 			var before, after int
 			for _, ts := range frames {
@@ -246,8 +248,8 @@ func TestPrivilegedDownSilencesRefresherAtOnce(t *testing.T) {
 			if after != 0 {
 				t.Fatalf("%d announcements for %s after down returned", after, vip)
 			}
-			if took > 100*time.Millisecond {
-				t.Fatalf("down took %s with a refresher running, want well under 100ms", took)
+			if took > 500*time.Millisecond {
+				t.Fatalf("down took %s with a refresher running: it waited for the refresher's round", took)
 			}
 			if pids := h.refresherPIDs(t); len(pids) != 0 {
 				t.Fatalf("refresher still running after down: %v", pids)
