@@ -57,10 +57,10 @@ func TestWitnessEtcdMembers(t *testing.T) {
 		t.Logf("leader %s SIGKILLed at %s, restarted %s later, healthy again %s after the restart; new leader %s; %s",
 			v.EtcdMemberName(leader), observe.FormatAt(at), ms(back-at), ms(rejoined-back), v.EtcdMemberName(etcdLeader(t, ctx, v)), outcome)
 	})
-	t.Run("follower-stopped", func(t *testing.T) {
-		v := shared(t, ctx, key, opts)
-		i := (etcdLeader(t, ctx, v) + 1) % v.EtcdMembers()
-		logs := fencedLogOffsets(t, v)
+	// stopped SIGSTOPs member i for hold, thaws it, waits until every
+	// member is healthy and a second more; it returns the window.
+	stopped := func(t *testing.T, v *vipkit.Lab, i int) (at, end time.Duration) {
+		t.Helper()
 		at, err := v.PauseEtcdMember(i)
 		if err != nil {
 			t.Fatal(err)
@@ -72,8 +72,15 @@ func TestWitnessEtcdMembers(t *testing.T) {
 		if err := v.RecoverEtcd(ctx); err != nil {
 			t.Fatal(err)
 		}
-		end := v.TL.Now() + time.Second
+		end = v.TL.Now() + time.Second
 		waitLab(t, ctx, v, end)
+		return at, end
+	}
+	t.Run("follower-stopped", func(t *testing.T) {
+		v := shared(t, ctx, key, opts)
+		i := (etcdLeader(t, ctx, v) + 1) % v.EtcdMembers()
+		logs := fencedLogOffsets(t, v)
+		at, end := stopped(t, v, i)
 		if ownerKept(t, v, logs, at, end) {
 			t.Logf("%s (a follower) SIGSTOPped for %s (TTL %s); node-a kept the VIPs throughout", v.EtcdMemberName(i), ms(hold), ms(vipkit.DefaultTTL))
 		}
@@ -82,19 +89,7 @@ func TestWitnessEtcdMembers(t *testing.T) {
 		v := shared(t, ctx, key, opts)
 		i := etcdLeader(t, ctx, v)
 		logs := fencedLogOffsets(t, v)
-		at, err := v.PauseEtcdMember(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitLab(t, ctx, v, at+hold)
-		if _, err := v.ResumeEtcdMember(i); err != nil {
-			t.Fatal(err)
-		}
-		if err := v.RecoverEtcd(ctx); err != nil {
-			t.Fatal(err)
-		}
-		end := v.TL.Now() + time.Second
-		waitLab(t, ctx, v, end)
+		at, end := stopped(t, v, i)
 		outcome := leaderLost(t, v, logs, at, end)
 		t.Logf("%s (the leader) SIGSTOPped for %s: %s; new leader %s", v.EtcdMemberName(i), ms(hold), outcome, v.EtcdMemberName(etcdLeader(t, ctx, v)))
 	})
