@@ -20,16 +20,24 @@ import (
 // (`ip netns list | grep ^vkl`).
 const PrefixBase = "vkl"
 
-// NewPrefix returns a per-run prefix such as "vkl4242x1a2b": the owner's
-// PID lets CleanupStale tell a crashed run from a live one, the random part
-// keeps two runs of one process apart.
+// NewPrefix returns a per-run prefix such as "vkl4242s81234x1a2b": the
+// owner's PID and its start time in clock ticks since boot let
+// CleanupStale tell a crashed run from a live one exactly (no clock
+// arithmetic: a run that had lived an hour was once taken for a crashed
+// one when the wall clock and the boot clock had drifted apart), the random
+// part keeps two runs of one process apart.
 func NewPrefix() string {
 	b := make([]byte, 2)
 	_, _ = rand.Read(b)
+	if ticks, err := startTicks(os.Getpid()); err == nil {
+		return fmt.Sprintf("%s%ds%dx%s", PrefixBase, os.Getpid(), ticks, hex.EncodeToString(b))
+	}
 	return fmt.Sprintf("%s%dx%s", PrefixBase, os.Getpid(), hex.EncodeToString(b))
 }
 
-var ownerRE = regexp.MustCompile(`^` + PrefixBase + `(\d+)x[0-9a-f]+-`)
+// ownerRE matches a lab namespace name: the owner's PID and, since the
+// prefix carries it, its start ticks.
+var ownerRE = regexp.MustCompile(`^` + PrefixBase + `(\d+)(?:s(\d+))?x[0-9a-f]+-`)
 
 // CleanupStale deletes the lab namespaces whose name starts with prefix
 // and whose owning process is gone (a crashed or killed run), after
@@ -60,7 +68,12 @@ func CleanupStale(prefix string) ([]string, error) {
 		}
 		pid, _ := strconv.Atoi(m[1])
 		path := filepath.Join("/run/netns", name)
-		if ownerAlive(pid, path) {
+		if m[2] != "" {
+			ticks, _ := strconv.ParseInt(m[2], 10, 64)
+			if t, err := startTicks(pid); err == nil && t == ticks {
+				continue // the very process that made it still runs
+			}
+		} else if ownerAlive(pid, path) {
 			continue
 		}
 		ns := &NS{Name: name}
@@ -93,25 +106,12 @@ func ownerAlive(pid int, nsPath string) bool {
 	return !started.After(fi.ModTime())
 }
 
-// processStart returns when pid started, from /proc/PID/stat field 22
-// (clock ticks since boot), as a wall time.
+// processStart returns when pid started, as a wall time (for names made
+// before the prefix carried the start ticks).
 func processStart(pid int) (time.Time, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	ticks, err := startTicks(pid)
 	if err != nil {
 		return time.Time{}, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return time.Time{}, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return time.Time{}, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	ticks, err := strconv.ParseInt(f[19], 10, 64) // field 22 overall
-	if err != nil {
-		return time.Time{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 	}
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
@@ -120,6 +120,29 @@ func processStart(pid int) (time.Time, error) {
 	const hz = 100 // USER_HZ on Linux
 	since := time.Duration(ts.Nano()) - time.Duration(ticks)*time.Second/hz
 	return time.Now().Add(-since), nil
+}
+
+// startTicks is pid's start time in clock ticks since boot, from
+// /proc/PID/stat field 22: with the PID, it names one process for good.
+func startTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64) // field 22 overall
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return ticks, nil
 }
 
 // pidsInNetns lists processes whose network namespace is the one bound at

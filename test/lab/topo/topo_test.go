@@ -2,6 +2,7 @@ package topo
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -105,18 +106,35 @@ func TestPrivilegedCleanupStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.delete() })
+	// This PID with another start time: the PID was reused, the run that
+	// made the namespace is gone.
+	ticks, err := startTicks(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reused := fmt.Sprintf("%s%ds%dx0bad", PrefixBase, os.Getpid(), ticks+1)
+	rns, err := newNS(reused+"-node-a", "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rns.delete() })
 	live, err := newNS(NewPrefix()+"-node-a", "node-a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = live.delete() })
+	if !strings.Contains(live.Name, fmt.Sprintf("s%dx", ticks)) {
+		t.Fatalf("prefix %s does not carry this process's start ticks %d", live.Name, ticks)
+	}
 
 	deleted, err := CleanupStale(PrefixBase)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Join(deleted, " "), prefix) {
-		t.Errorf("CleanupStale deleted %v, want %s", deleted, prefix)
+	for _, p := range []string{prefix, reused} {
+		if !strings.Contains(strings.Join(deleted, " "), p) {
+			t.Errorf("CleanupStale deleted %v, want %s among them", deleted, p)
+		}
 	}
 	if _, err := os.Stat(live.Path()); err != nil {
 		t.Errorf("CleanupStale removed the live run's namespace %s", live.Name)
