@@ -639,7 +639,9 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 		// What follows the VIPs comes first, before the log lines: every
 		// moment between an instance's last VIP and its track file is one
 		// in which keepalived may take back what it owns.
-		if after != nil {
+		// A handover tells keepalived only when every VIP is gone; a fence
+		// tells it in any case (its lease is ending either way).
+		if after != nil && (action == runstate.ActionFence || errors.Join(errsOf...) == nil) {
 			if err := after(i); err != nil {
 				errs = append(errs, err)
 			}
@@ -660,11 +662,11 @@ func (h *Holder) release(ctx context.Context, reqs []Request, action string, rem
 // whoever owns the addresses, and only then write 1 to the instance's
 // maintenance track file so keepalived gives up MASTER.
 func (h *Holder) Handover(ctx context.Context, req Request, maintenanceFile string) ([]Outcome, error) {
-	out, err := h.Fence(ctx, []Request{req}, runstate.ActionHandover, nil)
+	// The maintenance file right after the VIPs, before the state is
+	// saved: keepalived's priority-0 advert, and the successor's takeover
+	// with it, wait for that file, while the VIPs are already gone.
+	out, err := h.Fence(ctx, []Request{req}, runstate.ActionHandover, func(int) error { return h.Track(maintenanceFile, 1) })
 	if err != nil {
-		return out, err
-	}
-	if err := h.Track(maintenanceFile, 1); err != nil {
 		return out, err
 	}
 	h.log().Info("handover: keepalived told to leave MASTER", "instance", req.Instance, "track_file", maintenanceFile)

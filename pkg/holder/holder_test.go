@@ -29,7 +29,8 @@ type world struct {
 	nextPID   int
 	alive     map[runstate.Proc]bool
 	failSpawn bool
-	views     int // reads of a link
+	failDel   map[netip.Addr]bool // addresses the kernel refuses to delete
+	views     int                 // reads of a link
 	mu        sync.Mutex
 }
 
@@ -150,6 +151,10 @@ func (w *world) ClearHint(l hostnet.Link, v vip.VIP) error {
 	return nil
 }
 func (w *world) Release(l hostnet.Link, v vip.VIP) error {
+	if w.failDel[v.Addr()] {
+		w.logf("release %s failed", v)
+		return fmt.Errorf("delete %s: operation not permitted", v)
+	}
 	w.logf("release %s", v)
 	delete(w.hints, v.Addr())
 	delete(w.assigned, v.Addr())
@@ -507,6 +512,40 @@ func TestHandoverReleasesBeforeTrackFile(t *testing.T) {
 	want := []string{"release 192.0.2.100", "track /run/vipkit/VI_1.maint=1"}
 	if !reflect.DeepEqual(w.log, want) {
 		t.Fatalf("handover = %q, want %q", w.log, want)
+	}
+}
+
+// A VIP that cannot be removed keeps keepalived as it is on a handover
+// (FAULT would send priority 0 and the peer would take over beside it),
+// while a fence writes its track file whatever it could release.
+func TestTrackFileOnlyAfterEveryVIPOfAHandover(t *testing.T) {
+	for _, tt := range []struct {
+		action string
+		want   []string
+	}{
+		{runstate.ActionHandover, []string{"release 192.0.2.100 failed"}},
+		{runstate.ActionFence, []string{"release 192.0.2.100 failed", "track /run/vipkit/VI_1.maint=1"}},
+	} {
+		t.Run(tt.action, func(t *testing.T) {
+			w := newWorld()
+			w.assigned[v4.Addr()] = true
+			w.failDel = map[netip.Addr]bool{v4.Addr(): true}
+			h, _ := newHolder(t, w)
+			r := req(5, true, v4)
+			r.Instance = "VI_1"
+			var err error
+			if tt.action == runstate.ActionHandover {
+				_, err = h.Handover(context.Background(), r, "/run/vipkit/VI_1.maint")
+			} else {
+				_, err = h.Fence(context.Background(), []Request{r}, runstate.ActionFence, func(int) error { return h.Track("/run/vipkit/VI_1.maint", 1) })
+			}
+			if err == nil {
+				t.Fatal("no error for a VIP the kernel kept")
+			}
+			if !reflect.DeepEqual(w.log, tt.want) {
+				t.Fatalf("%s = %q, want %q", tt.action, w.log, tt.want)
+			}
+		})
 	}
 }
 

@@ -35,14 +35,20 @@ func write(path string, value int, durable bool) error {
 	if err == nil {
 		_, err = tmp.WriteString(strconv.Itoa(value) + "\n")
 	}
+	// keepalived sees the value at the rename: the disk comes after it.
+	// A planned handover's priority-0 advert waits for that rename, and
+	// the VIP is already gone (measured in the lab, whose state directory
+	// is on a disk: a few ms of outage). A crash between the rename and
+	// the sync can leave the file empty, which reads as 0: the node is no
+	// longer in maintenance after the reboot, never the other way round.
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
 	if err == nil && durable {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
 	}
 	if err == nil && durable {
 		err = syncDir(dir)
