@@ -189,20 +189,8 @@ func TestIntegrationPregrantBound(t *testing.T) {
 	srv := etcdtest.Start(t)
 	const bound = 150 * time.Millisecond
 	w := newVRRPWorld(t, 3*bound) // above twice the bound, as fenced check requires
-	tune := func(s *witness.Session) { s.HandoverWait, s.PregrantBound = 2*time.Second, bound }
-	a := startNodeWith(t, srv, w, "node-a", kaOwned(150), tune)
-	waitHolder(t, w, "node-a")
-	startNodeWith(t, srv, w, "node-b", kaOwned(100), tune)
-	time.Sleep(300 * time.Millisecond)
-	waitHolder(t, w, "node-a")
+	_, stall, from, res := stalledHandover(t, srv, w, bound)
 
-	stall := make(chan struct{})
-	w.mu.Lock()
-	w.stall["node-a"] = stall
-	w.mu.Unlock()
-	from := w.mark()
-	res := make(chan witness.HandoverResult, 1)
-	go func() { res <- ask(t, a) }()
 	// node-b accepts, then goes back to FAULT on its own.
 	deadline := time.Now().Add(10 * time.Second)
 	for !slices.Contains(w.since(from), "resign node-b") && time.Now().Before(deadline) {
@@ -279,19 +267,7 @@ func TestIntegrationPregrantEndedByStop(t *testing.T) {
 	srv := etcdtest.Start(t)
 	const bound = 500 * time.Millisecond // room to call EndPregrants before it fires
 	w := newVRRPWorld(t, 10*time.Second)
-	tune := func(s *witness.Session) { s.HandoverWait, s.PregrantBound = 2*time.Second, bound }
-	a := startNodeWith(t, srv, w, "node-a", kaOwned(150), tune)
-	waitHolder(t, w, "node-a")
-	b := startNodeWith(t, srv, w, "node-b", kaOwned(100), tune)
-	time.Sleep(300 * time.Millisecond)
-	waitHolder(t, w, "node-a")
-	stall := make(chan struct{})
-	w.mu.Lock()
-	w.stall["node-a"] = stall
-	w.mu.Unlock()
-	from := w.mark()
-	res := make(chan witness.HandoverResult, 1)
-	go func() { res <- ask(t, a) }()
+	b, stall, from, res := stalledHandover(t, srv, w, bound)
 	deadline := time.Now().Add(10 * time.Second)
 	for !slices.Contains(w.since(from), "backup node-b") && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -314,4 +290,27 @@ func TestIntegrationPregrantEndedByStop(t *testing.T) {
 	if w.dual != 0 {
 		t.Errorf("%d moments with two holders", w.dual)
 	}
+}
+
+// stalledHandover starts node-a (150, the holder) and node-b (100), both
+// keepalived-owned with the given pre-grant bound, makes node-a's next
+// resign wait for stall, and asks node-a for a handover: the offer goes
+// out while node-a cannot finish it. It returns node-b, the stall to
+// close, the log mark before the request and the request's answer.
+func stalledHandover(t *testing.T, srv *etcdtest.Server, w *world, bound time.Duration) (b *node, stall chan struct{}, from int, res chan witness.HandoverResult) {
+	t.Helper()
+	tune := func(s *witness.Session) { s.HandoverWait, s.PregrantBound = 2*time.Second, bound }
+	a := startNodeWith(t, srv, w, "node-a", kaOwned(150), tune)
+	waitHolder(t, w, "node-a")
+	b = startNodeWith(t, srv, w, "node-b", kaOwned(100), tune)
+	time.Sleep(300 * time.Millisecond)
+	waitHolder(t, w, "node-a")
+	stall = make(chan struct{})
+	w.mu.Lock()
+	w.stall["node-a"] = stall
+	w.mu.Unlock()
+	from = w.mark()
+	res = make(chan witness.HandoverResult, 1)
+	go func() { res <- ask(t, a) }()
+	return b, stall, from, res
 }
